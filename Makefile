@@ -1,0 +1,51 @@
+# coralpi: the two commands a newcomer needs are `make apply` and `make test`.
+VENV := .venv
+BIN := $(VENV)/bin
+INVENTORY ?= inventory/localhost.yml
+PYTEST_ARGS ?=
+
+.PHONY: install apply verify plan test lint typecheck unit fleet bench demo clean
+
+install: $(BIN)/coralpi
+
+$(BIN)/coralpi: pyproject.toml scripts/bootstrap.sh
+	bash scripts/bootstrap.sh
+	@touch $@
+
+## The main job: provision (then verify) the hosts of INVENTORY (default: this machine).
+apply: install
+	$(BIN)/coralpi apply -i $(INVENTORY)
+
+verify: install
+	$(BIN)/coralpi verify -i $(INVENTORY)
+
+plan: install
+	$(BIN)/coralpi plan -i $(INVENTORY)
+
+## Everything CI runs: lint, type check, unit tests, fleet integration tests.
+test: install lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check provision verify tests bench scripts testfleet
+	$(BIN)/yamllint -s playbooks inventory
+	$(BIN)/ansible-lint --profile production playbooks
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -m 'not fleet and not arm and not image' $(PYTEST_ARGS)
+
+fleet: install
+	$(BIN)/pytest -m fleet $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/pytest -m benchmark -p no:cacheprovider -s $(PYTEST_ARGS)
+
+## The whole job on a simulated fleet of throwaway Debian hosts (root needed). KEEP=1 keeps it up.
+demo: install
+	$(BIN)/python scripts/demo.py $(if $(KEEP),--keep,)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
