@@ -1,0 +1,162 @@
+"""``python -m testfleet``: bring a fleet up (foreground), tear one down, show status.
+
+    python -m testfleet build                 # warm the caches, print timings
+    python -m testfleet up WORKDIR [--host pi1:bookworm ...]   # until Ctrl-C / SIGTERM
+    python -m testfleet status [WORKDIR]
+    python -m testfleet down WORKDIR | --stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from . import network, standin_coral
+from .cmd import try_lock
+from .errors import FleetError
+from .fleet import DEFAULT_HOSTS, Fleet
+from .hosts import HostSpec
+from .paths import RUN_DIR, cache_root
+from .rootfs import ensure_rootfs, recipe_for
+from .state import FleetState, stale_states, teardown
+
+
+def _host_spec(text: str) -> HostSpec:
+    name, _, suite = text.partition(":")
+    return HostSpec(name, suite or "bookworm")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    cache = cache_root()
+    report: dict[str, object] = {}
+    start = time.monotonic()
+    for suite in args.suite or ["bookworm", "trixie"]:
+        built = ensure_rootfs(recipe_for(suite), cache)
+        report[f"rootfs {suite}"] = {"action": built.action, "seconds": built.seconds,
+                                     "tarball": str(built.tarball)}
+    standin = standin_coral.ensure_standin(cache)
+    report["stand-in coral"] = {"action": standin.action, "seconds": standin.seconds,
+                                "fingerprint": standin.key_fingerprint}
+    report["total seconds"] = round(time.monotonic() - start, 2)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    specs = [_host_spec(h) for h in args.host] if args.host else list(DEFAULT_HOSTS)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with Fleet(Path(args.workdir), hosts=specs) as fleet:
+        info = {
+            "inventory": str(fleet.inventory_path),
+            "hosts": {h.name: h.address for h in fleet.hosts},
+            "urls": fleet.urls,
+            "standin_key_fingerprint": fleet.standin_key_fingerprint,
+            "timings": fleet.timings,
+        }
+        (fleet.workdir / "fleet.json").write_text(json.dumps(info, indent=2) + "\n")
+        print(json.dumps(info, indent=2), flush=True)
+        print("fleet is up; Ctrl-C or SIGTERM tears it down", file=sys.stderr, flush=True)
+        stop.wait()
+    print(json.dumps({"teardown seconds": fleet.timings.get("teardown")}), flush=True)
+    return 0
+
+
+def _states(workdir: str | None) -> list[tuple[FleetState, bool]]:
+    """(state, live) pairs: one workdir, or every fleet registered under /run."""
+    if workdir:
+        state = FleetState.load(Path(workdir) / "state.json")
+        return [(state, _live(state.slot))]
+    found: list[tuple[FleetState, bool]] = []
+    for pointer in sorted(RUN_DIR.glob("fleet-*.json")) if RUN_DIR.is_dir() else []:
+        try:
+            state = FleetState.load(Path(json.loads(pointer.read_text())["state"]))
+        except (OSError, ValueError, KeyError):
+            continue
+        found.append((state, _live(state.slot)))
+    return found
+
+
+def _live(slot: int) -> bool:
+    fd = try_lock(network.Slot(slot).lock_path())
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    rows = []
+    for state, live in _states(args.workdir):
+        rows.append({
+            "slot": state.slot,
+            "workdir": str(state.workdir),
+            "owner": "running" if live else "gone (stale: `down --stale` cleans it)",
+            "bridge": state.bridge,
+            "netns": state.netns,
+            "procs": [{"role": p.role, "pid": p.pid, "alive": p.alive()} for p in state.procs],
+        })
+    print(json.dumps(rows, indent=2))
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    if args.stale:
+        states = stale_states()
+    elif args.workdir:
+        states = [FleetState.load(Path(args.workdir) / "state.json")]
+        if _live(states[0].slot) and not args.force:
+            print(f"fleet in {args.workdir} is owned by a running process; "
+                  "stop that process or pass --force", file=sys.stderr)
+            return 1
+    else:
+        print("down: give WORKDIR or --stale", file=sys.stderr)
+        return 1
+    failed = False
+    for state in states:
+        problems = teardown(state)
+        print(json.dumps({"workdir": str(state.workdir), "problems": problems}))
+        failed = failed or bool(problems)
+        if not problems:
+            state.path.unlink(missing_ok=True)
+    return 2 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m testfleet", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="build or reuse the cached images")
+    build.add_argument("--suite", action="append", help="Debian suite (repeatable)")
+    up = sub.add_parser("up", help="bring a fleet up and keep it until interrupted")
+    up.add_argument("workdir")
+    up.add_argument("--host", action="append", help="NAME:SUITE (repeatable)")
+    status = sub.add_parser("status", help="show registered fleets")
+    status.add_argument("workdir", nargs="?")
+    down = sub.add_parser("down", help="tear a fleet down from its state file")
+    down.add_argument("workdir", nargs="?")
+    down.add_argument("--stale", action="store_true", help="every fleet whose owner died")
+    down.add_argument("--force", action="store_true", help="even if its owner still runs")
+    args = parser.parse_args(argv)
+    handlers = {"build": cmd_build, "up": cmd_up, "status": cmd_status, "down": cmd_down}
+    try:
+        return handlers[args.command](args)
+    except FleetError as exc:
+        print(f"testfleet: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
