@@ -1,0 +1,140 @@
+"""The fleet report: one row per host, as a rich table on a terminal or JSON for machines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.table import Table
+
+
+@dataclass
+class HostReport:
+    """Everything the report says about one host."""
+
+    host: str
+    status: str = "ok"  # ok | failed | unreachable | refused
+    board: str | None = None
+    os: str = ""
+    arch: str = ""
+    runtime: str = ""
+    python_runtime: str = ""
+    changed: int | None = None
+    failed_task: str = ""
+    message: str = ""
+    smoke: str = ""
+    smoke_device: str = ""
+    latency_ms: float | None = None
+    failed_checks: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def absorb_plan(self, plan: Mapping[str, Any]) -> None:
+        target = plan.get("target", {})
+        self.board = target.get("board")
+        self.os = f"{target.get('os_id', '')} {target.get('codename', '')}".strip()
+        self.arch = str(target.get("arch", ""))
+        runtime = plan.get("runtime", {})
+        self.runtime = f"{runtime.get('package', '')} {runtime.get('version', '')}".strip()
+        py = plan.get("python_runtime", {})
+        self.python_runtime = f"{py.get('package', '')} {py.get('version', '')}".strip()
+
+    def absorb_verify(self, verify: Mapping[str, Any]) -> None:
+        """Fold in the JSON that `python -m verify --json` printed on the host."""
+        for check in verify.get("checks", []):
+            label = f"{check.get('name')}: {check.get('detail', '')}".strip()
+            if check.get("status") == "fail":
+                self.failed_checks.append(label)
+            elif check.get("status") == "warn":
+                self.warnings.append(label)
+        smoke = verify.get("smoke")
+        if isinstance(smoke, Mapping):
+            top = smoke.get("top") or []
+            if top:
+                self.smoke = f"{top[0].get('label')} {float(top[0].get('score', 0.0)):.2f}"
+            self.smoke_device = str(smoke.get("device", ""))
+            latency = (smoke.get("latency_ms") or {}).get("median")
+            self.latency_ms = float(latency) if latency is not None else None
+        if self.failed_checks and self.status == "ok":
+            self.status = "failed"
+            self.failed_task = "verify"
+            self.message = self.failed_checks[0]
+
+
+@dataclass
+class FleetReport:
+    """The whole run: one HostReport per host, plus where the logs are."""
+
+    command: str
+    run_dir: Path
+    hosts: dict[str, HostReport] = field(default_factory=dict)
+
+    def host(self, name: str) -> HostReport:
+        if name not in self.hosts:
+            self.hosts[name] = HostReport(name)
+        return self.hosts[name]
+
+    @property
+    def failed(self) -> list[str]:
+        return sorted(n for n, h in self.hosts.items() if h.status != "ok")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "run_dir": str(self.run_dir),
+            "ok": not self.failed,
+            "failed_hosts": self.failed,
+            "hosts": [asdict(self.hosts[n]) for n in sorted(self.hosts)],
+        }
+
+    def save(self) -> Path:
+        path = self.run_dir / "report.json"
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        return path
+
+
+def render(report: FleetReport, as_json: bool, stream: TextIO | None = None) -> None:
+    """Print the report: JSON with --json, a table on a terminal, plain lines otherwise."""
+    out = stream or sys.stdout
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2, sort_keys=True), file=out)
+        return
+    table = Table(title=f"coralpi {report.command}: fleet report")
+    for column in (
+        "host",
+        "status",
+        "board",
+        "os/arch",
+        "runtime",
+        "python runtime",
+        "smoke",
+        "ms",
+    ):
+        table.add_column(column)
+    for name in sorted(report.hosts):
+        h = report.hosts[name]
+        status = h.status if h.status == "ok" else f"{h.status}: {h.failed_task}"
+        smoke = f"{h.smoke} ({h.smoke_device})" if h.smoke else ""
+        table.add_row(
+            name,
+            status,
+            h.board or "not a Pi",
+            f"{h.os}/{h.arch}",
+            h.runtime,
+            h.python_runtime,
+            smoke,
+            f"{h.latency_ms:.1f}" if h.latency_ms is not None else "",
+        )
+    console = Console(file=out, width=None if out.isatty() else 160)
+    console.print(table)
+    for name in report.failed:
+        h = report.hosts[name]
+        console.print(f"[red]{name}[/]: {h.failed_task}: {h.message}")
+    for name in sorted(report.hosts):
+        for warning in report.hosts[name].warnings:
+            console.print(f"[yellow]{name}[/] warn: {warning}")
+    console.print(f"Logs and event stream: {report.run_dir}")

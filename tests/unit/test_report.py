@@ -1,0 +1,72 @@
+"""The fleet report: folding plans, runs and verify JSON into one row per host."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from provision.report import FleetReport, render
+
+PLAN = {
+    "target": {
+        "os_id": "debian",
+        "codename": "bookworm",
+        "arch": "aarch64",
+        "board": "Raspberry Pi 4 Model B Rev 1.4",
+    },
+    "runtime": {"package": "libedgetpu1-std", "version": "16.0tf2.17.1-1"},
+    "python_runtime": {"package": "tflite-runtime", "version": "2.14.0"},
+}
+
+VERIFY_OK = {
+    "checks": [
+        {
+            "name": "accelerator",
+            "status": "warn",
+            "detail": "no accelerator attached",
+            "fix": "plug it in",
+        },
+        {"name": "runtime", "status": "pass", "detail": "libedgetpu1-std", "fix": ""},
+    ],
+    "smoke": {
+        "device": "cpu",
+        "top": [{"label": "Ara macao (Scarlet Macaw)", "score": 0.8125}],
+        "latency_ms": {"first": 40.0, "median": 21.5, "p95": 25.0},
+    },
+}
+
+
+def test_report_rows_json_and_text(tmp_path: Path) -> None:
+    report = FleetReport(command="apply", run_dir=tmp_path)
+    good = report.host("pi1")
+    good.absorb_plan(PLAN)
+    good.absorb_verify(VERIFY_OK)
+    bad = report.host("pi2")
+    bad.absorb_plan(PLAN)
+    bad.absorb_verify(
+        {"checks": [{"name": "opencv", "status": "fail", "detail": "undefined symbol", "fix": "x"}]}
+    )
+    gone = report.host("pi3")
+    gone.status, gone.failed_task, gone.message = "unreachable", "probe", "ssh timed out"
+
+    assert report.failed == ["pi2", "pi3"]
+    data = json.loads(report.save().read_text())
+    rows = {row["host"]: row for row in data["hosts"]}
+    assert data["ok"] is False and data["failed_hosts"] == ["pi2", "pi3"]
+    assert rows["pi1"]["smoke"] == "Ara macao (Scarlet Macaw) 0.81"
+    assert rows["pi1"]["latency_ms"] == 21.5 and rows["pi1"]["smoke_device"] == "cpu"
+    assert rows["pi1"]["warnings"] == ["accelerator: no accelerator attached"]
+    assert rows["pi2"]["status"] == "failed" and rows["pi2"]["failed_task"] == "verify"
+    assert rows["pi2"]["message"] == "opencv: undefined symbol"
+    assert rows["pi1"]["runtime"] == "libedgetpu1-std 16.0tf2.17.1-1"
+
+    out = io.StringIO()
+    render(report, as_json=False, stream=out)
+    text = out.getvalue()
+    assert "pi3: probe: ssh timed out" in text
+    assert "Ara macao" in text and str(tmp_path) in text
+
+    out = io.StringIO()
+    render(report, as_json=True, stream=out)
+    assert json.loads(out.getvalue())["failed_hosts"] == ["pi2", "pi3"]

@@ -1,0 +1,53 @@
+"""Folding ansible-runner events into per-host progress (recorded event shapes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from provision.runner import EventTracker, HostProgress
+
+
+def _event(name: str, host: str, task: str = "t", role: str = "", **data: Any) -> dict[str, Any]:
+    return {"event": name, "event_data": {"host": host, "task": task, "role": role, **data}}
+
+
+def test_counts_and_failures_per_host() -> None:
+    seen: list[tuple[str, str]] = []
+
+    def on_change(progress: HostProgress, what: str) -> None:
+        seen.append((progress.name, what))
+
+    tracker = EventTracker(on_change=on_change)
+    events = [
+        {"event": "playbook_on_start", "event_data": {}},
+        _event("runner_on_start", "pi1", "Install runtime", "coralpi_edgetpu"),
+        _event("runner_on_ok", "pi1", "Install runtime", "coralpi_edgetpu", res={"changed": True}),
+        _event("runner_on_ok", "pi2", "Install runtime", "coralpi_edgetpu", res={"changed": False}),
+        _event("runner_on_skipped", "pi2", "Camera"),
+        _event(
+            "runner_on_failed",
+            "pi2",
+            "Update apt",
+            "coralpi_apt",
+            res={"msg": "Coral repository unreachable\nmore"},
+        ),
+        _event("runner_on_failed", "pi1", "optional", ignore_errors=True, res={"msg": "x"}),
+        _event("runner_on_unreachable", "pi3", "Gathering Facts", res={"msg": "ssh: timed out"}),
+    ]
+    for event in events:
+        assert tracker.handle(event) is True
+    pi1, pi2, pi3 = (tracker.hosts[n] for n in ("pi1", "pi2", "pi3"))
+    assert (pi1.ok, pi1.changed, pi1.failed, pi1.status) == (2, 1, 0, "ok")
+    assert (pi2.ok, pi2.skipped, pi2.failed, pi2.status) == (1, 1, 1, "failed")
+    assert pi2.failed_task == "coralpi_apt : Update apt"
+    assert pi2.message == "Coral repository unreachable"
+    assert pi3.status == "unreachable" and pi3.message == "ssh: timed out"
+    assert ("pi1", "start") in seen and ("pi3", "unreachable") in seen
+
+
+def test_stderr_last_line_is_the_message_when_no_msg() -> None:
+    tracker = EventTracker()
+    tracker.handle(
+        _event("runner_on_failed", "pi1", res={"stderr": "W: a\nE: Unable to locate package"})
+    )
+    assert tracker.hosts["pi1"].message == "E: Unable to locate package"
