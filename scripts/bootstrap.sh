@@ -8,6 +8,8 @@ APT_PACKAGES=(
   openssh-client sshpass gnupg zstd curl
   # test fleet: throwaway hosts, apt proxy, stand-in Coral repository
   debootstrap apt-cacher-ng iproute2 apt-utils dpkg-dev fakeroot
+  # stand-in Coral runtime library (built from C source by the test fleet)
+  gcc libc6-dev
 )
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

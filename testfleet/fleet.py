@@ -147,8 +147,19 @@ class Fleet:
         )
 
     def set_link(self, host: HostRef, up: bool) -> None:
-        """Take a host's network link down (unreachable) or up again, for failure tests."""
-        network.set_link(self.host(host).veth, up)
+        """Take a host's network link down (unreachable) or up again, for failure tests.
+
+        Taking it down also closes the SSH control master to the host, so later connections
+        (Ansible's too) fail within ConnectTimeout instead of waiting on a dead connection.
+        """
+        target = self.host(host)
+        network.set_link(target.veth, up)
+        if not up:
+            subprocess.run(
+                ["ssh", *ssh_options(self.key_file, self.control_dir), "-O", "exit",
+                 f"pi@{target.address}"],
+                capture_output=True, timeout=10, check=False,
+            )
 
     # -- lifecycle ------------------------------------------------------------------------
 

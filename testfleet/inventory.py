@@ -20,6 +20,8 @@ def ssh_options(key_file: Path, control_dir: Path) -> list[str]:
         "-o", "IdentitiesOnly=yes",
         "-o", f"IdentityFile={key_file}",
         "-o", "ConnectTimeout=5",
+        "-o", "ServerAliveInterval=5",
+        "-o", "ServerAliveCountMax=2",
         "-o", "ControlMaster=auto",
         "-o", "ControlPersist=60s",
         "-o", f"ControlPath={control_dir}/%C",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 from dataclasses import dataclass, field
@@ -119,6 +120,8 @@ def teardown(
     problems += [f"still present: {name}" for name in sorted(leftovers)]
     if not problems:
         state.pointer.unlink(missing_ok=True)
+        if state.control_dir and RUN_DIR in Path(state.control_dir).parents:
+            shutil.rmtree(state.control_dir, ignore_errors=True)
     return problems
 
 
