@@ -1,0 +1,531 @@
+"""Download once, install the same bytes everywhere.
+
+For each distinct target platform of a fleet (codename / arch / Python + the choices that
+change the files) this module finds, downloads, checks and records:
+
+- the wheels of the plan's ``pip_requirements`` for that exact platform
+  (:mod:`provision.wheels`; numpy left out when the plan takes it from apt),
+- both community runtime .debs (std and max, so switching needs no new download) when the
+  plan's runtime source is ``community-deb``,
+- the Coral apt signing key, checked by fingerprint and turned into a binary keyring
+  (:mod:`provision.keyring`) when the Coral apt source is used,
+- the smoke-test assets verify needs, from commit-pinned URLs with fixed sha256 pins.
+
+``build_lock()`` writes what it found into a :class:`~provision.lockfile.Lock`;
+``fetch_lock()`` fills a cache from a lock; ``ensure_host_artifacts()`` gives the apply
+command the ``artifacts`` mapping of docs/DESIGN.md section 1 for one host, resolving each
+platform once per process however many hosts share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from provision import downloads, keyring, lockfile, wheels
+from provision.cache import ArtifactCache, ArtifactError
+from provision.downloads import Source
+from provision.lockfile import Artifact, Lock, PlatformInputs, PlatformLock
+from verify.assets import PINNED as ASSET_PINS
+from verify.assets import SMOKE_FILES
+
+DEFAULT_CORAL_REPO_URL = "https://packages.cloud.google.com/apt"
+DEFAULT_COMMUNITY_RUNTIME_URL = (
+    "https://github.com/feranick/libedgetpu/releases/download/16.0TF2.17.1-1"
+)
+DEFAULT_ASSETS_URL = "https://raw.githubusercontent.com/google-coral/test_data"
+KEYRING_NAME = "coral-archive-keyring.gpg"
+
+#: The inventory setting each kind of artifact's URL comes from (named in errors).
+SETTING_FOR_KIND = {
+    "wheel": "coralpi_pip_index_url",
+    "deb": "coralpi_community_runtime_url",
+    "apt-key": "coralpi_coral_repo_url",
+    "asset": "coralpi_assets_url",
+}
+
+
+@dataclass(frozen=True)
+class ArtifactSettings:
+    """The inventory variables (docs/DESIGN.md section 2) that decide where files come from."""
+
+    coral_repo_url: str = DEFAULT_CORAL_REPO_URL
+    community_runtime_url: str = DEFAULT_COMMUNITY_RUNTIME_URL
+    assets_url: str = DEFAULT_ASSETS_URL
+    pip_index_url: str = ""
+    coral_key_fingerprints: tuple[str, ...] = keyring.DEFAULT_CORAL_FINGERPRINTS
+    #: True/False forces the Coral apt source on/off; None: on when the runtime comes from it.
+    coral_source_enabled: bool | None = None
+    #: Controller-side, not inventory variables: cache root (None: the default, see
+    #: provision.cache) and the lock file that pins files (None: no lock).
+    cache_dir: Path | None = None
+    lock_file: Path | None = None
+
+    @classmethod
+    def from_vars(
+        cls,
+        variables: Mapping[str, Any],
+        cache_dir: str | Path | None = None,
+        lock_file: str | Path | None = None,
+    ) -> ArtifactSettings:
+        def text(name: str, default: str) -> str:
+            value = variables.get(name)
+            return default if value in (None, "") else str(value).strip()
+
+        fprs_raw = variables.get("coralpi_coral_key_fingerprints")
+        if fprs_raw in (None, "", []):
+            fprs = keyring.DEFAULT_CORAL_FINGERPRINTS
+        elif isinstance(fprs_raw, str):
+            fprs = tuple(f for f in fprs_raw.replace(",", " ").split() if f)
+        elif isinstance(fprs_raw, Sequence):
+            fprs = tuple(str(f) for f in fprs_raw)
+        else:
+            raise ArtifactError(
+                f"coralpi_coral_key_fingerprints: {fprs_raw!r} is not a list of fingerprints"
+            )
+        fprs = tuple(keyring.normalize_fingerprint(f) for f in fprs)
+        enabled = variables.get("coralpi_coral_source_enabled")
+        if enabled is not None and not isinstance(enabled, bool):
+            enabled = str(enabled).strip().lower() in {"true", "yes", "on", "1"}
+        return cls(
+            coral_repo_url=text("coralpi_coral_repo_url", DEFAULT_CORAL_REPO_URL),
+            community_runtime_url=text(
+                "coralpi_community_runtime_url", DEFAULT_COMMUNITY_RUNTIME_URL
+            ),
+            assets_url=text("coralpi_assets_url", DEFAULT_ASSETS_URL),
+            pip_index_url=text("coralpi_pip_index_url", ""),
+            coral_key_fingerprints=fprs,
+            coral_source_enabled=enabled,
+            cache_dir=Path(cache_dir) if cache_dir else None,
+            lock_file=Path(lock_file) if lock_file else None,
+        )
+
+    @property
+    def key_url(self) -> str:
+        return self.coral_repo_url.rstrip("/") + "/doc/apt-key.gpg"
+
+
+def as_settings(settings: ArtifactSettings | Mapping[str, Any] | None) -> ArtifactSettings:
+    if settings is None:
+        return ArtifactSettings()
+    if isinstance(settings, ArtifactSettings):
+        return settings
+    return ArtifactSettings.from_vars(settings)
+
+
+# ------------------------------------------------------------ plan -> inputs (pure)
+
+
+def _get(plan: Mapping[str, Any], *path: str) -> Any:
+    node: Any = plan
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            raise ArtifactError(f"plan has no {'.'.join(path)} (see docs/DESIGN.md section 1)")
+        node = node[key]
+    return node
+
+
+def runtime_debs(plan: Mapping[str, Any]) -> dict[str, str]:
+    """``{"std": file name, "max": file name}`` of the community runtime, or {}."""
+    runtime = _get(plan, "runtime")
+    if runtime.get("source") != "community-deb":
+        return {}
+    filename = runtime.get("deb_filename")
+    package = str(runtime.get("package", ""))
+    other = str(runtime.get("conflicts", ""))
+    if not filename or not package.startswith("libedgetpu1-") or not other:
+        raise ArtifactError(
+            "plan: runtime.source is community-deb but deb_filename/package/conflicts are unset"
+        )
+    variant = package.rsplit("-", 1)[1]
+    other_variant = other.rsplit("-", 1)[1]
+    if package not in filename:
+        raise ArtifactError(f"plan: runtime.deb_filename {filename!r} does not name {package}")
+    return {variant: filename, other_variant: filename.replace(package, other, 1)}
+
+
+def platform_inputs(plan: Mapping[str, Any], settings: ArtifactSettings) -> PlatformInputs:
+    target = _get(plan, "target")
+    choices = plan.get("choices", {})
+    index = str(choices.get("pip_index_url") or settings.pip_index_url or "")
+    return PlatformInputs(
+        codename=str(target["codename"]),
+        arch=str(target["arch"]),
+        python=str(target["python"]),
+        opencv=str(choices.get("opencv", _get(plan, "opencv", "source"))),
+        python_tag=str(_get(plan, "python_runtime", "python_tag")),
+        platform_tags=tuple(_get(plan, "python_runtime", "platform_tags")),
+        pip_requirements=tuple(_get(plan, "pip_requirements")),
+        numpy_source=str(_get(plan, "numpy", "source")),
+        pip_index_url=index,
+        runtime_source=str(_get(plan, "runtime", "source")),
+        runtime_debs=tuple(sorted(runtime_debs(plan).values())),
+    )
+
+
+def needs_coral_key(plan: Mapping[str, Any], settings: ArtifactSettings) -> bool:
+    if settings.coral_source_enabled is not None:
+        return settings.coral_source_enabled
+    return bool(_get(plan, "runtime", "source") == "coral-apt")
+
+
+def asset_url(base: str, commit: str, name: str) -> str:
+    """``<base>/<commit>/<file>`` (Coral's test_data layout), or a ``{commit}/{file}`` template."""
+    if "{file}" in base:
+        return base.format(commit=commit, file=name)
+    return f"{base.rstrip('/')}/{commit}/{name}"
+
+
+def asset_artifacts(settings: ArtifactSettings) -> list[Artifact]:
+    """The smoke-test files verify uses; their pins are fixed, nothing to discover."""
+    roles = {
+        "mobilenet_v2_1.0_224_inat_bird_quant.tflite": "CPU model",
+        "mobilenet_v2_1.0_224_inat_bird_quant_edgetpu.tflite": "Edge TPU model",
+        "inat_bird_labels.txt": "labels",
+        "parrot.jpg": "test image",
+    }
+    out = []
+    for name in SMOKE_FILES:
+        pin = ASSET_PINS[name]
+        out.append(
+            Artifact(
+                kind="asset",
+                name=name,
+                version=pin.commit,
+                url=asset_url(settings.assets_url, pin.commit, name),
+                sha256=pin.sha256,
+                size=pin.size,
+                reason=f"verify: smoke-test {roles.get(name, 'file')}, "
+                f"pinned to google-coral/test_data commit {pin.commit[:12]}",
+            )
+        )
+    return out
+
+
+# ------------------------------------------------------------ resolving (network)
+
+
+def _source(art: Artifact, *, signature_checked: bool = False) -> Source:
+    return Source(
+        kind=art.kind,
+        name=art.name,
+        url=art.url,
+        sha256=art.sha256,
+        setting=SETTING_FOR_KIND[art.kind],
+        signature_checked=signature_checked,
+    )
+
+
+def _wheel_reason(
+    plan: Mapping[str, Any], name: str, res: wheels.Resolution, inputs: PlatformInputs
+) -> str:
+    runtime_pkg = canonicalize_name(str(_get(plan, "python_runtime", "package")))
+    opencv = plan.get("opencv", {})
+    parents = sorted(p for p in res.required_by.get(name, set()) if p)
+    if name == runtime_pkg:
+        reason = f"python_runtime: {_get(plan, 'python_runtime', 'reason')}"
+    elif opencv.get("source") == "pip" and name == canonicalize_name(str(opencv.get("package"))):
+        reason = f"opencv: {opencv.get('reason', '')}"
+    elif "" in res.required_by.get(name, set()):
+        reason = f"pip_requirements of the plan for {inputs.id}"
+    else:
+        reason = f"dependency of {', '.join(parents)} on {inputs.id}"
+    left_out = res.excluded_by.get(name)
+    if left_out:
+        reason += (
+            f"; its {', '.join(left_out)} is met by Debian's python3-numpy "
+            f"(numpy.source apt: {plan.get('numpy', {}).get('reason', '')})"
+        )
+    return reason
+
+
+def resolve_platform(
+    plan: Mapping[str, Any],
+    settings: ArtifactSettings,
+    cache: ArtifactCache,
+    pins: Mapping[str, str],
+) -> PlatformLock:
+    """Find and download every file one platform needs; record what was found."""
+    inputs = platform_inputs(plan, settings)
+    spec = wheels.WheelSpec(
+        python=inputs.python,
+        python_tag=inputs.python_tag,
+        platform_tags=inputs.platform_tags,
+        arch=inputs.arch,
+        extra_index_url=inputs.pip_index_url,
+    )
+    arts: list[Artifact] = []
+    # The runtime .debs first: an unreachable mirror shows before any index work.
+    runtime = _get(plan, "runtime")
+    chosen = str(runtime.get("package", ""))
+    for variant, filename in sorted(runtime_debs(plan).items()):
+        url = f"{settings.community_runtime_url.rstrip('/')}/{filename}"
+        got = downloads.fetch(
+            cache, Source("deb", filename, url, pins.get(url), SETTING_FOR_KIND["deb"])
+        )
+        why = f"runtime: {runtime.get('reason', '')}"
+        if not chosen.endswith(f"-{variant}"):
+            why += f" ({variant}: kept ready so switching std/max needs no new download)"
+        arts.append(
+            Artifact("deb", filename, str(runtime.get("version", "")), url, got.sha256,
+                     got.size, why)
+        )
+    exclude = ["numpy"] if inputs.numpy_source == "apt" else []
+    res = wheels.resolve(spec, inputs.pip_requirements, exclude)
+    for wheel in res.wheels:
+        pinned = pins.get(wheel.url)
+        if pinned and wheel.sha256 and pinned != wheel.sha256:
+            raise ArtifactError(
+                f"{wheel.filename}: the index now publishes sha256 {wheel.sha256} for "
+                f"{wheel.url}, but the lock pins {pinned}; refusing it"
+            )
+        got = downloads.fetch(
+            cache,
+            Source("wheel", wheel.filename, wheel.url, pinned or wheel.sha256,
+                   SETTING_FOR_KIND["wheel"]),
+        )
+        arts.append(
+            Artifact("wheel", wheel.filename, wheel.version, wheel.url, got.sha256, got.size,
+                     _wheel_reason(plan, wheel.name, res, inputs))
+        )
+    return PlatformLock(inputs, tuple(sorted(arts, key=Artifact.sort_key)))
+
+
+def resolve_coral_key(
+    settings: ArtifactSettings, cache: ArtifactCache, pins: Mapping[str, str]
+) -> Artifact:
+    """Download the Coral key file, check its fingerprints, and record it."""
+    url = settings.key_url
+    got = downloads.fetch(
+        cache,
+        Source("apt-key", "apt-key.gpg", url, pins.get(url), SETTING_FOR_KIND["apt-key"],
+               signature_checked=True),
+    )
+    _, matched = keyring.build_keyring(
+        got.path.read_bytes(), settings.coral_key_fingerprints, url
+    )
+    return Artifact(
+        kind="apt-key",
+        name="apt-key.gpg",
+        version=" ".join(matched),
+        url=url,
+        sha256=got.sha256,
+        size=got.size,
+        reason="coral apt source: key file holds accepted fingerprint(s) "
+        + ", ".join(matched),
+    )
+
+
+# ------------------------------------------------------------ materializing (cache -> dirs)
+
+
+def _fetch_art(cache: ArtifactCache, art: Artifact) -> Path:
+    return downloads.fetch(cache, _source(art, signature_checked=art.kind == "apt-key")).path
+
+
+def keyring_path(cache: ArtifactCache, art: Artifact, accepted: Iterable[str]) -> Path:
+    """The binary keyring derived from the pinned key file (fingerprints checked again)."""
+    dest = cache.root / "keyring" / art.sha256 / KEYRING_NAME
+    key_file = _fetch_art(cache, art)
+    data, _ = keyring.build_keyring(key_file.read_bytes(), list(accepted), art.url)
+    if not dest.is_file() or dest.read_bytes() != data:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(dest)
+    return dest
+
+
+def platform_dirs(cache: ArtifactCache, plat: PlatformLock) -> tuple[Path, dict[str, str]]:
+    """Fetch one platform's pinned files; return (wheels dir, {"std"/"max": deb path})."""
+    wheel_files = [_fetch_art(cache, a) for a in plat.artifacts if a.kind == "wheel"]
+    wheels_dir = cache.link_into(cache.root / "platform" / plat.inputs.slug / "wheels",
+                                 wheel_files)
+    debs: dict[str, str] = {}
+    for art in plat.artifacts:
+        if art.kind == "deb":
+            variant = art.name.split("_", 1)[0].rsplit("-", 1)[-1]
+            debs[variant] = str(_fetch_art(cache, art))
+    return wheels_dir, debs
+
+
+def assets_dir(cache: ArtifactCache, arts: Iterable[Artifact]) -> Path:
+    files = [_fetch_art(cache, a) for a in arts if a.kind == "asset"]
+    return cache.link_into(cache.root / "verify-assets", files)
+
+
+# ------------------------------------------------------------ lock / fetch / apply
+
+
+def _accepted_from(art: Artifact, settings: ArtifactSettings) -> list[str]:
+    """Fingerprints accepted for a recorded key: the recorded ones that are still accepted."""
+    recorded = set(art.version.split())
+    still = [f for f in settings.coral_key_fingerprints if f in recorded]
+    return still or list(settings.coral_key_fingerprints)
+
+
+def build_lock(
+    hosts: Sequence[tuple[Mapping[str, Any], ArtifactSettings]],
+    cache: ArtifactCache,
+    previous: Lock | None = None,
+    refresh: bool = False,
+    extra_pins: Mapping[str, str] | None = None,
+) -> Lock:
+    """The lock for a fleet (one (plan, settings) per host).
+
+    Platforms and shared files whose inputs did not change are taken from ``previous``
+    unchanged (no network); new ones are resolved, with hashes already in ``previous``
+    kept as pins (``refresh`` drops them: trust on first use again).
+    """
+    pins: dict[str, str] = {} if (refresh or previous is None) else previous.pins()
+    pins.update(extra_pins or {})
+    platforms: dict[str, PlatformLock] = {}
+    shared: list[Artifact] = []
+    prev_shared = {} if (refresh or previous is None) else {a.url: a for a in previous.shared}
+    for plan, settings in hosts:
+        inputs = platform_inputs(plan, settings)
+        have = platforms.get(inputs.id)
+        if have is not None:
+            if have.inputs != inputs:
+                raise ArtifactError(
+                    f"hosts of platform {inputs.id} disagree on what they install "
+                    f"({have.inputs} vs {inputs}); give them the same choices"
+                )
+        else:
+            old = None if (refresh or previous is None) else previous.platforms.get(inputs.id)
+            if old is not None and old.inputs == inputs:
+                platforms[inputs.id] = old
+            else:
+                platforms[inputs.id] = resolve_platform(plan, settings, cache, pins)
+        if needs_coral_key(plan, settings) and not any(
+            a.kind == "apt-key" and a.url == settings.key_url for a in shared
+        ):
+            old_key = prev_shared.get(settings.key_url)
+            if old_key is not None and set(old_key.version.split()) & set(
+                settings.coral_key_fingerprints
+            ):
+                shared.append(old_key)
+            else:
+                shared.append(resolve_coral_key(settings, cache, pins))
+        shared.extend(asset_artifacts(settings))
+    return Lock(platforms=platforms, shared=lockfile.merge_shared(shared))
+
+
+@dataclass
+class FetchResult:
+    files: int
+    bytes_downloaded: int
+    files_downloaded: int
+    wheels_dirs: dict[str, Path]
+    keyrings: list[Path]
+    assets: Path | None
+
+
+def fetch_lock(lock: Lock, cache: ArtifactCache,
+               settings: ArtifactSettings | None = None) -> FetchResult:
+    """Download everything in ``lock`` that the cache lacks, checking every sha256."""
+    s = settings or ArtifactSettings()
+    before_files = cache.stats.files_downloaded
+    before_bytes = cache.stats.bytes_downloaded
+    wheels_dirs = {pid: platform_dirs(cache, plat)[0] for pid, plat in lock.platforms.items()}
+    keyrings = [
+        keyring_path(cache, art, _accepted_from(art, s))
+        for art in lock.shared if art.kind == "apt-key"
+    ]
+    assets = assets_dir(cache, lock.shared) if any(a.kind == "asset" for a in lock.shared) \
+        else None
+    return FetchResult(
+        files=len(lock.all_artifacts()),
+        bytes_downloaded=cache.stats.bytes_downloaded - before_bytes,
+        files_downloaded=cache.stats.files_downloaded - before_files,
+        wheels_dirs=wheels_dirs,
+        keyrings=keyrings,
+        assets=assets,
+    )
+
+
+def _lock_state(cache: ArtifactCache, lock_path: Path | None) -> Lock:
+    key = f"lock:{lock_path}"
+    state = cache.memo.get(key)
+    if state is None:
+        state = (lockfile.read_if_exists(lock_path) if lock_path else None) or Lock()
+        cache.memo[key] = state
+    assert isinstance(state, Lock)
+    return state
+
+
+_OPEN_CACHES: dict[Path, ArtifactCache] = {}
+
+
+def open_cache(root: str | Path | None = None) -> ArtifactCache:
+    """The process-wide cache object for a root, so its per-process memo is shared."""
+    store = ArtifactCache.open(root)
+    return _OPEN_CACHES.setdefault(store.root.resolve(), store)
+
+
+def ensure_host_artifacts(
+    plan_dict: Mapping[str, Any],
+    settings: ArtifactSettings | Mapping[str, Any] | None,
+    cache: ArtifactCache | str | Path | None = None,
+    *,
+    lock_path: Path | None = None,
+) -> dict[str, Any]:
+    """The ``artifacts`` mapping of docs/DESIGN.md section 1 for one host.
+
+    ``settings``: the host's ``coralpi_*`` variables (or :class:`ArtifactSettings`).
+    ``cache``: an :class:`ArtifactCache`, a cache root, or None for ``settings.cache_dir``
+    / the default root. ``lock_path`` (default ``settings.lock_file``): files come from
+    the lock when it has this host's platform (pinned); otherwise the platform is resolved
+    now and added to that lock file. Within one process each platform and each shared file
+    is resolved and checked once, so N hosts of one platform cost one download.
+    """
+    s = as_settings(settings)
+    store = cache if isinstance(cache, ArtifactCache) else open_cache(cache or s.cache_dir)
+    lock_path = lock_path or s.lock_file
+    inputs = platform_inputs(plan_dict, s)
+    want_key = needs_coral_key(plan_dict, s)
+    memo_key = f"host:{inputs}:{s}:{want_key}:{lock_path}"
+    done = store.memo.get(memo_key)
+    if isinstance(done, dict):
+        return dict(done)
+
+    lock = _lock_state(store, lock_path)
+    changed = False
+    plat = lock.platforms.get(inputs.id)
+    if plat is None or plat.inputs != inputs:
+        plat = resolve_platform(plan_dict, s, store, lock.pins())
+        lock.platforms[inputs.id] = plat
+        changed = True
+    wheels_dir, debs = platform_dirs(store, plat)
+
+    coral_keyring = ""
+    if want_key:
+        key_art = next(
+            (a for a in lock.shared if a.kind == "apt-key" and a.url == s.key_url), None
+        )
+        if key_art is None:
+            key_art = resolve_coral_key(s, store, lock.pins())
+            lock.shared = lockfile.merge_shared(lock.shared, [key_art])
+            changed = True
+        coral_keyring = str(keyring_path(store, key_art, _accepted_from(key_art, s)))
+
+    asset_arts = asset_artifacts(s)
+    if not all(a in lock.shared for a in asset_arts):
+        lock.shared = lockfile.merge_shared(lock.shared, asset_arts)
+        changed = True
+    assets = assets_dir(store, asset_arts)
+
+    if changed and lock_path is not None:
+        lockfile.write_if_changed(lock_path, lock)
+    result: dict[str, Any] = {
+        "wheels_dir": str(wheels_dir),
+        "runtime_debs": debs,
+        "coral_keyring": coral_keyring,
+        "verify_assets": str(assets),
+    }
+    store.memo[memo_key] = dict(result)
+    return result

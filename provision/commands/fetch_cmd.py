@@ -1,0 +1,44 @@
+"""`coralpi fetch`: fill the artifact cache with exactly what `coralpi.lock` pins.
+
+Files already in the cache with the right sha256 are not downloaded again; a cached file
+with the wrong sha256 is deleted and refused; every download is checked before it is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from provision.artifacts import fetch_lock, open_cache
+from provision.commands.lock_cmd import add_common_artifact_args
+from provision.lockfile import read
+
+HELP = "download everything coralpi.lock pins into the artifact cache (sha256-checked)"
+
+
+def register(sub: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser("fetch", help=HELP, description=HELP)
+    add_common_artifact_args(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    lock = read(args.lock)
+    cache = open_cache(args.cache_dir)
+    start = time.monotonic()
+    result = fetch_lock(lock, cache)
+    took = time.monotonic() - start
+    print(
+        f"{args.lock}: {result.files} file(s) present and checked in {cache.root} "
+        f"({result.files_downloaded} downloaded, {result.bytes_downloaded / 1e6:.1f} MB, "
+        f"{took:.1f} s)"
+    )
+    for pid, path in sorted(result.wheels_dirs.items()):
+        print(f"  wheels for {pid}: {path}")
+    for path in result.keyrings:
+        print(f"  Coral keyring: {path}")
+    if result.assets is not None:
+        print(f"  verify assets: {result.assets}")
+    return 0

@@ -1,0 +1,183 @@
+"""`coralpi lock`: pin every artifact a fleet installs into `coralpi.lock`.
+
+Targets come from an inventory (`-i`, hosts probed for their facts) and/or from
+`--platform CODENAME/ARCH/PYVER` (e.g. `bookworm/aarch64/3.11`, no host needed). Platforms
+already in the lock with unchanged inputs are kept as they are, so re-running with nothing
+changed leaves the file untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from provision.artifacts import ArtifactSettings, build_lock, open_cache
+from provision.errors import ConfigError
+from provision.lockfile import DEFAULT_LOCK_NAME, Lock, read_if_exists, write_if_changed
+
+HELP = "pin every wheel, runtime .deb, key and asset the fleet installs into coralpi.lock"
+
+
+def add_common_artifact_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--lock", type=Path, default=Path(DEFAULT_LOCK_NAME), metavar="FILE",
+        help=f"lock file (default: ./{DEFAULT_LOCK_NAME})",
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None, metavar="DIR",
+        help="artifact cache (default: $CORALPI_CACHE_DIR or $XDG_CACHE_HOME/coralpi)",
+    )
+
+
+def register(sub: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser("lock", help=HELP, description=HELP)
+    parser.add_argument("-i", "--inventory", type=Path, help="inventory whose hosts to lock for")
+    parser.add_argument("--limit", help="only these inventory hosts (Ansible pattern)")
+    parser.add_argument(
+        "--platform", action="append", default=[], metavar="CODENAME/ARCH/PYVER",
+        help="a target platform without a host, e.g. bookworm/aarch64/3.11 (repeatable)",
+    )
+    parser.add_argument("--runtime", choices=("std", "max"), help="override coralpi_runtime")
+    parser.add_argument("--opencv", choices=("apt", "pip"), help="override coralpi_opencv")
+    parser.add_argument(
+        "-e", "--var", action="append", default=[], metavar="NAME=VALUE",
+        help="a coralpi_* setting for every target, e.g. "
+        "coralpi_community_runtime_url=https://mirror/... (repeatable)",
+    )
+    parser.add_argument(
+        "--pin", action="append", default=[], metavar="URL=SHA256",
+        help="pin a file served over plain http before its first download (repeatable)",
+    )
+    parser.add_argument(
+        "--refresh", action="store_true",
+        help="resolve everything again and trust new hashes (drops the lock's pins)",
+    )
+    add_common_artifact_args(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def parse_vars(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("coralpi_"):
+            raise ConfigError(f"-e {item!r}: expected coralpi_NAME=VALUE")
+        out[name] = value
+    return out
+
+
+def parse_pins(items: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        url, sep, sha = item.rpartition("=")
+        sha = sha.strip().lower()
+        if not sep or "://" not in url or len(sha) != 64 or not all(
+            c in "0123456789abcdef" for c in sha
+        ):
+            raise ConfigError(f"--pin {item!r}: expected URL=SHA256 (64 hex digits)")
+        out[url] = sha
+    return out
+
+
+def platform_target(spec: str) -> Any:
+    """`bookworm/aarch64/3.11` -> a Target with that release's os id and glibc."""
+    from provision.matrix import load_matrix
+    from provision.targets import Target
+
+    parts = spec.strip().split("/")
+    if len(parts) != 3:
+        raise ConfigError(
+            f"--platform {spec!r}: expected CODENAME/ARCH/PYVER, e.g. bookworm/aarch64/3.11"
+        )
+    codename, arch, python = parts
+    releases = load_matrix().releases
+    rel = releases.get(codename.lower())
+    if rel is None:
+        raise ConfigError(f"--platform {spec!r}: unknown release {codename!r} "
+                          f"(known: {', '.join(sorted(releases))})")
+    return Target(rel.os_ids[0], rel.name, arch, python.removeprefix("python"), rel.glibc)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    over: dict[str, Any] = {}
+    if args.runtime:
+        over["coralpi_runtime"] = args.runtime
+        if args.runtime == "max":
+            over["coralpi_accept_max_eula"] = True
+    if args.opencv:
+        over["coralpi_opencv"] = args.opencv
+    return over
+
+
+def collect_hosts(
+    args: argparse.Namespace, extra: Mapping[str, Any]
+) -> list[tuple[str, dict[str, Any], ArtifactSettings]]:
+    """(label, plan dict, settings) for every inventory host and --platform."""
+    from provision.matrix import resolve
+    from provision.targets import choices_from_vars, target_from_facts
+
+    out: list[tuple[str, dict[str, Any], ArtifactSettings]] = []
+    if args.inventory is not None:
+        from provision.inventory import load_inventory
+        from provision.probe import gather_facts
+
+        hosts = load_inventory(args.inventory, args.limit)
+        facts = gather_facts(args.inventory, args.limit)
+        missing = [h.name for h in hosts if h.name not in facts]
+        if missing:
+            print(f"coralpi lock: no facts from {', '.join(missing)} (unreachable?); "
+                  "their platforms are not locked unless another host or --platform "
+                  "covers them", file=sys.stderr)
+        for host in hosts:
+            if host.name not in facts:
+                continue
+            variables = {**host.variables, **extra}
+            plan = resolve(target_from_facts(facts[host.name]), choices_from_vars(variables))
+            out.append((host.name, plan.to_dict(), ArtifactSettings.from_vars(variables)))
+    for spec in args.platform:
+        plan = resolve(platform_target(spec), choices_from_vars(extra))
+        out.append((spec, plan.to_dict(), ArtifactSettings.from_vars(extra)))
+    if not out:
+        raise ConfigError("coralpi lock needs targets: -i INVENTORY and/or --platform "
+                          "CODENAME/ARCH/PYVER (e.g. --platform bookworm/aarch64/3.11)")
+    return out
+
+
+def summarize(lock: Lock) -> list[str]:
+    lines = []
+    for pid, plat in sorted(lock.platforms.items()):
+        size = sum(a.size for a in plat.artifacts)
+        kinds = {k: sum(1 for a in plat.artifacts if a.kind == k) for k in ("wheel", "deb")}
+        lines.append(f"  {pid}: {kinds['wheel']} wheel(s), {kinds['deb']} .deb(s), "
+                     f"{size / 1e6:.1f} MB")
+    shared = sorted({a.kind for a in lock.shared})
+    if shared:
+        lines.append(f"  shared: {len(lock.shared)} file(s) ({', '.join(shared)})")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    extra = {**parse_vars(args.var), **_overrides(args)}
+    hosts = collect_hosts(args, extra)
+    cache = open_cache(args.cache_dir)
+    previous = read_if_exists(args.lock)
+    lock = build_lock(
+        [(plan, settings) for _, plan, settings in hosts],
+        cache,
+        previous=previous,
+        refresh=args.refresh,
+        extra_pins=parse_pins(args.pin),
+    )
+    changed = write_if_changed(args.lock, lock)
+    state = "written" if changed else "unchanged"
+    print(f"{args.lock}: {state} ({len(hosts)} target(s), {len(lock.platforms)} platform(s))")
+    for line in summarize(lock):
+        print(line)
+    if cache.stats.files_downloaded:
+        print(f"downloaded {cache.stats.files_downloaded} file(s), "
+              f"{cache.stats.bytes_downloaded / 1e6:.1f} MB into {cache.root}")
+    return 0

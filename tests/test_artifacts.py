@@ -1,0 +1,383 @@
+"""Artifacts end to end: lock, fetch and per-host artifacts against local HTTP servers.
+
+Stand-ins (the real sources cannot be reached from the test machine):
+- the smoke-test assets are the real files from ../shared/testdata/coral, served from
+  127.0.0.1 in Coral's test_data layout (`<commit>/<file>`);
+- the community runtime .debs are stand-in bytes named like the real files (the download,
+  pinning and caching code cannot tell the difference; the payload is not a real runtime);
+- the Coral apt key is a key this test generates (the fingerprint check is real).
+Tests marked `pypi` download real wheels from PyPI.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provision import artifacts, lockfile
+from provision.artifacts import ArtifactSettings, build_lock, ensure_host_artifacts, fetch_lock
+from provision.cache import ArtifactCache, ArtifactError, HashMismatch
+from provision.matrix import resolve
+from provision.targets import Choices, Target
+from verify.assets import PINNED, SMOKE_FILES
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTDATA = ROOT / ".." / "shared" / "testdata" / "coral"
+DEB_STD = "libedgetpu1-std_16.0tf2.17.1-1.bookworm_amd64.deb"
+DEB_MAX = "libedgetpu1-max_16.0tf2.17.1-1.bookworm_amd64.deb"
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def gpg_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[bytes, str]]:
+    home = tmp_path_factory.mktemp("gnupg")
+    home.chmod(0o700)
+    env = dict(os.environ, GNUPGHOME=str(home))
+    gpg = ["gpg", "--batch", "--quiet", "--passphrase", "", "--pinentry-mode", "loopback"]
+    try:
+        subprocess.run([*gpg, "--quick-generate-key", "Stand-in Coral <coral@example.invalid>",
+                        "ed25519", "sign", "never"], env=env, check=True, capture_output=True)
+        out = subprocess.run([*gpg, "--list-keys", "--with-colons"], env=env, check=True,
+                             capture_output=True, text=True).stdout
+        fpr = next(ln.split(":")[9] for ln in out.splitlines() if ln.startswith("fpr:"))
+        armored = subprocess.run([*gpg, "--armor", "--export", fpr], env=env, check=True,
+                                 capture_output=True).stdout
+        yield armored, fpr
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
+
+
+@pytest.fixture()
+def upstream(tmp_path: Path, gpg_key: tuple[bytes, str]) -> Iterator[dict[str, Any]]:
+    """A loopback HTTP server with the assets, stand-in runtime .debs and the key file."""
+    if not TESTDATA.is_dir():
+        pytest.skip(f"{TESTDATA} is missing")
+    docroot = tmp_path / "www"
+    for name in SMOKE_FILES:
+        pin = PINNED[name]
+        dest = docroot / "test_data" / pin.commit / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.symlink_to(TESTDATA.resolve() / name)
+    debs = docroot / "runtime"
+    debs.mkdir()
+    for name in (DEB_STD, DEB_MAX):
+        (debs / name).write_bytes(b"stand-in payload for " + name.encode() + b"\n" * 1000)
+    (docroot / "apt" / "doc").mkdir(parents=True)
+    (docroot / "apt" / "doc" / "apt-key.gpg").write_bytes(gpg_key[0])
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(docroot))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    sha = {n: hashlib.sha256((debs / n).read_bytes()).hexdigest() for n in (DEB_STD, DEB_MAX)}
+    try:
+        yield {
+            "base": base,
+            "docroot": docroot,
+            "fingerprint": gpg_key[1],
+            "vars": {
+                "coralpi_assets_url": f"{base}/test_data",
+                "coralpi_community_runtime_url": f"{base}/runtime",
+                "coralpi_coral_repo_url": f"{base}/apt",
+                "coralpi_coral_key_fingerprints": [gpg_key[1]],
+            },
+            "pins": {f"{base}/runtime/{n}": s for n, s in sha.items()},
+        }
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def plan_for(codename: str, arch: str, python: str, glibc: str, *, wheels: bool = False,
+             **choices: Any) -> dict[str, Any]:
+    plan = resolve(Target("debian", codename, arch, python, glibc), Choices(**choices)).to_dict()
+    if not wheels:  # keep PyPI out of tests not marked `pypi`
+        plan["pip_requirements"] = []
+    return plan
+
+
+def bookworm_amd64(**kw: Any) -> dict[str, Any]:
+    return plan_for("bookworm", "x86_64", "3.11", "2.36", **kw)
+
+
+def settings(upstream: dict[str, Any], **extra: Any) -> ArtifactSettings:
+    return ArtifactSettings.from_vars({**upstream["vars"], **extra})
+
+
+def _pinned_lock(upstream: dict[str, Any], cache: ArtifactCache,
+                 plans: list[dict[str, Any]], **extra: Any) -> lockfile.Lock:
+    s = settings(upstream, **extra)
+    return build_lock([(p, s) for p in plans], cache, extra_pins=upstream["pins"])
+
+
+# ------------------------------------------------------------------------ lock
+
+
+def test_lock_pins_debs_assets_and_is_byte_stable(upstream: dict[str, Any],
+                                                  tmp_path: Path) -> None:
+    cache = ArtifactCache.open(tmp_path / "cache")
+    lock = _pinned_lock(upstream, cache, [bookworm_amd64()])
+    path = tmp_path / "coralpi.lock"
+    assert lockfile.write_if_changed(path, lock)
+    text = path.read_text()
+    (plat,) = lock.platforms.values()
+    assert plat.id == "bookworm/x86_64/python3.11/opencv-apt"
+    debs = {a.name: a for a in plat.artifacts if a.kind == "deb"}
+    assert set(debs) == {DEB_STD, DEB_MAX}
+    for name, art in debs.items():
+        assert art.sha256 == upstream["pins"][art.url]
+        assert art.size == (upstream["docroot"] / "runtime" / name).stat().st_size
+        assert art.reason.startswith("runtime: ")
+    assets = {a.name: a for a in lock.shared if a.kind == "asset"}
+    assert set(assets) == set(SMOKE_FILES)
+    assert assets["parrot.jpg"].sha256 == PINNED["parrot.jpg"].sha256
+    assert assets["parrot.jpg"].url.endswith(f"/{PINNED['parrot.jpg'].commit}/parrot.jpg")
+    assert not any(a.kind == "apt-key" for a in lock.shared)  # community runtime: no Coral key
+
+    # Same inputs again: nothing is downloaded, the file is not rewritten.
+    stat = path.stat()
+    downloaded = cache.stats.files_downloaded
+    again = build_lock([(bookworm_amd64(), settings(upstream))], cache,
+                       previous=lockfile.read(path))
+    assert cache.stats.files_downloaded == downloaded
+    assert lockfile.write_if_changed(path, again) is False
+    assert path.read_text() == text
+    assert path.stat().st_mtime_ns == stat.st_mtime_ns
+
+
+def test_plain_http_deb_without_pin_is_refused(upstream: dict[str, Any], tmp_path: Path) -> None:
+    cache = ArtifactCache.open(tmp_path / "cache")
+    with pytest.raises(ArtifactError, match="plain http") as err:
+        build_lock([(bookworm_amd64(), settings(upstream))], cache)
+    assert "sha256 pin" in str(err.value)
+    assert not list((tmp_path / "cache").glob("deb/*/*"))
+
+
+def test_changed_upstream_bytes_are_refused(upstream: dict[str, Any], tmp_path: Path) -> None:
+    cache = ArtifactCache.open(tmp_path / "cache")
+    lock = _pinned_lock(upstream, cache, [bookworm_amd64()])
+    (upstream["docroot"] / "runtime" / DEB_STD).write_bytes(b"something else")
+    fresh = ArtifactCache.open(tmp_path / "other-cache")
+    with pytest.raises(HashMismatch) as err:
+        fetch_lock(lock, fresh)
+    text = str(err.value)
+    assert DEB_STD in text and upstream["pins"][f"{upstream['base']}/runtime/{DEB_STD}"] in text
+    assert hashlib.sha256(b"something else").hexdigest() in text
+    assert not list((tmp_path / "other-cache").glob(f"deb/*/{DEB_STD}"))
+
+
+# ------------------------------------------------------------------------ fetch / cache
+
+
+def test_fetch_downloads_once_then_reuses_and_refuses_tampering(upstream: dict[str, Any],
+                                                                tmp_path: Path) -> None:
+    lock = _pinned_lock(upstream, ArtifactCache.open(tmp_path / "lock-cache"), [bookworm_amd64()])
+    cache = ArtifactCache.open(tmp_path / "cache")
+    first = fetch_lock(lock, cache)
+    expected = sum(a.size for a in lock.all_artifacts())
+    assert first.bytes_downloaded == expected
+    assert first.assets is not None
+    for name in SMOKE_FILES:
+        data = (first.assets / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == PINNED[name].sha256
+
+    second = fetch_lock(lock, cache)
+    assert second.bytes_downloaded == 0 and second.files_downloaded == 0
+
+    victim = cache.path("asset", PINNED["parrot.jpg"].sha256, "parrot.jpg")
+    victim.chmod(0o644)
+    with victim.open("r+b") as fh:
+        fh.write(b"XX")
+    tampered = hashlib.sha256(victim.read_bytes()).hexdigest()
+    with pytest.raises(HashMismatch) as err:
+        fetch_lock(lock, cache)
+    text = str(err.value)
+    assert str(victim) in text and PINNED["parrot.jpg"].sha256 in text and tampered in text
+    assert not victim.exists()  # deleted, never used
+    third = fetch_lock(lock, cache)  # a new fetch gets the right bytes again
+    assert third.files_downloaded == 1
+    assert victim.exists()
+
+
+def test_unreachable_mirrors_name_their_setting(tmp_path: Path) -> None:
+    port = closed_port()
+    cache = ArtifactCache.open(tmp_path / "cache")
+    cases = [
+        ("coralpi_community_runtime_url", bookworm_amd64(),
+         {"coralpi_community_runtime_url": f"https://127.0.0.1:{port}/rt"}),
+        ("coralpi_coral_repo_url", plan_for("bullseye", "aarch64", "3.9", "2.31"),
+         {"coralpi_coral_repo_url": f"http://127.0.0.1:{port}/apt"}),
+    ]
+    for setting, plan, variables in cases:
+        with pytest.raises(ArtifactError) as err:
+            build_lock([(plan, ArtifactSettings.from_vars(variables))], cache)
+        text = str(err.value)
+        assert setting in text and "cannot reach" in text and f"127.0.0.1:{port}" in text
+    lock = lockfile.Lock(shared=tuple(artifacts.asset_artifacts(
+        ArtifactSettings(assets_url=f"http://127.0.0.1:{port}/td"))))
+    with pytest.raises(ArtifactError, match="coralpi_assets_url") as err:
+        fetch_lock(lock, cache)
+    assert "connection refused" in str(err.value)
+
+
+# ------------------------------------------------------------------------ per host
+
+
+def test_fleet_of_one_platform_costs_one_download(upstream: dict[str, Any],
+                                                  tmp_path: Path) -> None:
+    def run(hosts: int, root: Path) -> tuple[int, list[dict[str, Any]]]:
+        cache = ArtifactCache.open(root)
+        lock_path = tmp_path / f"{root.name}.lock"
+        lockfile.write_if_changed(lock_path, _pinned_lock(
+            upstream, ArtifactCache.open(tmp_path / "lock-cache"), [bookworm_amd64()]))
+        out = [ensure_host_artifacts(bookworm_amd64(), upstream["vars"], cache,
+                                     lock_path=lock_path) for _ in range(hosts)]
+        return cache.stats.bytes_downloaded, out
+
+    one, _ = run(1, tmp_path / "c1")
+    three, results = run(3, tmp_path / "c3")
+    assert one == three > 0
+    art = results[0]
+    assert results[1] == results[2] == art
+    assert set(art) == {"wheels_dir", "runtime_debs", "coral_keyring", "verify_assets"}
+    assert Path(art["runtime_debs"]["std"]).name == DEB_STD
+    assert Path(art["runtime_debs"]["max"]).name == DEB_MAX
+    assert art["coral_keyring"] == ""
+    assert sorted(os.listdir(art["verify_assets"])) == sorted(SMOKE_FILES)
+    assert os.listdir(art["wheels_dir"]) == []
+
+
+def test_coral_apt_plan_gets_a_fingerprint_checked_keyring(upstream: dict[str, Any],
+                                                           tmp_path: Path) -> None:
+    plan = plan_for("bullseye", "aarch64", "3.9", "2.31")
+    assert plan["runtime"]["source"] == "coral-apt"
+    lock_path = tmp_path / "coralpi.lock"
+    art = ensure_host_artifacts(plan, upstream["vars"], tmp_path / "cache", lock_path=lock_path)
+    assert art["runtime_debs"] == {}
+    ring = Path(art["coral_keyring"]).read_bytes()
+    assert ring and not ring.startswith(b"-----BEGIN")
+    lock = lockfile.read(lock_path)
+    (key,) = [a for a in lock.shared if a.kind == "apt-key"]
+    assert key.version == upstream["fingerprint"]
+    assert key.url == f"{upstream['base']}/apt/doc/apt-key.gpg"
+
+    # The default accepted list does not hold the stand-in key: refused, found key listed.
+    with pytest.raises(ArtifactError) as err:
+        ensure_host_artifacts(plan, {k: v for k, v in upstream["vars"].items()
+                                     if k != "coralpi_coral_key_fingerprints"},
+                              tmp_path / "cache2")
+    assert upstream["fingerprint"] in str(err.value)
+    assert "Found:" in str(err.value)
+
+
+def test_max_runtime_plan_keeps_both_debs(upstream: dict[str, Any], tmp_path: Path) -> None:
+    plan = bookworm_amd64(runtime="max", accept_max_eula=True)
+    assert plan["runtime"]["package"] == "libedgetpu1-max"
+    lock = _pinned_lock(upstream, ArtifactCache.open(tmp_path / "c"), [plan])
+    (plat,) = lock.platforms.values()
+    debs = {a.name for a in plat.artifacts if a.kind == "deb"}
+    assert debs == {DEB_STD, DEB_MAX}
+
+
+def test_cli_lock_unreachable_mirror_exits_1_without_traceback(tmp_path: Path) -> None:
+    if not (ROOT / "provision" / "cli.py").exists():
+        pytest.skip("provision/cli.py is not there yet")
+    port = closed_port()
+    proc = subprocess.run(
+        [sys.executable, "-m", "provision", "lock", "--platform", "bookworm/x86_64/3.11",
+         "-e", f"coralpi_community_runtime_url=https://127.0.0.1:{port}/rt",
+         "--lock", str(tmp_path / "coralpi.lock"), "--cache-dir", str(tmp_path / "cache")],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "coralpi_community_runtime_url" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "coralpi.lock").exists()
+
+
+# ------------------------------------------------------------------------ real PyPI
+
+
+def _wheels(lock: lockfile.Lock) -> dict[str, lockfile.Artifact]:
+    (plat,) = lock.platforms.values()
+    return {a.name: a for a in plat.artifacts if a.kind == "wheel"}
+
+
+@pytest.fixture(scope="module")
+def pypi_cache(tmp_path_factory: pytest.TempPathFactory) -> ArtifactCache:
+    return ArtifactCache.open(tmp_path_factory.mktemp("pypi-cache"))
+
+
+@pytest.mark.pypi
+@pytest.mark.parametrize(
+    ("arch", "tag"),
+    [("aarch64", "manylinux_2_34_aarch64"), ("armv7l", "manylinux_2_34_armv7l"),
+     ("x86_64", "x86_64")],
+)
+def test_tflite_runtime_wheels_for_bookworm(upstream: dict[str, Any], pypi_cache: ArtifactCache,
+                                            arch: str, tag: str) -> None:
+    plan = plan_for("bookworm", arch, "3.11", "2.36", wheels=True)
+    assert plan["pip_requirements"] == ["tflite-runtime==2.14.0"]
+    deb_arch = {"aarch64": "arm64", "armv7l": "armhf", "x86_64": "amd64"}[arch]
+    docroot: Path = upstream["docroot"]
+    pins = dict(upstream["pins"])
+    for variant in ("std", "max"):  # stand-in .debs named for this arch
+        name = f"libedgetpu1-{variant}_16.0tf2.17.1-1.bookworm_{deb_arch}.deb"
+        if name not in (DEB_STD, DEB_MAX):
+            shutil.copy(docroot / "runtime" / DEB_STD, docroot / "runtime" / name)
+        pins.setdefault(f"{upstream['base']}/runtime/{name}", upstream["pins"][
+            f"{upstream['base']}/runtime/{DEB_STD}"])
+    lock = build_lock([(plan, settings(upstream))], pypi_cache, extra_pins=pins)
+    wheels = _wheels(lock)
+    assert len(wheels) == 1, wheels  # numpy comes from apt: not downloaded
+    (name, art), = wheels.items()
+    assert name.startswith("tflite_runtime-2.14.0-cp311-cp311-") and tag in name
+    assert art.url.startswith("https://files.pythonhosted.org/")
+    path = pypi_cache.path("wheel", art.sha256, name)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == art.sha256
+    assert art.size == path.stat().st_size
+    assert "numpy>=1.23.2" in art.reason and "python3-numpy" in art.reason
+
+
+@pytest.mark.pypi
+def test_ai_edge_litert_with_dependencies_for_trixie_aarch64(upstream: dict[str, Any],
+                                                             pypi_cache: ArtifactCache) -> None:
+    plan = plan_for("trixie", "aarch64", "3.13", "2.41", wheels=True)
+    plan = copy.deepcopy(plan)
+    plan["runtime"]["source"] = "coral-apt"  # no runtime .debs needed for this wheel test
+    assert plan["python_runtime"]["package"] == "ai-edge-litert"
+    s = settings(upstream, coralpi_coral_source_enabled=False)
+    art = ensure_host_artifacts(plan, s, pypi_cache)
+    files = sorted(os.listdir(art["wheels_dir"]))
+    assert any(f.startswith("ai_edge_litert-") and "cp313" in f and "aarch64" in f for f in files)
+    assert any(f.startswith("flatbuffers-") for f in files)  # a dependency came along
+    assert not any(f.startswith("numpy-") for f in files)  # numpy comes from apt
+    for f in files:
+        assert f.endswith(".whl")
+        assert "x86_64" not in f and "armv7l" not in f
