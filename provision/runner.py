@@ -163,6 +163,10 @@ def run_playbook(
         "ANSIBLE_ROLES_PATH": str(repo_root() / "playbooks" / "roles"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
+        # ansible-runner starts `ansible-playbook` from PATH: make it this environment's.
+        "PATH": os.pathsep.join(
+            [str(Path(tool_path("ansible-playbook")).parent), os.environ.get("PATH", "")]
+        ),
     }
     started = time.monotonic()
     runner = ansible_runner.run(
@@ -173,7 +177,6 @@ def run_playbook(
         limit=limit,
         cmdline=" ".join(cmdline),
         envvars=env,
-        binary=tool_path("ansible-playbook"),
         event_handler=tracker.handle,
         quiet=True,
         suppress_env_files=True,

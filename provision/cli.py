@@ -1,0 +1,66 @@
+"""The ``coralpi`` command line: one entry point, one module per subcommand.
+
+Errors become exit codes here and only here: 0 ok, 1 usage / configuration / unsupported
+target, 2 a check or host failed (see :mod:`provision.errors`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from provision import __version__
+from provision.errors import CoralpiError
+
+# Subcommand modules, in the order `coralpi --help` lists them. Adding a command is adding
+# its module here; the module exposes `register(subparsers)`.
+COMMAND_MODULES: list[str] = [
+    "provision.commands.plan_cmd",
+    "provision.commands.apply_cmd",
+    "provision.commands.verify_cmd",
+    "provision.commands.lock_cmd",
+    "provision.commands.fetch_cmd",
+]
+
+
+class UsageError(CoralpiError):
+    """Bad command line (argparse's own errors, re-raised so they exit 1, not 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}\n{self.format_usage().rstrip()}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="coralpi",
+        description="Provision and verify Raspberry Pis with a Google Coral Edge TPU.",
+    )
+    parser.add_argument("--version", action="version", version=f"coralpi {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        func = getattr(args, "func", None)
+        if func is None:
+            parser.print_help(sys.stderr)
+            return 1
+        return int(func(args))
+    except CoralpiError as exc:
+        print(f"coralpi: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except SystemExit as exc:  # --help / --version
+        return exc.code if isinstance(exc.code, int) else 0
+    except BrokenPipeError:  # `coralpi plan ... | head`
+        sys.stderr.close()
+        return 0

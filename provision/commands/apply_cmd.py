@@ -1,0 +1,30 @@
+"""``coralpi apply``: probe, plan, fetch once, provision every host, then verify it."""
+
+from __future__ import annotations
+
+import argparse
+
+from provision.commands.fleet_args import add_fleet_arguments, options_from_args
+from provision.fleet import run_fleet
+from provision.report import render
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "apply",
+        help="provision the hosts of an inventory, then verify them",
+        description="Gather facts, resolve each host's plan (refusing unsupported hosts "
+        "before touching any), download the artifacts once, run playbooks/site.yml with "
+        "live per-host progress, and print one fleet report. Exit 0 all good, 1 "
+        "configuration error, 2 a host failed.",
+    )
+    add_fleet_arguments(parser)
+    parser.add_argument("--check", action="store_true", help="dry run: change nothing")
+    parser.add_argument("--diff", action="store_true", help="show what files would change")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = run_fleet("apply", options_from_args(args))
+    render(report, as_json=args.json)
+    return 2 if report.failed else 0

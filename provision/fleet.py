@@ -1,0 +1,210 @@
+"""One fleet operation from inventory to report: probe, plan, fetch, run, gather.
+
+`apply` and `verify` share every step but the playbook they run. Nothing touches a host
+before every reachable host has a valid plan: bad variables and unsupported hosts stop the
+run first (exit 1), naming each host and what to change.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from provision.artifacts import ArtifactSettings, ensure_host_artifacts
+from provision.cache import ArtifactError
+from provision.errors import ConfigError, CoralpiError
+from provision.inventory import InventoryHost, check_variables, load_inventory
+from provision.matrix import controller_supports, resolve
+from provision.probe import probe_hosts
+from provision.progress import live_progress
+from provision.report import FleetReport
+from provision.runner import HostProgress, RunResult, run_playbook
+from provision.targets import choices_from_vars, target_from_facts
+from provision.tools import playbook
+
+
+def default_runs_root() -> Path:
+    """Where run directories go: $XDG_STATE_HOME/coralpi/runs (or ~/.local/state/...)."""
+    override = os.environ.get("CORALPI_RUNS_DIR")
+    if override:
+        return Path(override)
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "coralpi" / "runs"
+
+
+def new_run_dir(command: str, root: Path | None = None) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    path = (root or default_runs_root()) / f"{stamp}-{command}"
+    path.mkdir(parents=True, exist_ok=False)
+    os.chmod(path, 0o700)
+    return path
+
+
+@dataclass
+class FleetOptions:
+    """What the user asked of one fleet operation."""
+
+    inventory: Path
+    limit: str | None = None
+    check: bool = False
+    diff: bool = False
+    extra_vars: Mapping[str, Any] = field(default_factory=dict)
+    runs_root: Path | None = None
+    cache_dir: Path | None = None
+    lock_file: Path | None = None
+
+
+def _host_variables(host: InventoryHost, extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(host.variables)
+    merged.update({k: v for k, v in extra.items() if k.startswith("coralpi_")})
+    return merged
+
+
+def check_choices(hosts: list[InventoryHost], extra: Mapping[str, Any]) -> None:
+    """Refuse bad choices on any host before probing; every problem in one message."""
+    check_variables("given with -e", {k: v for k, v in extra.items() if k.startswith("coralpi_")})
+    problems = []
+    for host in hosts:
+        try:
+            choices_from_vars(_host_variables(host, extra))
+        except ConfigError as exc:
+            problems.append(f"host {host.name}: {exc}")
+    if problems:
+        raise ConfigError("invalid inventory variables:\n  " + "\n  ".join(problems))
+
+
+def plan_hosts(
+    hosts: list[InventoryHost], facts: Mapping[str, Mapping[str, Any]], extra: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Resolve a plan per probed host; any refusal aborts with every host's reason."""
+    plans: dict[str, dict[str, Any]] = {}
+    problems = []
+    for host in hosts:
+        if host.name not in facts:
+            continue
+        try:
+            target = target_from_facts(facts[host.name])
+            plan = resolve(target, choices_from_vars(_host_variables(host, extra)))
+            ok, why = controller_supports(plan, metadata.version("ansible-core"))
+            if not ok:
+                raise ConfigError(why)
+        except CoralpiError as exc:
+            problems.append(f"host {host.name}: {exc}")
+            continue
+        plans[host.name] = plan.to_dict()
+    if problems:
+        raise ConfigError(
+            "no host was touched; these cannot be provisioned:\n  " + "\n  ".join(problems)
+        )
+    return plans
+
+
+def _settings_for(
+    host: InventoryHost, extra: Mapping[str, Any], options: FleetOptions
+) -> ArtifactSettings:
+    return ArtifactSettings.from_vars(
+        _host_variables(host, extra), cache_dir=options.cache_dir, lock_file=options.lock_file
+    )
+
+
+def _run(
+    title: str,
+    book: str,
+    options: FleetOptions,
+    run_dir: Path,
+    extravars: Mapping[str, Any],
+    limit: str,
+    ident: str,
+) -> RunResult:
+    with live_progress(title) as on_change:
+        return run_playbook(
+            playbook(book),
+            options.inventory,
+            run_dir,
+            extravars=extravars,
+            limit=limit,
+            check=options.check,
+            diff=options.diff,
+            on_change=on_change,
+            ident=ident,
+        )
+
+
+def _absorb_run(report: FleetReport, run: RunResult) -> None:
+    for name, progress in run.hosts.items():
+        row = report.host(name)
+        row.changed = progress.changed if row.changed is None else row.changed + progress.changed
+        if progress.status != "ok" and row.status == "ok":
+            row.status = progress.status
+            row.failed_task = progress.failed_task
+            row.message = progress.message
+
+
+def _absorb_verify_reports(report: FleetReport, report_dir: Path) -> None:
+    for path in sorted(report_dir.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            row = report.host(path.stem)
+            row.status, row.failed_task, row.message = "failed", "verify", "verify printed no JSON"
+            continue
+        report.host(path.stem).absorb_verify(data)
+
+
+def run_fleet(
+    command: str,
+    options: FleetOptions,
+    on_probe: Callable[[HostProgress, str], None] | None = None,
+) -> FleetReport:
+    """`apply` (site.yml: provision then verify) or `verify` (verify.yml) over the fleet."""
+    hosts = load_inventory(options.inventory, options.limit)
+    check_choices(hosts, options.extra_vars)
+    run_dir = new_run_dir(command, options.runs_root)
+    report = FleetReport(command=command, run_dir=run_dir)
+
+    with live_progress("probing hosts") as on_change:
+        probe = probe_hosts(options.inventory, run_dir, options.limit, on_change)
+    for name, why in probe.failed.items():
+        row = report.host(name)
+        row.status = "unreachable" if why.startswith("unreachable") else "failed"
+        row.failed_task, row.message = "probe", why
+
+    plans = plan_hosts(hosts, probe.facts, options.extra_vars)
+    by_name = {h.name: h for h in hosts}
+    for name, plan in plans.items():
+        report.host(name).absorb_plan(plan)
+        settings = _settings_for(by_name[name], options.extra_vars, options)
+        try:
+            plan["artifacts"] = ensure_host_artifacts(plan, settings)
+        except ArtifactError as exc:
+            raise ArtifactError(
+                f"{exc}\nNo host was touched. To see the whole job on a simulated fleet "
+                "with local stand-ins for these sources, run `make demo`."
+            ) from exc
+    if not plans:
+        report.save()
+        return report
+
+    report_dir = run_dir / "verify"
+    report_dir.mkdir(exist_ok=True)
+    extravars: dict[str, Any] = {
+        "coralpi_plans": plans,
+        "coralpi_verify_report_dir": str(report_dir),
+        **{k: v for k, v in options.extra_vars.items() if not k.startswith("coralpi_plan")},
+    }
+    limit = ",".join(sorted(plans))
+    if command == "apply":
+        book = "provision.yml" if options.check else "site.yml"
+        run = _run("coralpi apply", book, options, run_dir, extravars, limit, "apply")
+    else:
+        run = _run("coralpi verify", "verify.yml", options, run_dir, extravars, limit, "verify")
+    _absorb_run(report, run)
+    _absorb_verify_reports(report, report_dir)
+    report.save()
+    return report
