@@ -1,0 +1,7 @@
+"""``python -m provision`` is ``coralpi``."""
+
+import sys
+
+from provision.cli import main
+
+sys.exit(main())

@@ -1,0 +1,282 @@
+"""``coralpi plan``: what would be installed on a host, and why.
+
+Two forms: a hypothetical host (``--os CODENAME --arch ARCH --python X.Y``) or the hosts of
+an inventory (``-i INVENTORY [--limit PATTERN]``, facts gathered by the probe play).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TextIO
+
+from provision.errors import ConfigError, CoralpiError
+from provision.matrix import controller_supports, load_matrix, resolve
+from provision.plan import Plan
+from provision.targets import Target, choices_from_vars, target_from_facts
+
+# (inventory, limit) -> {inventory_hostname: facts}. Each host's mapping holds the probe
+# facts (see provision.targets.target_from_facts) and the host's `coralpi_*` variables.
+FactsProvider = Callable[[Path, str | None], Mapping[str, Mapping[str, Any]]]
+
+# A provider may map a host to {PROBE_ERROR: "why"} when it could not be probed.
+PROBE_ERROR = "coralpi_probe_error"
+
+# Flag dest -> inventory variable it overrides.
+_CHOICE_FLAGS = {
+    "runtime": "coralpi_runtime",
+    "accept_max_eula": "coralpi_accept_max_eula",
+    "accelerator": "coralpi_accelerator",
+    "opencv": "coralpi_opencv",
+    "camera": "coralpi_camera",
+    "pip_index_url": "coralpi_pip_index_url",
+}
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "plan",
+        help="show what would be installed on a host and why",
+        description="Resolve the compatibility matrix for a hypothetical host (--os) or for "
+        "the hosts of an inventory (-i). Nothing is changed on any host.",
+    )
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--os",
+        dest="codename",
+        metavar="CODENAME",
+        help="release codename: buster, bullseye, bookworm, trixie, jammy, noble",
+    )
+    where.add_argument("-i", "--inventory", help="Ansible inventory: plan its real hosts")
+    parser.add_argument("--limit", help="with -i: only hosts matching this pattern")
+    parser.add_argument("--arch", help="x86_64, aarch64 or armv7l (aliases amd64, arm64, armhf)")
+    parser.add_argument("--python", help="target python X.Y")
+    parser.add_argument("--glibc", help="target glibc X.Y (default: the release's)")
+    parser.add_argument("--board", help="board model as in /proc/device-tree/model")
+    parser.add_argument("--runtime", choices=["std", "max"], default=None)
+    parser.add_argument(
+        "--accept-max-eula",
+        action="store_const",
+        const=True,
+        default=None,
+        help="accept the max runtime's licence terms (needed for --runtime max)",
+    )
+    parser.add_argument("--accelerator", choices=["usb", "pcie"], default=None)
+    parser.add_argument("--opencv", choices=["apt", "pip"], default=None)
+    parser.add_argument(
+        "--no-camera",
+        dest="camera",
+        action="store_const",
+        const=False,
+        default=None,
+        help="do not configure a camera",
+    )
+    parser.add_argument(
+        "--pip-index-url", default=None, help="extra index for wheels PyPI lacks (piwheels-style)"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON (docs/DESIGN.md 1)")
+    parser.set_defaults(func=run)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The inventory variables the command line sets explicitly."""
+    return {
+        var: getattr(args, dest)
+        for dest, var in _CHOICE_FLAGS.items()
+        if getattr(args, dest, None) is not None
+    }
+
+
+def hypothetical_target(args: argparse.Namespace) -> Target:
+    """The Target described by --os/--arch/--python/--glibc/--board."""
+    missing = [
+        flag for flag, value in (("--arch", args.arch), ("--python", args.python)) if not value
+    ]
+    if missing:
+        raise ConfigError(f"plan --os needs {' and '.join(missing)}")
+    codename = str(args.codename).strip().lower()
+    release = load_matrix().releases.get(codename)
+    glibc = args.glibc or (release.glibc if release is not None else None)
+    if glibc is None:
+        # Unknown release and no --glibc: any value will do, resolve() refuses the release.
+        glibc = "2.17"
+    os_id = release.os_ids[0] if release is not None else "debian"
+    return Target(os_id, codename, args.arch, args.python, glibc, args.board)
+
+
+def running_ansible_core() -> str | None:
+    """The ansible-core version installed beside this controller, if any."""
+    try:
+        return metadata.version("ansible-core")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def controller_check(plan: Plan) -> tuple[bool, str]:
+    version = running_ansible_core()
+    if version is None:
+        return False, "ansible-core is not installed on this controller"
+    return controller_supports(plan, version)
+
+
+def default_facts_provider() -> FactsProvider:
+    """``provision.probe.gather_facts`` (imported only when real hosts are planned)."""
+    try:
+        module = importlib.import_module("provision.probe")
+    except ImportError as exc:
+        raise ConfigError(
+            f"plan -i needs the probe (provision.probe), which cannot be imported: {exc}"
+        ) from None
+    probe_hosts = getattr(module, "probe_hosts", None)
+    if probe_hosts is None:
+        provider: FactsProvider = module.gather_facts
+        return provider
+
+    def gather(inventory: Path, limit: str | None) -> dict[str, dict[str, Any]]:
+        # probe_hosts also says which hosts could not be probed: keep them as errors.
+        with tempfile.TemporaryDirectory(prefix="coralpi-plan-") as tmp:
+            result = probe_hosts(inventory, Path(tmp), limit)
+        facts: dict[str, dict[str, Any]] = {h: dict(f) for h, f in result.facts.items()}
+        for host, why in result.failed.items():
+            facts[host] = {PROBE_ERROR: why}
+        return facts
+
+    return gather
+
+
+def plan_inventory(
+    inventory: str,
+    limit: str | None,
+    overrides: Mapping[str, Any],
+    facts_provider: FactsProvider | None = None,
+) -> tuple[dict[str, Plan], dict[str, str]]:
+    """Plans for every host of ``inventory`` (``{host: plan}``, ``{host: error}``)."""
+    provider = facts_provider or default_facts_provider()
+    plans: dict[str, Plan] = {}
+    errors: dict[str, str] = {}
+    for host, facts in sorted(provider(Path(inventory), limit).items()):
+        if PROBE_ERROR in facts:
+            errors[host] = f"not probed: {facts[PROBE_ERROR]}"
+            continue
+        try:
+            choices = choices_from_vars({**facts, **overrides})
+            plans[host] = resolve(target_from_facts(facts), choices)
+        except CoralpiError as exc:
+            errors[host] = str(exc)
+    if not plans and not errors:
+        raise ConfigError(f"no hosts in {inventory}" + (f" matching {limit}" if limit else ""))
+    return plans, errors
+
+
+# ---------------------------------------------------------------------------------------
+# Output.
+
+
+def plan_rows(plan: Plan) -> list[tuple[str, str, str]]:
+    """(field, choice, reason) rows for people."""
+    rt, py, np_, cv = plan.runtime, plan.python_runtime, plan.numpy, plan.opencv
+    runtime = f"{rt.package} {rt.version} ({rt.source})"
+    if rt.deb_filename:
+        runtime += f"\n{rt.deb_filename}"
+    camera = plan.camera.method + (
+        f" ({plan.camera.config_path})" if plan.camera.config_path else ""
+    )
+    venv = plan.venv.path + (" +system-site-packages" if plan.venv.system_site_packages else "")
+    if plan.venv.pip:
+        venv += f"\nupgrade {plan.venv.pip}"
+    return [
+        ("runtime", runtime, rt.reason),
+        ("python_runtime", f"{py.package}=={py.version} ({py.python_tag})", py.reason),
+        ("numpy", f"numpy{np_.constraint} from {np_.source}", np_.reason),
+        (
+            "opencv",
+            cv.package + (f"=={cv.version}" if cv.version else "") + f" ({cv.source})",
+            cv.reason,
+        ),
+        ("ld_preload", plan.ld_preload or "none", plan.ld_preload_reason),
+        ("camera", camera, plan.camera.reason),
+        ("venv", venv, plan.venv.reason),
+        ("apt_packages", " ".join(plan.apt_packages) or "none", "installed from the apt mirror"),
+        (
+            "pip_requirements",
+            "\n".join(plan.pip_requirements),
+            "installed from wheels the controller pushes (hosts never reach PyPI)",
+        ),
+        ("controller", f"ansible-core{plan.controller.ansible_core}", plan.controller.reason),
+    ]
+
+
+def _extra_lines(plan: Plan) -> list[str]:
+    ok, message = controller_check(plan)
+    lines = [f"warning: {w}" for w in plan.warnings]
+    lines += list(plan.notes)
+    lines.append(f"controller check: {'ok' if ok else 'NOT OK'}: {message}")
+    return lines
+
+
+def render_plain(plan: Plan, title: str, out: TextIO) -> None:
+    print(title, file=out)
+    for name, choice, reason in plan_rows(plan):
+        print(f"  {name}: {choice.replace(chr(10), ' ')}", file=out)
+        print(f"    why: {reason}", file=out)
+    for line in _extra_lines(plan):
+        print(f"  {line}", file=out)
+
+
+def render_table(plan: Plan, title: str, out: TextIO) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=True)
+    table.add_column("field", style="bold")
+    table.add_column("choice", style="cyan")
+    table.add_column("reason")
+    for row in plan_rows(plan):
+        table.add_row(*row)
+    console = Console(file=out)
+    console.print(table)
+    for line in _extra_lines(plan):
+        style = "yellow" if line.startswith("warning") or "NOT OK" in line else None
+        console.print(line, style=style, markup=False, highlight=False)
+
+
+def render(plan: Plan, title: str, out: TextIO) -> None:
+    if out.isatty():
+        render_table(plan, title, out)
+    else:
+        render_plain(plan, title, out)
+
+
+def run(args: argparse.Namespace, facts_provider: FactsProvider | None = None) -> int:
+    out = sys.stdout
+    overrides = _overrides(args)
+    if args.inventory is None:
+        target = hypothetical_target(args)
+        plan = resolve(target, choices_from_vars(overrides))
+        if args.json:
+            json.dump(plan.to_dict(), out, indent=2)
+            out.write("\n")
+            ok, message = controller_check(plan)
+            if not ok:
+                print(f"coralpi: controller: {message}", file=sys.stderr)
+        else:
+            render(plan, f"plan for {target.describe()}", out)
+        return 0
+    plans, errors = plan_inventory(args.inventory, args.limit, overrides, facts_provider)
+    if args.json:
+        json.dump(
+            {"plans": {h: p.to_dict() for h, p in plans.items()}, "errors": errors}, out, indent=2
+        )
+        out.write("\n")
+    else:
+        for host, plan in plans.items():
+            render(plan, f"{host}: {plan.target.describe()}", out)
+    for host, message in errors.items():
+        print(f"coralpi: {host}: {message}", file=sys.stderr)
+    return 1 if errors else 0

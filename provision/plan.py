@@ -1,0 +1,172 @@
+"""The plan for one host: every decision with its reason (docs/DESIGN.md section 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from provision.targets import Choices, Target
+
+
+@dataclass(frozen=True)
+class RuntimeDecision:
+    """The libedgetpu runtime package and where it comes from."""
+
+    source: str  # "coral-apt" | "community-deb"
+    package: str
+    conflicts: str
+    version: str
+    deb_filename: str | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "package": self.package,
+            "conflicts": self.conflicts,
+            "version": self.version,
+            "deb_filename": self.deb_filename,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class PythonRuntimeDecision:
+    """The Python inference runtime wheel (tflite-runtime or ai-edge-litert)."""
+
+    package: str
+    version: str
+    module: str
+    python_tag: str
+    platform_tags: tuple[str, ...]
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "package": self.package,
+            "version": self.version,
+            "module": self.module,
+            "python_tag": self.python_tag,
+            "platform_tags": list(self.platform_tags),
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class NumpyDecision:
+    constraint: str
+    source: str  # "apt" | "pip"
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"constraint": self.constraint, "source": self.source, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class OpenCVDecision:
+    source: str  # "apt" | "pip"
+    package: str
+    version: str | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "package": self.package,
+            "version": self.version,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class CameraDecision:
+    method: str  # "raspi-config-legacy" | "camera-auto-detect" | "none"
+    config_path: str | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "config_path": self.config_path, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class VenvDecision:
+    path: str
+    system_site_packages: bool
+    pip: str | None  # pip requirement to upgrade the venv's pip to first, or None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "system_site_packages": self.system_site_packages,
+            "pip": self.pip,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class ControllerDecision:
+    """The ansible-core the controller needs to manage this host's Python."""
+
+    ansible_core: str  # a PEP 440 specifier, e.g. ">=2.17,<2.18"
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ansible_core": self.ansible_core, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Plan:
+    target: Target
+    choices: Choices
+    runtime: RuntimeDecision
+    python_runtime: PythonRuntimeDecision
+    numpy: NumpyDecision
+    opencv: OpenCVDecision
+    ld_preload: str | None
+    ld_preload_reason: str
+    camera: CameraDecision
+    venv: VenvDecision
+    apt_packages: tuple[str, ...]
+    pip_requirements: tuple[str, ...]
+    controller: ControllerDecision
+    # Decisions that have no field of their own ("pillow: ...", "accelerator: ...").
+    notes: tuple[str, ...] = field(default=())
+    # Things that will probably not work as the user expects; shown prominently.
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def reasons(self) -> list[str]:
+        """One line per decision, ``"<field>: <reason>"``, in plan order."""
+        return [
+            f"runtime: {self.runtime.reason}",
+            f"python_runtime: {self.python_runtime.reason}",
+            f"numpy: {self.numpy.reason}",
+            *self.notes,
+            f"opencv: {self.opencv.reason}",
+            f"ld_preload: {self.ld_preload_reason}",
+            f"camera: {self.camera.reason}",
+            f"venv: {self.venv.reason}",
+            f"controller: {self.controller.reason}",
+            *(f"warning: {w}" for w in self.warnings),
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON, the shape fixed by docs/DESIGN.md section 1."""
+        return {
+            "target": self.target.to_dict(),
+            "choices": self.choices.to_dict(),
+            "runtime": self.runtime.to_dict(),
+            "python_runtime": self.python_runtime.to_dict(),
+            "numpy": self.numpy.to_dict(),
+            "opencv": self.opencv.to_dict(),
+            "ld_preload": self.ld_preload,
+            "ld_preload_reason": self.ld_preload_reason,
+            "camera": self.camera.to_dict(),
+            "venv": self.venv.to_dict(),
+            "apt_packages": list(self.apt_packages),
+            "pip_requirements": list(self.pip_requirements),
+            "controller": self.controller.to_dict(),
+            "warnings": list(self.warnings),
+            "reasons": self.reasons,
+        }

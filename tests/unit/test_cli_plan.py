@@ -1,0 +1,192 @@
+"""`coralpi plan` through its real entry points, plus the inventory hook in-process."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provision.commands import plan_cmd
+from provision.matrix import resolve
+from provision.targets import Choices, Target
+
+ROOT = Path(__file__).resolve().parents[2]
+CORALPI = Path(sys.executable).with_name("coralpi")
+
+
+def run_cli(*args: str, module: bool = False) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "provision", *args] if module else [str(CORALPI), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _entry_point_installed() -> None:
+    if not CORALPI.exists():
+        pytest.skip("the coralpi console script is not installed in this venv")
+
+
+def test_plan_json_through_the_console_script() -> None:
+    proc = run_cli("plan", "--os", "bookworm", "--arch", "arm64", "--python", "3.11", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["target"] == {
+        "os_id": "debian",
+        "codename": "bookworm",
+        "arch": "aarch64",
+        "python": "3.11",
+        "glibc": "2.36",
+        "board": None,
+    }
+    assert data["python_runtime"]["version"] == "2.14.0"
+    assert data["runtime"]["deb_filename"] == "libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb"
+    assert isinstance(data["reasons"], list) and data["reasons"]
+    assert "controller" in data
+
+
+def test_python_m_provision_gives_the_same_plan() -> None:
+    args = ("plan", "--os", "trixie", "--arch", "x86_64", "--python", "3.13", "--json")
+    via_module = run_cli(*args, module=True)
+    via_script = run_cli(*args)
+    assert via_module.returncode == 0, via_module.stderr
+    assert json.loads(via_module.stdout) == json.loads(via_script.stdout)
+    assert json.loads(via_module.stdout)["python_runtime"]["package"] == "ai-edge-litert"
+
+
+def test_choice_flags_reach_the_plan() -> None:
+    proc = run_cli(
+        "plan", "--os", "bookworm", "--arch", "armhf", "--python", "3.11",
+        "--board", "Raspberry Pi 3 Model B Plus Rev 1.3", "--runtime", "max",
+        "--accept-max-eula", "--opencv", "pip", "--pip-index-url",
+        "https://www.piwheels.org/simple", "--no-camera", "--glibc", "2.36", "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["runtime"]["package"] == "libedgetpu1-max"
+    assert data["ld_preload"] == "/usr/lib/arm-linux-gnueabihf/libatomic.so.1"
+    assert data["camera"]["method"] == "none"
+    assert data["choices"]["pip_index_url"] == "https://www.piwheels.org/simple"
+
+
+def test_unsupported_exits_1_naming_the_nearest() -> None:
+    proc = run_cli("plan", "--os", "trixie", "--arch", "armv7l", "--python", "3.13", "--json")
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert "bookworm armv7l python 3.11" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--runtime", "max"], "coralpi_accept_max_eula"),
+        (["--runtime", "mid"], "invalid choice"),
+        (["--arch", "riscv64"], "riscv64"),
+        (["--os", "focal"], "unknown release"),
+    ],
+)
+def test_refusals_exit_1(args: list[str], needle: str) -> None:
+    base = {"--os": "bookworm", "--arch": "x86_64", "--python": "3.11"}
+    pairs = dict(zip(args[::2], args[1::2], strict=True))
+    argv = [x for k, v in {**base, **pairs}.items() for x in (k, v)]
+    proc = run_cli("plan", *argv)
+    assert proc.returncode == 1, proc.stdout
+    assert needle in proc.stderr
+
+
+def test_missing_python_is_a_usage_error() -> None:
+    proc = run_cli("plan", "--os", "bookworm", "--arch", "x86_64")
+    assert proc.returncode == 1
+    assert "--python" in proc.stderr
+
+
+def test_plain_output_when_not_a_terminal() -> None:
+    proc = run_cli("plan", "--os", "buster", "--arch", "armv7l", "--python", "3.7",
+                   "--board", "Raspberry Pi 4 Model B Rev 1.4")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b[" not in proc.stdout  # no terminal styling in a pipe
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "plan for buster armv7l python 3.7"
+    assert any(
+        line.strip().startswith("runtime: libedgetpu1-std 16.0 (coral-apt)") for line in lines
+    )
+    assert any(line.strip().startswith("controller: ansible-core>=2.17,<2.18") for line in lines)
+    assert any(line.strip().startswith("controller check:") for line in lines)
+
+
+def test_rich_table_rendering() -> None:
+    plan = resolve(Target("debian", "bookworm", "aarch64", "3.11", "2.36"), Choices())
+    out = io.StringIO()
+    plan_cmd.render_table(plan, "plan for test", out)
+    text = out.getvalue()
+    for field in ("python_runtime", "tflite-runtime==2.14.0", "controller check"):
+        assert field in text
+
+
+# ---------------------------------------------------------------------------------------
+# Real hosts: the facts provider hook.
+
+FACTS: dict[str, dict[str, Any]] = {
+    "pi-a": {
+        "ansible_distribution": "Debian",
+        "ansible_distribution_release": "bookworm",
+        "ansible_architecture": "aarch64",
+        "ansible_python_version": "3.11.2",
+        "coralpi_glibc": "2.36",
+        "coralpi_board": "Raspberry Pi 5 Model B Rev 1.0",
+        "coralpi_runtime": "max",
+        "coralpi_accept_max_eula": True,
+    },
+    "pi-old": {
+        "ansible_distribution": "Raspbian",
+        "ansible_distribution_release": "trixie",
+        "ansible_architecture": "armv7l",
+        "ansible_python_version": "3.13.5",
+        "coralpi_glibc": "2.41",
+    },
+    "pi-down": {plan_cmd.PROBE_ERROR: "unreachable: ssh timed out"},
+}
+
+
+def fake_provider(inventory: Path, limit: str | None) -> Mapping[str, Mapping[str, Any]]:
+    assert inventory == Path("inventory/fleet.yml")
+    return {h: f for h, f in FACTS.items() if limit is None or h == limit}
+
+
+def test_inventory_plans_each_host_with_its_own_variables() -> None:
+    plans, errors = plan_cmd.plan_inventory("inventory/fleet.yml", None, {}, fake_provider)
+    assert set(plans) == {"pi-a"}
+    assert plans["pi-a"].runtime.package == "libedgetpu1-max"
+    assert plans["pi-a"].camera.method == "camera-auto-detect"
+    assert "bookworm armv7l python 3.11" in errors["pi-old"]
+    assert "unreachable" in errors["pi-down"]
+
+
+def test_inventory_flags_override_host_variables() -> None:
+    plans, _ = plan_cmd.plan_inventory(
+        "inventory/fleet.yml", "pi-a", {"coralpi_runtime": "std"}, fake_provider
+    )
+    assert plans["pi-a"].runtime.package == "libedgetpu1-std"
+
+
+def test_inventory_run_prints_json_and_exits_1_on_a_failed_host(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = argparse.ArgumentParser()
+    plan_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(["plan", "-i", "inventory/fleet.yml", "--json"])
+    assert plan_cmd.run(args, facts_provider=fake_provider) == 1
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert set(data["plans"]) == {"pi-a"}
+    assert set(data["errors"]) == {"pi-old", "pi-down"}
+    assert "pi-old" in captured.err
+
+    args = parser.parse_args(["plan", "-i", "inventory/fleet.yml", "--limit", "pi-a"])
+    assert plan_cmd.run(args, facts_provider=fake_provider) == 0
+    assert "pi-a: bookworm aarch64 python 3.11" in capsys.readouterr().out
