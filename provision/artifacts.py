@@ -64,6 +64,9 @@ class ArtifactSettings:
     #: provision.cache) and the lock file that pins files (None: no lock).
     cache_dir: Path | None = None
     lock_file: Path | None = None
+    #: Extra sha256 pins, keyed by URL or by file name: how a file served over plain http
+    #: (a LAN mirror) is trusted before it is in the lock (`coralpi lock --pin`).
+    pins: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_vars(
@@ -71,6 +74,7 @@ class ArtifactSettings:
         variables: Mapping[str, Any],
         cache_dir: str | Path | None = None,
         lock_file: str | Path | None = None,
+        pins: Mapping[str, str] | None = None,
     ) -> ArtifactSettings:
         def text(name: str, default: str) -> str:
             value = variables.get(name)
@@ -102,6 +106,7 @@ class ArtifactSettings:
             coral_source_enabled=enabled,
             cache_dir=Path(cache_dir) if cache_dir else None,
             lock_file=Path(lock_file) if lock_file else None,
+            pins=tuple(sorted((k, v.lower()) for k, v in (pins or {}).items())),
         )
 
     @property
@@ -209,6 +214,15 @@ def asset_artifacts(settings: ArtifactSettings) -> list[Artifact]:
 # ------------------------------------------------------------ resolving (network)
 
 
+def _pin(pins: Mapping[str, str], url: str, name: str) -> str | None:
+    """The pin for a file: by its URL (as the lock records it) or by its file name."""
+    return pins.get(url) or pins.get(name)
+
+
+def _pins(base: Mapping[str, str], settings: ArtifactSettings) -> dict[str, str]:
+    return {**base, **dict(settings.pins)}
+
+
 def _source(art: Artifact, *, signature_checked: bool = False) -> Source:
     return Source(
         kind=art.kind,
@@ -265,7 +279,7 @@ def resolve_platform(
     for variant, filename in sorted(runtime_debs(plan).items()):
         url = f"{settings.community_runtime_url.rstrip('/')}/{filename}"
         got = downloads.fetch(
-            cache, Source("deb", filename, url, pins.get(url), SETTING_FOR_KIND["deb"])
+            cache, Source("deb", filename, url, _pin(pins, url, filename), SETTING_FOR_KIND["deb"])
         )
         why = f"runtime: {runtime.get('reason', '')}"
         if not chosen.endswith(f"-{variant}"):
@@ -277,7 +291,7 @@ def resolve_platform(
     exclude = ["numpy"] if inputs.numpy_source == "apt" else []
     res = wheels.resolve(spec, inputs.pip_requirements, exclude)
     for wheel in res.wheels:
-        pinned = pins.get(wheel.url)
+        pinned = _pin(pins, wheel.url, wheel.filename)
         if pinned and wheel.sha256 and pinned != wheel.sha256:
             raise ArtifactError(
                 f"{wheel.filename}: the index now publishes sha256 {wheel.sha256} for "
@@ -400,7 +414,9 @@ def build_lock(
             if old is not None and old.inputs == inputs:
                 platforms[inputs.id] = old
             else:
-                platforms[inputs.id] = resolve_platform(plan, settings, cache, pins)
+                platforms[inputs.id] = resolve_platform(
+                    plan, settings, cache, _pins(pins, settings)
+                )
         if needs_coral_key(plan, settings) and not any(
             a.kind == "apt-key" and a.url == settings.key_url for a in shared
         ):
@@ -410,7 +426,7 @@ def build_lock(
             ):
                 shared.append(old_key)
             else:
-                shared.append(resolve_coral_key(settings, cache, pins))
+                shared.append(resolve_coral_key(settings, cache, _pins(pins, settings)))
         shared.extend(asset_artifacts(settings))
     return Lock(platforms=platforms, shared=lockfile.merge_shared(shared))
 
@@ -497,7 +513,7 @@ def ensure_host_artifacts(
     changed = False
     plat = lock.platforms.get(inputs.id)
     if plat is None or plat.inputs != inputs:
-        plat = resolve_platform(plan_dict, s, store, lock.pins())
+        plat = resolve_platform(plan_dict, s, store, _pins(lock.pins(), s))
         lock.platforms[inputs.id] = plat
         changed = True
     wheels_dir, debs = platform_dirs(store, plat)
@@ -508,7 +524,7 @@ def ensure_host_artifacts(
             (a for a in lock.shared if a.kind == "apt-key" and a.url == s.key_url), None
         )
         if key_art is None:
-            key_art = resolve_coral_key(s, store, lock.pins())
+            key_art = resolve_coral_key(s, store, _pins(lock.pins(), s))
             lock.shared = lockfile.merge_shared(lock.shared, [key_art])
             changed = True
         coral_keyring = str(keyring_path(store, key_art, _accepted_from(key_art, s)))

@@ -83,8 +83,8 @@ def _check_scheme(src: Source) -> str:
         if src.sha256 is None and not src.signature_checked:
             raise ArtifactError(
                 f"refusing to download {src.name} over plain http ({src.url}) without a "
-                "sha256 pin: put the file's sha256 into the lock (see `coralpi lock --pin`) "
-                f"or serve {src.setting} over https"
+                "sha256 pin: pin it (`coralpi lock --pin FILE=SHA256`, then use that lock "
+                f"with --lock) or serve {src.setting} over https"
             )
         return scheme
     raise ArtifactError(

@@ -296,6 +296,17 @@ def test_coral_apt_plan_gets_a_fingerprint_checked_keyring(upstream: dict[str, A
     assert "Found:" in str(err.value)
 
 
+def test_pins_by_file_name_trust_a_plain_http_mirror_without_a_lock(
+        upstream: dict[str, Any], tmp_path: Path) -> None:
+    by_name = {url.rsplit("/", 1)[1]: sha for url, sha in upstream["pins"].items()}
+    s = ArtifactSettings.from_vars(upstream["vars"], cache_dir=tmp_path / "cache", pins=by_name)
+    art = ensure_host_artifacts(bookworm_amd64(), s)
+    for variant, name in (("std", DEB_STD), ("max", DEB_MAX)):
+        path = Path(art["runtime_debs"][variant])
+        assert path.is_relative_to(tmp_path / "cache")
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == by_name[name]
+
+
 def test_max_runtime_plan_keeps_both_debs(upstream: dict[str, Any], tmp_path: Path) -> None:
     plan = bookworm_amd64(runtime="max", accept_max_eula=True)
     assert plan["runtime"]["package"] == "libedgetpu1-max"
@@ -322,6 +333,41 @@ def test_cli_lock_unreachable_mirror_exits_1_without_traceback(tmp_path: Path) -
 
 
 # ------------------------------------------------------------------------ real PyPI
+
+
+@pytest.mark.pypi
+def test_cli_lock_twice_then_fetch(upstream: dict[str, Any], tmp_path: Path) -> None:
+    if not (ROOT / "provision" / "cli.py").exists():
+        pytest.skip("provision/cli.py is not there yet")
+    lock = tmp_path / "coralpi.lock"
+    cmd = [sys.executable, "-m", "provision", "lock", "--platform", "bookworm/x86_64/3.11",
+           "--lock", str(lock), "--cache-dir", str(tmp_path / "cache")]
+    for name, value in upstream["vars"].items():
+        if name != "coralpi_coral_key_fingerprints":
+            cmd += ["-e", f"{name}={value}"]
+    for url, sha in upstream["pins"].items():
+        cmd += ["--pin", f"{url.rsplit('/', 1)[1]}={sha}"]
+    env = dict(os.environ, CORALPI_NO_PROGRESS="1")
+    first = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env,
+                           timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "written" in first.stdout
+    text, mtime = lock.read_bytes(), lock.stat().st_mtime_ns
+    assert b"tflite_runtime-2.14.0-cp311-cp311-" in text and DEB_MAX.encode() in text
+    second = subprocess.run(cmd[:-2 * len(upstream["pins"])], capture_output=True, text=True,
+                            cwd=tmp_path, env=env, timeout=300)  # pins now come from the lock
+    assert second.returncode == 0, second.stderr
+    assert "unchanged" in second.stdout
+    assert lock.read_bytes() == text and lock.stat().st_mtime_ns == mtime
+    fetch = [sys.executable, "-m", "provision", "fetch", "--lock", str(lock),
+             "--cache-dir", str(tmp_path / "fresh")]
+    got = subprocess.run(fetch, capture_output=True, text=True, cwd=tmp_path, env=env,
+                         timeout=300)
+    assert got.returncode == 0, got.stderr
+    assert "0 downloaded" not in got.stdout
+    again = subprocess.run(fetch, capture_output=True, text=True, cwd=tmp_path, env=env,
+                           timeout=300)
+    assert "(0 downloaded, 0.0 MB" in again.stdout
 
 
 def _wheels(lock: lockfile.Lock) -> dict[str, lockfile.Artifact]:

@@ -48,8 +48,9 @@ def register(sub: Any) -> argparse.ArgumentParser:
         "coralpi_community_runtime_url=https://mirror/... (repeatable)",
     )
     parser.add_argument(
-        "--pin", action="append", default=[], metavar="URL=SHA256",
-        help="pin a file served over plain http before its first download (repeatable)",
+        "--pin", action="append", default=[], metavar="URL_OR_FILE=SHA256",
+        help="pin a file (by URL or file name) served over plain http before its first "
+        "download (repeatable)",
     )
     parser.add_argument(
         "--refresh", action="store_true",
@@ -73,13 +74,11 @@ def parse_vars(items: Sequence[str]) -> dict[str, Any]:
 def parse_pins(items: Sequence[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
-        url, sep, sha = item.rpartition("=")
+        key, sep, sha = item.rpartition("=")
         sha = sha.strip().lower()
-        if not sep or "://" not in url or len(sha) != 64 or not all(
-            c in "0123456789abcdef" for c in sha
-        ):
-            raise ConfigError(f"--pin {item!r}: expected URL=SHA256 (64 hex digits)")
-        out[url] = sha
+        if not sep or not key or len(sha) != 64 or not all(c in "0123456789abcdef" for c in sha):
+            raise ConfigError(f"--pin {item!r}: expected URL=SHA256 or FILE=SHA256 (64 hex digits)")
+        out[key.strip()] = sha
     return out
 
 
