@@ -388,11 +388,14 @@ def check_opencv(py: PythonFacts, exp: Expected) -> CheckResult:
 
 def check_ld_preload(sys_facts: SystemFacts, py: PythonFacts, exp: Expected,
                      lib_exists: Callable[[str], bool]) -> CheckResult:
+    """The plan's preload (libatomic on armv7l) is in effect: set in LD_PRELOAD or
+    /etc/ld.so.preload, or loaded into this very process (the venv's .pth preload)."""
     name = "ld_preload"
-    in_effect = py.ld_preload_env + sys_facts.ld_so_preload
+    ways = _preload_ways(sys_facts, py, exp.ld_preload)
     if not exp.ld_preload_known:
-        if in_effect:
-            return _pass(name, "LD_PRELOAD=" + ":".join(in_effect) + " (no expectation)")
+        if ways:
+            return _pass(name, "; ".join(f"{lib} ({how})" for lib, how in ways)
+                         + " (no expectation)")
         return _skip(name, "no plan or local fact saying whether a preload is needed")
     if exp.ld_preload is None:
         return _skip(name, "no preload needed on this platform")
@@ -401,11 +404,31 @@ def check_ld_preload(sys_facts: SystemFacts, py: PythonFacts, exp: Expected,
         return CheckResult(name, FAIL, f"{wanted} does not exist",
                            "install libatomic1: " + APPLY + " (role coralpi_opencv)")
     basename = wanted.rsplit("/", 1)[-1]
-    if any(p == wanted or p.rsplit("/", 1)[-1] == basename for p in in_effect):
-        return _pass(name, f"{wanted} preloaded")
-    return CheckResult(name, FAIL, f"{wanted} expected in LD_PRELOAD but not in effect for "
-                       "this process", "run through the coralpi venv (its activate script "
-                       "sets LD_PRELOAD) or " + APPLY + " (role coralpi_opencv)")
+    hows = [how for lib, how in ways if lib == wanted or lib.rsplit("/", 1)[-1] == basename]
+    if hows:
+        return _pass(name, f"{wanted} preloaded ({', '.join(hows)})")
+    return CheckResult(name, FAIL, f"{wanted} expected to be preloaded but it is not in "
+                       "effect for this Python (not in LD_PRELOAD, /etc/ld.so.preload, or "
+                       "loaded at start-up)",
+                       "run verify with the coralpi venv's python (its coralpi-ld-preload.pth "
+                       "loads it) or " + APPLY + " (role coralpi_opencv)")
+
+
+def _preload_ways(sys_facts: SystemFacts, py: PythonFacts,
+                  wanted: str | None) -> list[tuple[str, str]]:
+    """(library, how it is preloaded) pairs in effect for this Python."""
+    ways = [(lib, "LD_PRELOAD") for lib in py.ld_preload_env]
+    ways += [(lib, "/etc/ld.so.preload") for lib in sys_facts.ld_so_preload]
+    if wanted is None:
+        ways += [(pth, "start-up .pth preload") for pth in py.preload_pth]
+        return ways
+    base = wanted.rsplit("/", 1)[-1]
+    # /proc/self/maps shows the resolved file (libatomic.so.1 -> libatomic.so.1.2.0)
+    if any(lib.rsplit("/", 1)[-1].startswith(base) for lib in py.loaded_libraries):
+        pths = [p.rsplit("/", 1)[-1] for p, text in py.preload_pth.items() if base in text]
+        ways.append((wanted, "loaded at start-up by " + pths[0] if pths
+                     else "loaded in this process"))
+    return ways
 
 
 def check_drift(sys_facts: SystemFacts, py: PythonFacts, exp: Expected,

@@ -130,6 +130,8 @@ class PythonFacts:
     numpy_error: str | None = None
     opencv: OpenCVImport | None = None
     ld_preload_env: list[str] = field(default_factory=list)
+    loaded_libraries: list[str] = field(default_factory=list)  # from /proc/self/maps
+    preload_pth: dict[str, str] = field(default_factory=dict)  # .pth files that load libraries
 
 
 # ---------------------------------------------------------------- pure parsers
@@ -585,4 +587,44 @@ def gather_python(preferred_module: str | None = None) -> tuple[PythonFacts, Any
     facts.runtime, module = import_runtime(preferred_module)
     preload = os.environ.get("LD_PRELOAD", "")
     facts.ld_preload_env = [p for p in re.split(r"[\s:]+", preload) if p]
+    facts.loaded_libraries = loaded_libraries()
+    facts.preload_pth = preload_pth_files(sys.path)
     return facts, module
+
+
+def parse_proc_maps(text: str) -> list[str]:
+    """Shared objects mapped into a process (`/proc/<pid>/maps`), in first-seen order."""
+    seen: dict[str, None] = {}
+    for line in text.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) == 6 and parts[5].startswith("/") and ".so" in parts[5]:
+            seen.setdefault(parts[5].strip(), None)
+    return list(seen)
+
+
+def loaded_libraries() -> list[str]:
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as handle:
+            return parse_proc_maps(handle.read())
+    except OSError:
+        return []
+
+
+def preload_pth_files(paths: list[str]) -> dict[str, str]:
+    """`.pth` files on the import path that load a shared library at start-up (ctypes.CDLL),
+    which is how a venv can preload libatomic without LD_PRELOAD."""
+    import glob as globbing
+
+    found: dict[str, str] = {}
+    for entry in paths:
+        if not entry.endswith(("site-packages", "dist-packages")):
+            continue
+        for pth in sorted(globbing.glob(os.path.join(entry, "*.pth"))):
+            try:
+                with open(pth, encoding="utf-8", errors="replace") as handle:
+                    text = handle.read(65536)
+            except OSError:
+                continue
+            if "CDLL" in text:
+                found[pth] = text
+    return found

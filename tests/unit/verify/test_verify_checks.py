@@ -237,6 +237,12 @@ def test_ld_preload_in_effect() -> None:
                                    lambda p: True).status == "pass"
     assert checks.check_ld_preload(pi_facts(ld_so_preload=[lib]), py_facts(), exp,
                                    lambda p: True).status == "pass"
+    pth = "/opt/coralpi/venv/lib/python3.11/site-packages/coralpi-ld-preload.pth"
+    by_pth = checks.check_ld_preload(
+        pi_facts(), py_facts(loaded_libraries=["/usr/lib/arm-linux-gnueabihf/libatomic.so.1.2.0"],
+                             preload_pth={pth: f'import ctypes; ctypes.CDLL("{lib}")\n'}),
+        exp, lambda p: True)
+    assert by_pth.status == "pass" and "coralpi-ld-preload.pth" in by_pth.detail
     not_set = checks.check_ld_preload(pi_facts(), py_facts(), exp, lambda p: True)
     assert not_set.status == "fail" and "not in effect" in not_set.detail
     assert checks.check_ld_preload(pi_facts(), py_facts(), exp,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,38 @@ def test_rich_table_on_a_terminal_and_json_otherwise() -> None:
     piped = io.StringIO()
     report.render(document, piped, as_json=True)
     assert json.loads(piped.getvalue()) == document
+
+
+def test_preload_is_seen_through_ld_preload_or_a_venv_pth(tmp_path: Path) -> None:
+    from verify.facts import find_library
+    from verify.rootfs import RootFS
+
+    lib = find_library(RootFS("/"), "libatomic.so.1")
+    if lib is None:
+        pytest.skip("libatomic.so.1 not installed here")
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"ld_preload": lib}))
+
+    def ld_preload_check(done: subprocess.CompletedProcess[str]) -> dict[str, str]:
+        assert done.returncode in (0, 2), done.stderr
+        return next(c for c in json.loads(done.stdout)["checks"] if c["name"] == "ld_preload")
+
+    missing = ld_preload_check(run_verify("--json", "--no-smoke", "--plan", str(plan)))
+    assert missing["status"] == "fail" and "coralpi_opencv" in missing["fix"]
+
+    site = tmp_path / "venv" / "lib" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "coralpi-ld-preload.pth").write_text(
+        f'import ctypes; ctypes.CDLL("{lib}", mode=ctypes.RTLD_GLOBAL)\n')
+    launcher = ("import runpy, site, sys; site.addsitedir(sys.argv.pop(1)); "
+                "sys.argv[0] = 'verify'; runpy.run_module('verify', run_name='__main__')")
+    by_pth = subprocess.run([sys.executable, "-c", launcher, str(site), "--json", "--no-smoke",
+                             "--plan", str(plan)], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    found = ld_preload_check(by_pth)
+    assert found["status"] == "pass" and "coralpi-ld-preload.pth" in found["detail"]
+
+    env_done = subprocess.run([sys.executable, "-m", "verify", "--json", "--no-smoke",
+                               "--plan", str(plan)], cwd=REPO, capture_output=True, text=True,
+                              timeout=120, env={**os.environ, "LD_PRELOAD": lib})
+    assert ld_preload_check(env_done)["status"] == "pass"

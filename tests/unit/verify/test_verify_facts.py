@@ -164,3 +164,21 @@ def test_import_runtime_finds_the_installed_one() -> None:
         pytest.skip("no inference runtime in this Python")
     assert runtime.module in ("tflite_runtime.interpreter", "ai_edge_litert.interpreter")
     assert runtime.version and hasattr(module, "Interpreter")
+
+
+def test_proc_maps_and_preload_pth(tmp_path: Path) -> None:
+    maps = (
+        "7f00-7f01 r--p 00000000 08:01 123 /usr/lib/arm-linux-gnueabihf/libatomic.so.1.2.0\n"
+        "7f01-7f02 r-xp 00001000 08:01 123 /usr/lib/arm-linux-gnueabihf/libatomic.so.1.2.0\n"
+        "7f03-7f04 rw-p 00000000 00:00 0 [heap]\n"
+        "7f05-7f06 r--p 00000000 08:01 9 /usr/bin/python3.11\n"
+    )
+    assert facts.parse_proc_maps(maps) == ["/usr/lib/arm-linux-gnueabihf/libatomic.so.1.2.0"]
+    site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "coralpi-ld-preload.pth").write_text(
+        'import ctypes; ctypes.CDLL("/usr/lib/arm-linux-gnueabihf/libatomic.so.1")\n')
+    (site / "distutils-precedence.pth").write_text("import os\n")
+    found = facts.preload_pth_files([str(site), str(tmp_path)])
+    assert list(found) == [str(site / "coralpi-ld-preload.pth")]
+    assert any("libc.so" in lib or "python" in lib for lib in facts.loaded_libraries())
