@@ -331,6 +331,7 @@ class Fleet:
             "coralpi_coral_repo_url": self.urls["coral_apt"],
             "coralpi_community_runtime_url": self.urls["community"],
             "coralpi_apt_proxy": self.urls["apt_proxy"],
+            "coralpi_assets_url": self.urls["test_data"],
             "coralpi_coral_key_fingerprints": [self.standin.key_fingerprint],
             **self.extra_group_vars,
         }

@@ -34,6 +34,7 @@ import hashlib
 import json
 import shutil
 import textwrap
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +47,7 @@ ARCH = "amd64"
 MULTIARCH = "x86_64-linux-gnu"
 OFFICIAL_VERSION = "16.0"
 COMMUNITY_UPSTREAM = "16.0tf2.17.1-1"
-COMMUNITY_DISTS = ("bookworm",)
+COMMUNITY_DISTS = ("bookworm", "bullseye")
 VARIANTS = ("std", "max")
 KEY_UID = "coralpi test fleet stand-in Coral repository <standin-coral@testfleet.invalid>"
 NO_DEVICE_MESSAGE = "Failed to open device: no Edge TPU attached (stand-in runtime)"
@@ -282,24 +283,38 @@ def _write_repo(repo: Path, home: Path, fingerprint: str) -> None:
     (repo / "doc" / "apt-key.gpg").write_text(_gpg(home, "--armor", "--export", fingerprint))
 
 
+def _signing_key(base: Path) -> tuple[Path, str]:
+    """The stand-in repository's signing key: made once, kept across package rebuilds (like a
+    real archive key), so a fingerprint pinned by a test stays valid."""
+    home = base / "signing-key" / "gnupg"
+    marker = base / "signing-key" / "fingerprint"
+    if not marker.exists():
+        if home.exists():
+            shutil.rmtree(home)
+        try:
+            fingerprint = _make_key(home)
+        finally:
+            run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
+        marker.write_text(fingerprint + "\n")
+    return home, marker.read_text().strip()
+
+
 def ensure_standin(cache: Path) -> StandinCoral:
     """Build (or reuse) the stand-in repository and community .debs for the current recipe."""
-    import time
-
-    root = cache / "standin-coral" / _recipe_key()
+    base = cache / "standin-coral"
+    root = base / _recipe_key()
     done = root / "fingerprint"
     start = time.monotonic()
-    with file_lock(cache / "standin-coral" / f"{root.name}.lock"):
+    with file_lock(base / "build.lock"):
+        home, fingerprint = _signing_key(base)
         action = "cached"
-        if not done.exists():
+        if not done.exists() or done.read_text().strip() != fingerprint:
             action = "built"
             if root.exists():
                 shutil.rmtree(root)
             work = root / "build"
             work.mkdir(parents=True)
-            home = root / "gnupg"
             try:
-                fingerprint = _make_key(home)
                 repo = root / "coral-apt"
                 for variant in VARIANTS:
                     _build_deb(
@@ -322,7 +337,7 @@ def ensure_standin(cache: Path) -> StandinCoral:
         repo_dir=root / "coral-apt",
         community_dir=root / "community",
         key_fingerprint=done.read_text().strip(),
-        gnupg_home=root / "gnupg",
+        gnupg_home=home,
         action=action,
         seconds=round(time.monotonic() - start, 2),
     )
