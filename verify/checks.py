@@ -91,10 +91,16 @@ def check_os(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
 def check_apt_source(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
     name = "coral_apt_source"
     coral = [s for s in sys_facts.apt_sources if is_coral_source(s) and s.enabled]
+    # Google's keys, or the key a Coral source is signed by, in apt's global (apt-key) keyring
+    coral_keys = set(GOOGLE_KEY_FINGERPRINTS)
+    for source in coral:
+        keyring = sys_facts.keyrings.get(source.signed_by or "")
+        if keyring is not None:
+            coral_keys.update(keyring.fingerprints)
     global_hits = [k.path for k in sys_facts.trusted_keyrings
-                   if set(k.fingerprints) & set(GOOGLE_KEY_FINGERPRINTS)]
+                   if set(k.fingerprints) & coral_keys]
     global_note = ("" if not global_hits else
-                   "; Google's key is also in apt's global keyring (" + ", ".join(global_hits)
+                   "; the Coral key is also in apt's global keyring (" + ", ".join(global_hits)
                    + "), which lets it sign any repository")
     global_fix = ("remove the Google key from " + ", ".join(global_hits)
                   + " (apt-key style); the source's signed-by keyring is enough"

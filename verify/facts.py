@@ -78,7 +78,8 @@ class SystemFacts:
     os_codename: str | None = None
     os_version_id: str | None = None
     os_pretty: str | None = None
-    arch: str = ""
+    arch: str = ""  # userland (dpkg) architecture in uname spelling; see userland_arch
+    kernel_arch: str = ""
     board: str | None = None
     boot_config: str | None = None
     boot_config_text: str | None = None
@@ -185,6 +186,28 @@ def _options(text: str) -> dict[str, str]:
         key, _, value = part.partition("=")
         options[key.strip().lower()] = value.strip()
     return options
+
+
+DPKG_TO_UNAME = {"arm64": "aarch64", "armhf": "armv7l", "armel": "armv6l", "amd64": "x86_64",
+                 "i386": "i686"}
+
+
+def dpkg_native_arch(status_text: str) -> str | None:
+    """The architecture of the installed `dpkg` package (the userland's), e.g. "armhf"."""
+    for stanza in re.split(r"\n\s*\n", status_text):
+        if re.search(r"^Package: dpkg$", stanza, re.M):
+            match = re.search(r"^Architecture: (\S+)$", stanza, re.M)
+            return match.group(1) if match else None
+    return None
+
+
+def userland_arch(status_text: str, machine: str) -> str:
+    """uname -m says aarch64 for a 32-bit Raspberry Pi OS on a 64-bit kernel, but what
+    runs there (Python, wheels, .debs) is armhf: trust dpkg over uname."""
+    native = dpkg_native_arch(status_text)
+    if native is None:
+        return machine
+    return DPKG_TO_UNAME.get(native, native)
 
 
 def parse_one_line_sources(text: str, file: str) -> list[AptSource]:
@@ -440,7 +463,7 @@ def _throttled(fs: RootFS) -> int | None:
 
 
 def gather_system(fs: RootFS, user: str | None) -> SystemFacts:
-    facts = SystemFacts(arch=platform.machine())
+    facts = SystemFacts(arch=platform.machine(), kernel_arch=platform.machine())
     release = parse_os_release(fs.read_text("/etc/os-release")
                                or fs.read_text("/usr/lib/os-release") or "")
     facts.os_id = release.get("ID")
@@ -465,7 +488,9 @@ def gather_system(fs: RootFS, user: str | None) -> SystemFacts:
         facts.config = configtxt.evaluate(facts.boot_config_text or "", facts.board,
                                           facts.boot_config, read_include)
 
-    facts.packages = parse_dpkg_status(fs.read_text("/var/lib/dpkg/status") or "")
+    status_text = fs.read_text("/var/lib/dpkg/status") or ""
+    facts.packages = parse_dpkg_status(status_text)
+    facts.arch = userland_arch(status_text, facts.kernel_arch)
 
     facts.apt_sources = _apt_sources(fs)
     for source in facts.apt_sources:

@@ -53,7 +53,8 @@ class FakeRoot:
         return self
 
     def dpkg(self, packages: dict[str, str], status: str = "install ok installed") -> FakeRoot:
-        stanzas = [DPKG_STANZA.format(name="base-files", status=status, version="12.4")]
+        stanzas = [DPKG_STANZA.format(name="base-files", status=status, version="12.4"),
+                   DPKG_STANZA.format(name="dpkg", status=status, version="1.21.22")]
         stanzas += [DPKG_STANZA.format(name=n, status=status, version=v)
                     for n, v in packages.items()]
         self.write("/var/lib/dpkg/status", "\n".join(stanzas))

@@ -94,6 +94,9 @@ def test_apt_source_variants() -> None:
     in_global = pi_facts(trusted_keyrings=[Keyring("/etc/apt/trusted.gpg", [GOOGLE])])
     warned = checks.check_apt_source(in_global, exp)
     assert warned.status == "warn" and "/etc/apt/trusted.gpg" in warned.fix
+    stand_in = pi_facts(keyrings={KEYRING: Keyring(KEYRING, ["CD" * 20])},
+                        trusted_keyrings=[Keyring("/etc/apt/trusted.gpg.d/x.gpg", ["CD" * 20])])
+    assert "/etc/apt/trusted.gpg.d/x.gpg" in checks.check_apt_source(stand_in, exp).fix
     other_key = pi_facts(keyrings={KEYRING: Keyring(KEYRING, ["AB" * 20])})
     other = checks.check_apt_source(other_key, exp)
     assert other.status == "warn" and "AB" * 20 in other.detail

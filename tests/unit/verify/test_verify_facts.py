@@ -109,7 +109,9 @@ def test_gather_system_reads_a_recorded_pi(fake_root: FakeRoot) -> None:
     assert gathered.board == "Raspberry Pi 4 Model B Rev 1.4" and gathered.is_pi
     assert gathered.boot_config == "/boot/firmware/config.txt"
     assert gathered.config is not None and gathered.config.get("camera_auto_detect") == "1"
-    assert gathered.packages == {"base-files": "12.4", "libedgetpu1-std": "16.0tf2.17.1-1"}
+    assert gathered.packages == {"base-files": "12.4", "dpkg": "1.21.22",
+                                 "libedgetpu1-std": "16.0tf2.17.1-1"}
+    assert gathered.arch == "aarch64"  # the recorded tree's dpkg is arm64
     assert gathered.edgetpu_library == "/usr/lib/aarch64-linux-gnu/libedgetpu.so.1"
     assert gathered.udev_rules == ["/lib/udev/rules.d/60-libedgetpu1-std.rules"]
     assert gathered.user_groups == ["pi", "plugdev"] and gathered.user_exists
@@ -182,3 +184,10 @@ def test_proc_maps_and_preload_pth(tmp_path: Path) -> None:
     found = facts.preload_pth_files([str(site), str(tmp_path)])
     assert list(found) == [str(site / "coralpi-ld-preload.pth")]
     assert any("libc.so" in lib or "python" in lib for lib in facts.loaded_libraries())
+
+
+def test_userland_arch_trusts_dpkg_over_uname() -> None:
+    status = "Package: dpkg\nStatus: install ok installed\nArchitecture: armhf\n"
+    assert facts.userland_arch(status, "aarch64") == "armv7l"
+    assert facts.userland_arch("", "x86_64") == "x86_64"
+    assert facts.dpkg_native_arch("Package: bash\nArchitecture: arm64\n") is None
