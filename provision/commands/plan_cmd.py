@@ -126,26 +126,33 @@ def controller_check(plan: Plan) -> tuple[bool, str]:
 
 
 def default_facts_provider() -> FactsProvider:
-    """``provision.probe.gather_facts`` (imported only when real hosts are planned)."""
+    """The probe play (``provision.probe``) plus the inventory's ``coralpi_*`` variables
+    (``provision.inventory``); both are imported only when real hosts are planned."""
     try:
-        module = importlib.import_module("provision.probe")
+        probe = importlib.import_module("provision.probe")
+        inventory_mod = importlib.import_module("provision.inventory")
     except ImportError as exc:
         raise ConfigError(
             f"plan -i needs the probe (provision.probe), which cannot be imported: {exc}"
         ) from None
-    probe_hosts = getattr(module, "probe_hosts", None)
-    if probe_hosts is None:
-        provider: FactsProvider = module.gather_facts
+    probe_hosts = getattr(probe, "probe_hosts", None)
+    load_inventory = getattr(inventory_mod, "load_inventory", None)
+    if probe_hosts is None or load_inventory is None:
+        provider: FactsProvider = probe.gather_facts
         return provider
 
     def gather(inventory: Path, limit: str | None) -> dict[str, dict[str, Any]]:
-        # probe_hosts also says which hosts could not be probed: keep them as errors.
+        hosts = load_inventory(inventory, limit)
         with tempfile.TemporaryDirectory(prefix="coralpi-plan-") as tmp:
             result = probe_hosts(inventory, Path(tmp), limit)
-        facts: dict[str, dict[str, Any]] = {h: dict(f) for h, f in result.facts.items()}
-        for host, why in result.failed.items():
-            facts[host] = {PROBE_ERROR: why}
-        return facts
+        gathered: dict[str, dict[str, Any]] = {}
+        for host in hosts:
+            if host.name in result.facts:
+                gathered[host.name] = {**result.facts[host.name], **host.variables}
+            else:
+                why = result.failed.get(host.name, "the probe gathered no facts")
+                gathered[host.name] = {PROBE_ERROR: why}
+        return gathered
 
     return gather
 

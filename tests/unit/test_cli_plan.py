@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import platform
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -190,3 +191,18 @@ def test_inventory_run_prints_json_and_exits_1_on_a_failed_host(
     args = parser.parse_args(["plan", "-i", "inventory/fleet.yml", "--limit", "pi-a"])
     assert plan_cmd.run(args, facts_provider=fake_provider) == 0
     assert "pi-a: bookworm aarch64 python 3.11" in capsys.readouterr().out
+
+
+def test_inventory_plan_probes_this_machine() -> None:
+    # The default facts provider runs the read-only probe play over a local connection.
+    inventory = ROOT / "inventory" / "localhost.yml"
+    if not inventory.exists():
+        pytest.skip("no inventory/localhost.yml")
+    proc = run_cli("plan", "-i", str(inventory.relative_to(ROOT)), "--json")
+    data = json.loads(proc.stdout)
+    assert proc.returncode == (1 if data["errors"] else 0), proc.stderr
+    assert set(data["plans"]) | set(data["errors"]) == {"localhost"}
+    if data["plans"]:
+        target = data["plans"]["localhost"]["target"]
+        assert target["arch"] == platform.machine()
+        assert target["glibc"] == ".".join(platform.libc_ver()[1].split(".")[:2])
