@@ -231,6 +231,7 @@ def _source(art: Artifact, *, signature_checked: bool = False) -> Source:
         sha256=art.sha256,
         setting=SETTING_FOR_KIND[art.kind],
         signature_checked=signature_checked,
+        size=art.size,
     )
 
 

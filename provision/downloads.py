@@ -61,6 +61,8 @@ class Source:
     setting: str
     #: True when the content is verified after download by other means (fingerprint).
     signature_checked: bool = False
+    #: The pinned size, if known: a source sending more is cut off early.
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -139,9 +141,14 @@ def _stream_http(src: Source, out: Path) -> tuple[str, int]:
             with bar, out.open("wb") as fh:
                 task = bar.add_task(src.name, total=total)
                 for chunk in resp.iter_content(_CHUNK):
+                    size += len(chunk)
+                    if src.size is not None and size > src.size:
+                        raise HashMismatch(
+                            f"downloaded {src.name} from {src.url} was refused: it is longer "
+                            f"than the pinned {src.size} bytes"
+                        )
                     fh.write(chunk)
                     digest.update(chunk)
-                    size += len(chunk)
                     bar.advance(task, len(chunk))
         except requests.RequestException as exc:
             raise _unreachable(src, f"transfer interrupted ({_short_reason(exc)})") from None

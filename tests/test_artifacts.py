@@ -45,6 +45,11 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client hanging up early (a refused download) is expected here
+
+
 @pytest.fixture(scope="module")
 def gpg_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[bytes, str]]:
     home = tmp_path_factory.mktemp("gnupg")
@@ -81,7 +86,7 @@ def upstream(tmp_path: Path, gpg_key: tuple[bytes, str]) -> Iterator[dict[str, A
         (debs / name).write_bytes(b"stand-in payload for " + name.encode() + b"\n" * 1000)
     (docroot / "apt" / "doc").mkdir(parents=True)
     (docroot / "apt" / "doc" / "apt-key.gpg").write_bytes(gpg_key[0])
-    server = ThreadingHTTPServer(
+    server = _QuietServer(
         ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(docroot))
     )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -190,6 +195,18 @@ def test_changed_upstream_bytes_are_refused(upstream: dict[str, Any], tmp_path: 
     assert DEB_STD in text and upstream["pins"][f"{upstream['base']}/runtime/{DEB_STD}"] in text
     assert hashlib.sha256(b"something else").hexdigest() in text
     assert not list((tmp_path / "other-cache").glob(f"deb/*/{DEB_STD}"))
+
+
+def test_a_source_sending_more_than_the_pinned_size_is_cut_off(upstream: dict[str, Any],
+                                                                tmp_path: Path) -> None:
+    cache = ArtifactCache.open(tmp_path / "cache")
+    lock = _pinned_lock(upstream, cache, [bookworm_amd64()])
+    (upstream["docroot"] / "runtime" / DEB_MAX).write_bytes(b"x" * 10_000_000)
+    fresh = ArtifactCache.open(tmp_path / "fresh")
+    with pytest.raises(HashMismatch, match="longer than the pinned"):
+        fetch_lock(lock, fresh)
+    assert fresh.stats.bytes_downloaded == 0
+    assert not list((tmp_path / "fresh" / "tmp").iterdir())  # the partial file is gone
 
 
 # ------------------------------------------------------------------------ fetch / cache
