@@ -77,3 +77,47 @@ def test_own_model_labels_and_image_with_an_expected_label() -> None:
     assert checks["smoke"]["status"] == "fail"  # a wrong label is a failure
     assert "tench" in checks["smoke"]["detail"]
     assert done.returncode == 2
+
+
+STAND_IN_DELEGATE = r"""
+#include <stddef.h>
+/* Stand-in for libedgetpu with no accelerator attached: the delegate entry points exist,
+   creation reports an error and fails, as the real runtime does when no device is found. */
+void *tflite_plugin_create_delegate(char **keys, char **values, size_t n,
+                                    void (*report_error)(const char *)) {
+    (void)keys; (void)values; (void)n;
+    if (report_error) report_error("Could not find any Edge TPU device (stand-in runtime)");
+    return NULL;
+}
+void tflite_plugin_destroy_delegate(void *delegate) { (void)delegate; }
+"""
+
+
+def test_delegate_that_finds_no_device_falls_back_to_the_cpu(tmp_path: Path) -> None:
+    """A libedgetpu.so.1 stand-in that loads but finds no device (what the real runtime does
+    with nothing plugged in): verify must explain it and still classify on the CPU."""
+    pytest.importorskip("tflite_runtime.interpreter")
+    import os
+    import shutil
+
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        pytest.skip("no C compiler to build the stand-in runtime")
+    source = tmp_path / "standin.c"
+    source.write_text(STAND_IN_DELEGATE)
+    subprocess.run([compiler, "-shared", "-fPIC", "-o", str(tmp_path / "libedgetpu.so.1"),
+                    str(source)], check=True, capture_output=True)
+    env = {**os.environ, "LD_LIBRARY_PATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "verify", "--json", "--assets", str(TESTDATA),
+                           "--count", "2"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, env=env)
+    document = json.loads(done.stdout)
+    smoke = document["smoke"]
+    assert smoke["device"] == "cpu"
+    assert smoke["top"][0]["label"] == MACAW
+    assert "Failed to load delegate" not in smoke["note"]  # translated, not raw
+    assert smoke["note"].startswith("no Edge TPU usable: the runtime loaded but found no "
+                                    "Edge TPU (no accelerator attached)")
+    checks = {c["name"]: c for c in document["checks"]}
+    assert checks["smoke_edgetpu"]["status"] == "warn"
+    assert "found no Edge TPU" in checks["smoke_edgetpu"]["detail"]

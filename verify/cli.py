@@ -12,7 +12,7 @@ import os
 import sys
 from typing import IO, Any, NoReturn
 
-from . import __version__, assets, checks, expected, facts, report, smoke
+from . import __version__, assets, checks, errors, expected, facts, report, smoke
 from .rootfs import RootFS
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 1, 2
@@ -149,6 +149,15 @@ def _run_smoke(args: argparse.Namespace, module: Any, py: facts.PythonFacts,
     def asset_path(name: str) -> str:
         return name if name in user_files else store.path(name)
 
+    attached = any((d.vendor, d.product) in (facts.USB_IDS_RUNNING, facts.USB_IDS_BOOTLOADER)
+                   for d in sys_facts.usb_devices) or any(
+        (d.vendor, d.device) == facts.PCI_IDS for d in sys_facts.pci_devices)
+    needs_apex = any((d.vendor, d.device) == facts.PCI_IDS for d in sys_facts.pci_devices)
+
+    def refine(cause: errors.Cause) -> errors.Cause:
+        return errors.refine_delegate_cause(cause, attached, sys_facts.user,
+                                            sys_facts.user_groups, needs_apex)
+
     model = args.model
     expect = args.expect if args.expect is not None else (
         None if model else assets.EXPECTED_LABEL)
@@ -159,7 +168,7 @@ def _run_smoke(args: argparse.Namespace, module: Any, py: facts.PythonFacts,
         edgetpu_model=model or assets.EDGETPU_MODEL, cpu_model=model or assets.CPU_MODEL,
         labels_file=args.labels or assets.LABELS, image_file=args.image or assets.IMAGE,
         board=sys_facts.board, arch=sys_facts.arch, usb_speed=_usb_speed(sys_facts),
-        throttled=sys_facts.throttled)
+        throttled=sys_facts.throttled, refine=refine)
     return result, expect
 
 

@@ -195,7 +195,7 @@ def run(module: Any, runtime: dict[str, str | None], asset: Callable[[str], str]
         image_file: str, board: str | None = None, arch: str = "",
         usb_speed: str | None = None, throttled: int | None = None,
         delegate_loader: Callable[[Any], tuple[Any, Cause | None]] | None = None,
-        ) -> SmokeResult:
+        refine: Callable[[Cause], Cause] | None = None) -> SmokeResult:
     """The smoke test. `asset(name)` returns a local path for a model/labels/image name
     (fetching and checking it); it may raise, and the error becomes the result's error."""
     result = SmokeResult(runtime=dict(runtime))
@@ -222,6 +222,8 @@ def run(module: Any, runtime: dict[str, str | None], asset: Callable[[str], str]
             result.device, result.model = "edgetpu", edgetpu_model
         except Exception as exc:
             cause = errors.translate_exception(exc)
+    if cause is not None and refine is not None:
+        cause = refine(cause)
     result.edgetpu_cause = cause
     notes: list[str] = []
     if outcome is None:

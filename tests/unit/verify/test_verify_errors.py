@@ -33,3 +33,15 @@ def test_unknown_error_keeps_its_first_line() -> None:
     cause = errors.translate("\nSomething odd happened\nwith details\n")
     assert cause.cause == "Something odd happened" and cause.fix == ""
     assert errors.translate_exception(KeyError()).cause == "KeyError"
+
+
+def test_delegate_failure_is_narrowed_by_the_facts() -> None:
+    generic = errors.translate("Failed to load delegate from libedgetpu.so.1")
+    none = errors.refine_delegate_cause(generic, False, "pi", ["plugdev"], False)
+    assert "no accelerator attached" in none.cause
+    perm = errors.refine_delegate_cause(generic, True, "pi", ["pi"], True)
+    assert perm.cause == "no permission on the accelerator: pi is not in plugdev, apex"
+    root = errors.refine_delegate_cause(generic, True, "root", [], False)
+    assert "version mismatch" in root.cause
+    other = errors.translate("libedgetpu.so.1: cannot open shared object file")
+    assert errors.refine_delegate_cause(other, False, "pi", [], False) is other
