@@ -19,6 +19,7 @@ platform once per process however many hosts share it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,6 +224,16 @@ def _pins(base: Mapping[str, str], settings: ArtifactSettings) -> dict[str, str]
     return {**base, **dict(settings.pins)}
 
 
+def lock_pins(lock: Lock) -> dict[str, str]:
+    """A lock's pins by URL, plus its runtime .debs by file name (so a new mirror of the
+    same files is trusted with the same hashes)."""
+    pins = lock.pins()
+    for art in lock.all_artifacts():
+        if art.kind == "deb":
+            pins.setdefault(art.name, art.sha256)
+    return pins
+
+
 def _source(art: Artifact, *, signature_checked: bool = False) -> Source:
     return Source(
         kind=art.kind,
@@ -355,14 +366,23 @@ def keyring_path(cache: ArtifactCache, art: Artifact, accepted: Iterable[str]) -
     return dest
 
 
-def platform_dirs(cache: ArtifactCache, plat: PlatformLock) -> tuple[Path, dict[str, str]]:
-    """Fetch one platform's pinned files; return (wheels dir, {"std"/"max": deb path})."""
+def platform_dirs(
+    cache: ArtifactCache, plat: PlatformLock, settings: ArtifactSettings | None = None
+) -> tuple[Path, dict[str, str]]:
+    """Fetch one platform's pinned files; return (wheels dir, {"std"/"max": deb path}).
+
+    With ``settings``, runtime .debs come from its ``community_runtime_url`` (a mirror
+    chosen after the lock was written serves the same pinned files).
+    """
     wheel_files = [_fetch_art(cache, a) for a in plat.artifacts if a.kind == "wheel"]
     wheels_dir = cache.link_into(cache.root / "platform" / plat.inputs.slug / "wheels",
                                  wheel_files)
     debs: dict[str, str] = {}
     for art in plat.artifacts:
         if art.kind == "deb":
+            if settings is not None:
+                url = f"{settings.community_runtime_url.rstrip('/')}/{art.name}"
+                art = dataclasses.replace(art, url=url)
             variant = art.name.split("_", 1)[0].rsplit("-", 1)[-1]
             debs[variant] = str(_fetch_art(cache, art))
     return wheels_dir, debs
@@ -396,7 +416,7 @@ def build_lock(
     unchanged (no network); new ones are resolved, with hashes already in ``previous``
     kept as pins (``refresh`` drops them: trust on first use again).
     """
-    pins: dict[str, str] = {} if (refresh or previous is None) else previous.pins()
+    pins: dict[str, str] = {} if (refresh or previous is None) else lock_pins(previous)
     pins.update(extra_pins or {})
     platforms: dict[str, PlatformLock] = {}
     shared: list[Artifact] = []
@@ -514,10 +534,10 @@ def ensure_host_artifacts(
     changed = False
     plat = lock.platforms.get(inputs.id)
     if plat is None or plat.inputs != inputs:
-        plat = resolve_platform(plan_dict, s, store, _pins(lock.pins(), s))
+        plat = resolve_platform(plan_dict, s, store, _pins(lock_pins(lock), s))
         lock.platforms[inputs.id] = plat
         changed = True
-    wheels_dir, debs = platform_dirs(store, plat)
+    wheels_dir, debs = platform_dirs(store, plat, s)
 
     coral_keyring = ""
     if want_key:
@@ -525,7 +545,7 @@ def ensure_host_artifacts(
             (a for a in lock.shared if a.kind == "apt-key" and a.url == s.key_url), None
         )
         if key_art is None:
-            key_art = resolve_coral_key(s, store, _pins(lock.pins(), s))
+            key_art = resolve_coral_key(s, store, _pins(lock_pins(lock), s))
             lock.shared = lockfile.merge_shared(lock.shared, [key_art])
             changed = True
         coral_keyring = str(keyring_path(store, key_art, _accepted_from(key_art, s)))

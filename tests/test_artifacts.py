@@ -290,6 +290,27 @@ def test_fleet_of_one_platform_costs_one_download(upstream: dict[str, Any],
     assert os.listdir(art["wheels_dir"]) == []
 
 
+def test_a_mirror_chosen_after_locking_serves_the_pinned_files(upstream: dict[str, Any],
+                                                               tmp_path: Path) -> None:
+    lock_path = tmp_path / "coralpi.lock"
+    lockfile.write_if_changed(lock_path, _pinned_lock(
+        upstream, ArtifactCache.open(tmp_path / "lock-cache"), [bookworm_amd64()]))
+    before = lock_path.read_bytes()
+    (upstream["docroot"] / "mirror").symlink_to(upstream["docroot"] / "runtime")
+    moved = {**upstream["vars"], "coralpi_community_runtime_url": f"{upstream['base']}/mirror"}
+    art = ensure_host_artifacts(bookworm_amd64(), moved, tmp_path / "cache", lock_path=lock_path)
+    assert Path(art["runtime_debs"]["std"]).name == DEB_STD
+    assert lock_path.read_bytes() == before
+    # The mirror serving other bytes under the pinned name is refused.
+    (upstream["docroot"] / "mirror").unlink()
+    (upstream["docroot"] / "mirror").mkdir()
+    for name in (DEB_STD, DEB_MAX):
+        (upstream["docroot"] / "mirror" / name).write_bytes(b"not the pinned file")
+    with pytest.raises(HashMismatch):
+        ensure_host_artifacts(bookworm_amd64(), moved, tmp_path / "cache-2",
+                              lock_path=lock_path)
+
+
 def test_coral_apt_plan_gets_a_fingerprint_checked_keyring(upstream: dict[str, Any],
                                                            tmp_path: Path) -> None:
     plan = plan_for("bullseye", "aarch64", "3.9", "2.31")
