@@ -31,3 +31,7 @@ def testdata_dir() -> Path:
     if override:
         return Path(override)
     return (REPO_ROOT / ".." / "shared" / "testdata" / "coral").resolve()
+
+
+# Its name starts with "test": keep pytest from collecting it where a test module imports it.
+testdata_dir.__test__ = False  # type: ignore[attr-defined]

@@ -14,8 +14,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import yaml
+
 from testfleet import Fleet, HostSpec
+from testfleet.httpserve import read_sources
+from testfleet.mirror import debian_mirror
 from testfleet.network import link_names, netns_names
+from testfleet.paths import testdata_dir
 from testfleet.procs import ProcRecord
 
 VENV_BIN = Path(sys.executable).parent
@@ -212,7 +217,11 @@ def _installed(fleet: Fleet, host: str, package: str) -> bool:
 
 
 def test_set_link_makes_a_host_unreachable_and_back(make_fleet: MakeFleet) -> None:
-    fleet = make_fleet("link", hosts=[HostSpec("l1", "bookworm"), HostSpec("l2", "bookworm")])
+    fleet = make_fleet("link", hosts=[HostSpec("l1", "bookworm"), HostSpec("l2", "bookworm")],
+                       host_vars={"l2": {"coralpi_runtime": "max"}})
+    hosts = yaml.safe_load(fleet.inventory_path.read_text())["all"]["children"][
+        "coralpi_fleet"]["hosts"]
+    assert hosts["l2"]["coralpi_runtime"] == "max" and "coralpi_runtime" not in hosts["l1"]
     assert fleet.ssh("l1", "true").returncode == 0
     fleet.set_link("l1", False)
     start = time.monotonic()
@@ -273,3 +282,63 @@ def test_down_cleans_up_after_a_crashed_owner(fleet_support: None, tmp_path: Pat
                           cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     assert down.returncode == 0, down.stdout + down.stderr
     assert _left_over(names, pids, wait=10) == []
+
+
+def test_inventory_points_the_toolkit_at_the_standins(fleet: Fleet) -> None:
+    group = yaml.safe_load(fleet.inventory_path.read_text())["all"]["children"]["coralpi_fleet"]
+    assert list(group["hosts"]) == [h.name for h in fleet.hosts]
+    for host in fleet.hosts:
+        entry = group["hosts"][host.name]
+        assert entry["ansible_host"] == host.address
+        assert entry["ansible_user"] == "pi" and entry["ansible_become"] is True
+        assert Path(entry["ansible_ssh_private_key_file"]).is_file()
+        assert "StrictHostKeyChecking=no" in entry["ansible_ssh_common_args"]
+        assert f"ControlPath={fleet.control_dir}/" in entry["ansible_ssh_common_args"]
+    assert group["vars"]["coralpi_coral_repo_url"] == fleet.urls["coral_apt"]
+    assert group["vars"]["coralpi_community_runtime_url"] == fleet.urls["community"]
+    assert group["vars"]["coralpi_apt_proxy"] == fleet.urls["apt_proxy"]
+    assert group["vars"]["coralpi_coral_key_fingerprints"] == [fleet.standin_key_fingerprint]
+
+
+def test_smoke_assets_are_served_like_upstream(fleet: Fleet) -> None:
+    """/test_data/<commit>/<file> serves the bytes SOURCES.md pins, to the hosts too."""
+    assets = read_sources(testdata_dir())
+    assert {a.name for a in assets} >= {"parrot.jpg", "inat_bird_labels.txt"}
+    for asset in assets:
+        url = f"{fleet.urls['test_data']}/{asset.commit}/{asset.name}"
+        fetch = (f"import urllib.request,hashlib; d=urllib.request.urlopen('{url}').read(); "
+                 "print(len(d), hashlib.sha256(d).hexdigest())")
+        proc = fleet.ssh(fleet.hosts[0], f'python3 -c "{fetch}"')
+        assert proc.stdout.split() == [str(asset.size), asset.sha256], (asset.name, proc.stderr)
+
+
+def test_community_debs_are_named_like_the_releases(fleet: Fleet) -> None:
+    assert fleet.standin is not None
+    for variant in ("std", "max"):
+        deb = fleet.standin.community_deb(variant)
+        assert deb.name == f"libedgetpu1-{variant}_16.0tf2.17.1-1.bookworm_amd64.deb"
+        fields = subprocess.run(["dpkg-deb", "-f", str(deb), "Package", "Version", "Provides",
+                                 "Conflicts", "Replaces"], capture_output=True, text=True,
+                                check=True).stdout
+        assert f"Package: libedgetpu1-{variant}" in fields
+        assert "Version: 16.0tf2.17.1-1.bookworm" in fields
+        assert "Conflicts: libedgetpu1" in fields and "Replaces: libedgetpu1" in fields
+        newer = subprocess.run(["dpkg", "--compare-versions", "16.0tf2.17.1-1.bookworm", "gt",
+                                "16.0"], check=False)
+        assert newer.returncode == 0
+
+
+def test_mirror_is_read_from_apt_sources(tmp_path: Path) -> None:
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://security.example/debian-security\nSuites: x\n\n"
+        "Types: deb-src\nURIs: http://src.example/debian\nSuites: x\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm\n"
+    )
+    assert debian_mirror(tmp_path) == "http://mirror.example/debian"
+    (tmp_path / "sources.list.d" / "debian.sources").unlink()
+    (tmp_path / "sources.list").write_text(
+        "# deb http://commented.example/debian bookworm main\n"
+        "deb [arch=amd64 signed-by=/k.gpg] http://old.example/debian bookworm main\n"
+    )
+    assert debian_mirror(tmp_path) == "http://old.example/debian"
