@@ -35,7 +35,7 @@ def add_common_artifact_args(parser: argparse.ArgumentParser) -> None:
 def register(sub: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser("lock", help=HELP, description=HELP)
     parser.add_argument("-i", "--inventory", type=Path, help="inventory whose hosts to lock for")
-    parser.add_argument("--limit", help="only these inventory hosts (Ansible pattern)")
+    parser.add_argument("-l", "--limit", help="only these inventory hosts (Ansible pattern)")
     parser.add_argument(
         "--platform", action="append", default=[], metavar="CODENAME/ARCH/PYVER",
         help="a target platform without a host, e.g. bookworm/aarch64/3.11 (repeatable)",
