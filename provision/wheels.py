@@ -128,6 +128,7 @@ def pip_command(spec: WheelSpec, requirements: Sequence[str], report: Path) -> l
         "--implementation", "cp",
         "--abi", spec.python_tag,
         "--index-url", spec.index_url,
+        "--retries", "1", "--timeout", "30",
     ]  # fmt: skip
     for tag in spec.platform_tags:
         cmd += ["--platform", tag]

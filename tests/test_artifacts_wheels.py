@@ -123,3 +123,18 @@ def test_pip_failure_explains_platform_and_index() -> None:
     text = str(err)
     assert "python 3.12" in text and "manylinux_2_27_armv7l" in text
     assert "pypi.org/simple" in text and "from versions: none" in text
+
+
+def test_unreachable_index_is_named_with_its_setting() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    spec = wheels.WheelSpec("3.11", "cp311", ("manylinux2014_x86_64",), "x86_64",
+                            index_url=f"https://127.0.0.1:{port}/simple")
+    with pytest.raises(ArtifactError) as err:
+        wheels.resolve(spec, ["tflite-runtime==2.14.0"])
+    text = str(err.value)
+    assert f"127.0.0.1:{port}" in text and "coralpi_pip_index_url" in text
+    assert "cannot be reached" in text
