@@ -396,9 +396,12 @@ def assets_dir(cache: ArtifactCache, arts: Iterable[Artifact]) -> Path:
 # ------------------------------------------------------------ lock / fetch / apply
 
 
-def _accepted_from(art: Artifact, settings: ArtifactSettings) -> list[str]:
-    """Fingerprints accepted for a recorded key: the recorded ones that are still accepted."""
-    recorded = set(art.version.split())
+def _accepted_from(art: Artifact, settings: ArtifactSettings | None) -> list[str]:
+    """Fingerprints accepted for a recorded key: those the lock recorded (accepted when it
+    was written) that the settings still accept; without settings, the recorded ones."""
+    recorded = art.version.split()
+    if settings is None:
+        return recorded
     still = [f for f in settings.coral_key_fingerprints if f in recorded]
     return still or list(settings.coral_key_fingerprints)
 
@@ -464,8 +467,12 @@ class FetchResult:
 
 def fetch_lock(lock: Lock, cache: ArtifactCache,
                settings: ArtifactSettings | None = None) -> FetchResult:
-    """Download everything in ``lock`` that the cache lacks, checking every sha256."""
-    s = settings or ArtifactSettings()
+    """Download everything in ``lock`` that the cache lacks, checking every sha256.
+
+    The Coral key is checked against the fingerprints the lock recorded for it (or, with
+    ``settings``, against those of them that the settings still accept).
+    """
+    s = settings
     before_files = cache.stats.files_downloaded
     before_bytes = cache.stats.bytes_downloaded
     wheels_dirs = {pid: platform_dirs(cache, plat)[0] for pid, plat in lock.platforms.items()}

@@ -324,6 +324,10 @@ def test_coral_apt_plan_gets_a_fingerprint_checked_keyring(upstream: dict[str, A
     (key,) = [a for a in lock.shared if a.kind == "apt-key"]
     assert key.version == upstream["fingerprint"]
     assert key.url == f"{upstream['base']}/apt/doc/apt-key.gpg"
+    # `coralpi fetch` elsewhere trusts the fingerprint the lock recorded.
+    fetched = fetch_lock(lock, ArtifactCache.open(tmp_path / "elsewhere"))
+    (ring_path,) = fetched.keyrings
+    assert ring_path.read_bytes() == ring
 
     # The default accepted list does not hold the stand-in key: refused, found key listed.
     with pytest.raises(ArtifactError) as err:
