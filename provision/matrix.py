@@ -651,14 +651,17 @@ def _resolve(target: Target, choices: Choices) -> Plan:
             f"os_id {target.os_id!r} does not match release {rel.name} "
             f"(expected one of {', '.join(rel.os_ids)})"
         )
+    ctx = _Ctx(target, choices, rel, system_python=target.python == rel.python)
+    opencv_cfg: Mapping[str, Any] = m.opencv_pip
+    # A host no runtime can serve is refused as such before its choices are judged.
+    numpy_extra = _opencv_numpy_floor(target) if choices.opencv == "pip" else ""
+    sel = _select(ctx, numpy_extra)
     if choices.runtime == "max" and not choices.accept_max_eula:
         raise ConfigError(
             "coralpi_accept_max_eula: must be true to install the max runtime "
             "(coralpi_runtime: max); max runs the accelerator at full clock, rated only for "
             "ambient up to 25 C, and its package asks you to accept that"
         )
-    ctx = _Ctx(target, choices, rel, system_python=target.python == rel.python)
-    opencv_cfg: Mapping[str, Any] = m.opencv_pip
     if choices.opencv == "apt" and not ctx.system_python:
         raise ConfigError(
             f"coralpi_opencv: 'apt' needs {rel.name}'s own python {rel.python}, but this host's "
@@ -674,8 +677,6 @@ def _resolve(target: Target, choices: Choices) -> Plan:
             "piwheels-style index): PyPI has no armv7l OpenCV wheels; use coralpi_opencv: apt "
             "(Debian's python3-opencv) or set the index"
         )
-    numpy_extra = _opencv_numpy_floor(target) if choices.opencv == "pip" else ""
-    sel = _select(ctx, numpy_extra)
     notes: list[str] = []
     warnings: list[str] = []
     apt: list[str] = ["python3-venv"] if ctx.system_python else []
@@ -788,8 +789,10 @@ def nearest_working(target: Target, choices: Choices) -> list[str]:
         for candidate in group:
             try:
                 _resolve(candidate, choices)
-            except (_Unsupported, ConfigError):
+            except _Unsupported:
                 continue
+            except ConfigError:
+                pass  # the host would work; the choices need fixing wherever it runs
             found.append(candidate.describe())
             break
     return found

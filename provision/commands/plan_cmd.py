@@ -242,7 +242,7 @@ def render_table(plan: Plan, title: str, out: TextIO) -> None:
 
     table = Table(title=title, show_lines=True)
     table.add_column("field", style="bold")
-    table.add_column("choice", style="cyan")
+    table.add_column("choice", style="cyan", max_width=48, overflow="fold")
     table.add_column("reason")
     for row in plan_rows(plan):
         table.add_row(*row)

@@ -170,6 +170,14 @@ def test_trixie_armv7l_is_refused_naming_the_nearest() -> None:
     assert "cp313" in str(err.value)
 
 
+def test_armv7l_with_python_3_12_is_refused_before_its_choices_are_judged() -> None:
+    # Python 3.12 on a 32-bit OS: no runtime wheel at all. That is the refusal, not the
+    # (also invalid) apt OpenCV for a python that is not the release's own.
+    with pytest.raises(UnsupportedTarget) as err:
+        plan_for("bookworm", "armv7l", python="3.12", runtime="max")
+    assert err.value.nearest == "bookworm armv7l python 3.11"
+
+
 def test_jammy_arm64_takes_2_14_with_numpy_from_pypi() -> None:
     plan = plan_for("jammy", "aarch64")
     assert plan.python_runtime.version == "2.14.0"
