@@ -377,6 +377,51 @@ def test_cli_lock_unreachable_mirror_exits_1_without_traceback(tmp_path: Path) -
 # ------------------------------------------------------------------------ real PyPI
 
 
+def _local_platform_id() -> str:
+    """What the probe of inventory/localhost.yml should find on this machine."""
+    import platform
+
+    release = dict(
+        line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines()
+        if "=" in line
+    )
+    py = subprocess.run(["/usr/bin/python3", "-c",
+                         "import sys; print('%d.%d' % sys.version_info[:2])"],
+                        capture_output=True, text=True, check=True).stdout.strip()
+    codename = release.get("VERSION_CODENAME", "").strip('"')
+    return f"{codename}/{platform.machine()}/python{py}/opencv-apt"
+
+
+@pytest.mark.pypi
+def test_cli_lock_from_the_local_inventory(upstream: dict[str, Any], tmp_path: Path) -> None:
+    """`coralpi lock -i inventory/localhost.yml`: this machine probed (read-only), locked."""
+    if shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("ansible-playbook is not installed in this environment")
+    expected = _local_platform_id()
+    arch = expected.split("/")[1]
+    deb_arch = {"aarch64": "arm64", "armv7l": "armhf", "x86_64": "amd64"}.get(arch, arch)
+    codename = expected.split("/")[0]
+    pins = []
+    for variant in ("std", "max"):
+        for dist in (codename, "bookworm", "bullseye"):
+            name = f"libedgetpu1-{variant}_16.0tf2.17.1-1.{dist}_{deb_arch}.deb"
+            path = upstream["docroot"] / "runtime" / name
+            if not path.exists():
+                path.write_bytes(b"stand-in " + name.encode())
+            pins += ["--pin", f"{name}={hashlib.sha256(path.read_bytes()).hexdigest()}"]
+    lock = tmp_path / "coralpi.lock"
+    cmd = [sys.executable, "-m", "provision", "lock", "-i", str(ROOT / "inventory/localhost.yml"),
+           "--lock", str(lock), "--cache-dir", str(tmp_path / "cache"), *pins]
+    for name in ("coralpi_assets_url", "coralpi_community_runtime_url", "coralpi_coral_repo_url"):
+        cmd += ["-e", f"{name}={upstream['vars'][name]}"]
+    cmd += ["-e", f"coralpi_coral_key_fingerprints={upstream['fingerprint']}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                          env=dict(os.environ, CORALPI_NO_PROGRESS="1"))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    locked = lockfile.read(lock)
+    assert list(locked.platforms) == [expected]
+
+
 @pytest.mark.pypi
 def test_cli_lock_twice_then_fetch(upstream: dict[str, Any], tmp_path: Path) -> None:
     if not (ROOT / "provision" / "cli.py").exists():
