@@ -224,3 +224,16 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         sys.stderr.write(f"verify: {exc}\n")
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        # A bug in verify must still give the controller a report (and not exit 1, which
+        # means "usage"): one failed check named after the error.
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        document = {"facts": {}, "checks": [checks.CheckResult(
+            "verify", checks.FAIL, f"verify itself failed: {type(exc).__name__}: {exc}",
+            "see the traceback on stderr").to_dict()], "result": "fail"}
+        report.render(document, sys.stdout, args.json)
+        return EXIT_FAILED

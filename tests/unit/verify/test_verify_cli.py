@@ -167,3 +167,20 @@ def test_preload_is_seen_through_ld_preload_or_a_venv_pth(tmp_path: Path) -> Non
                                "--plan", str(plan)], cwd=REPO, capture_output=True, text=True,
                               timeout=120, env={**os.environ, "LD_PRELOAD": lib})
     assert ld_preload_check(env_done)["status"] == "pass"
+
+
+def test_an_internal_error_still_gives_a_report(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from verify import cli, facts
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("sysfs exploded")
+
+    monkeypatch.setattr(facts, "gather_system", broken)
+    assert cli.main(["--json", "--no-smoke"]) == 2
+    out, err = capsys.readouterr()
+    document = json.loads(out)
+    assert document["result"] == "fail"
+    assert document["checks"][0]["name"] == "verify"
+    assert "sysfs exploded" in document["checks"][0]["detail"]
+    assert "Traceback" in err
