@@ -16,10 +16,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
-from provision.errors import ConfigError, CoralpiError
+from provision.errors import ConfigError, CoralpiError, UnsupportedTarget
 from provision.matrix import controller_supports, load_matrix, resolve
 from provision.plan import Plan
-from provision.targets import Target, choices_from_vars, target_from_facts
+from provision.targets import ARCHS, Choices, Target, choices_from_vars, target_from_facts
 
 # (inventory, limit) -> {inventory_hostname: facts}. Each host's mapping holds the probe
 # facts (see provision.targets.target_from_facts) and the host's `coralpi_*` variables.
@@ -54,6 +54,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="release codename: buster, bullseye, bookworm, trixie, jammy, noble",
     )
     where.add_argument("-i", "--inventory", help="Ansible inventory: plan its real hosts")
+    where.add_argument(
+        "--all",
+        dest="all_rows",
+        action="store_true",
+        help="summarise every release x architecture with the release's own python",
+    )
     parser.add_argument("--limit", help="with -i: only hosts matching this pattern")
     parser.add_argument("--arch", help="x86_64, aarch64 or armv7l (aliases amd64, arm64, armhf)")
     parser.add_argument("--python", help="target python X.Y")
@@ -260,9 +266,56 @@ def render(plan: Plan, title: str, out: TextIO) -> None:
         render_plain(plan, title, out)
 
 
+def matrix_rows(choices: Choices, board: str | None = None) -> list[dict[str, Any]]:
+    """One summary per release x architecture (the release's own python and glibc)."""
+    rows: list[dict[str, Any]] = []
+    for rel in load_matrix().releases.values():
+        for arch in ARCHS:
+            target = Target(rel.os_ids[0], rel.name, arch, rel.python, rel.glibc, board)
+            row: dict[str, Any] = {"target": target.describe()}
+            try:
+                plan = resolve(target, choices)
+            except UnsupportedTarget as exc:
+                row.update(supported=False, error=str(exc), nearest=exc.nearest)
+            except ConfigError as exc:
+                row.update(supported=False, error=str(exc), nearest=None)
+            else:
+                rt, py = plan.runtime, plan.python_runtime
+                row.update(
+                    supported=True,
+                    runtime=f"{rt.package} {rt.version} ({rt.source})",
+                    python_runtime=f"{py.package}=={py.version}",
+                    numpy=f"numpy{plan.numpy.constraint} ({plan.numpy.source})",
+                    ansible_core=plan.controller.ansible_core,
+                )
+            rows.append(row)
+    return rows
+
+
+def _print_rows(rows: list[dict[str, Any]], out: TextIO) -> None:
+    for row in rows:
+        if row["supported"]:
+            print(
+                f"{row['target']}: {row['python_runtime']}, {row['runtime']}, {row['numpy']}, "
+                f"ansible-core{row['ansible_core']}",
+                file=out,
+            )
+        else:
+            nearest = f" (nearest: {row['nearest']})" if row["nearest"] else ""
+            print(f"{row['target']}: REFUSED{nearest}", file=out)
+
+
 def run(args: argparse.Namespace, facts_provider: FactsProvider | None = None) -> int:
     out = sys.stdout
     overrides = _overrides(args)
+    if args.all_rows:
+        rows = matrix_rows(choices_from_vars(overrides), args.board)
+        if args.json:
+            json.dump(rows, out, indent=2)
+            out.write("\n")
+        else:
+            _print_rows(rows, out)
+        return 0
     if args.inventory is None:
         target = hypothetical_target(args)
         plan = resolve(target, choices_from_vars(overrides))

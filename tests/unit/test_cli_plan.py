@@ -106,6 +106,21 @@ def test_missing_python_is_a_usage_error() -> None:
     assert "--python" in proc.stderr
 
 
+def test_all_rows_summarise_the_matrix() -> None:
+    proc = run_cli("plan", "--all", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {row["target"]: row for row in json.loads(proc.stdout)}
+    assert len(rows) == 6 * 3  # every release x architecture
+    assert rows["bookworm armv7l python 3.11"]["python_runtime"] == "tflite-runtime==2.14.0"
+    refused = {t for t, row in rows.items() if not row["supported"]}
+    assert refused == {"trixie armv7l python 3.13", "noble armv7l python 3.12"}
+    assert rows["trixie armv7l python 3.13"]["nearest"] == "bookworm armv7l python 3.11"
+    plain = run_cli("plan", "--all")
+    assert "trixie armv7l python 3.13: REFUSED (nearest: bookworm armv7l python 3.11)" in (
+        plain.stdout.splitlines()
+    )
+
+
 def test_plain_output_when_not_a_terminal() -> None:
     proc = run_cli("plan", "--os", "buster", "--arch", "armv7l", "--python", "3.7",
                    "--board", "Raspberry Pi 4 Model B Rev 1.4")  # fmt: skip
