@@ -53,9 +53,10 @@ def render_plain(report: dict[str, Any], out: IO[str]) -> None:
 def render_rich(report: dict[str, Any], out: IO[str]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console(file=out)
-    console.print(_facts_line(report.get("facts", {})), highlight=False)
+    console.print(_facts_line(report.get("facts", {})), highlight=False, markup=False)
     table = Table(show_header=True, header_style="bold")
     table.add_column("check")
     table.add_column("status")
@@ -63,8 +64,9 @@ def render_rich(report: dict[str, Any], out: IO[str]) -> None:
     table.add_column("fix", overflow="fold")
     for check in report.get("checks", []):
         status = check["status"]
-        table.add_row(check["name"], f"[{STYLE[status]}]{status}[/]", check["detail"],
-                      check["fix"] if status in ("fail", "warn") else "")
+        # details quote config.txt sections like [pi4]: plain Text, never markup
+        table.add_row(check["name"], Text(status, style=STYLE[status]), Text(check["detail"]),
+                      Text(check["fix"] if status in ("fail", "warn") else ""))
     console.print(table)
     for line in _smoke_lines(report.get("smoke")):
         console.print(line, highlight=False, markup=False)

@@ -116,7 +116,9 @@ def test_rich_table_on_a_terminal_and_json_otherwise() -> None:
     document = {"facts": {"os_id": "debian", "os_codename": "bookworm", "arch": "aarch64",
                           "board": PI4, "boot_config": "/boot/firmware/config.txt"},
                 "checks": [{"name": "usb_accelerator", "status": "warn",
-                            "detail": "no accelerator attached", "fix": "plug it in"}],
+                            "detail": "no accelerator attached", "fix": "plug it in"},
+                           {"name": "camera", "status": "fail",
+                            "detail": "camera_auto_detect=0 under [pi4] [/]", "fix": "x"}],
                 "smoke": {"device": "cpu", "runtime": {"package": "tflite-runtime",
                                                         "version": "2.14.0"},
                           "model": "m.tflite",
@@ -129,6 +131,7 @@ def test_rich_table_on_a_terminal_and_json_otherwise() -> None:
     text = terminal.getvalue()
     assert "┃" in text or "│" in text  # a rich table
     assert "no accelerator attached" in text and "Ara macao" in text
+    assert "[pi4] [/]" in text  # shown as written, not taken for markup
     piped = io.StringIO()
     report.render(document, piped, as_json=True)
     assert json.loads(piped.getvalue()) == document
