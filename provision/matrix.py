@@ -15,7 +15,7 @@ from functools import cache
 from typing import Any
 
 from packaging.specifiers import SpecifierSet
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from provision.errors import ConfigError, UnsupportedTarget
 from provision.matrix_data import load_matrix_data
@@ -818,7 +818,12 @@ def resolve(target: Target, choices: Choices) -> Plan:
 def controller_supports(plan: Plan, ansible_core_version: str) -> tuple[bool, str]:
     """Whether a controller running ``ansible_core_version`` can manage the plan's host."""
     spec = SpecifierSet(plan.controller.ansible_core)
-    version = Version(ansible_core_version)
+    try:
+        version = Version(ansible_core_version)
+    except InvalidVersion:
+        raise ConfigError(
+            f"ansible-core version {ansible_core_version!r} is not a version"
+        ) from None
     host = plan.target.describe()
     if spec.contains(version, prereleases=True):
         return True, (

@@ -75,6 +75,8 @@ def test_buster_controller_needs_ansible_core_2_17() -> None:
     assert "ansible-core>=2.17,<2.18" in message
     assert "apply" in message
     assert controller_supports(plan, "2.17.13")[0]
+    with pytest.raises(ConfigError, match="not a version"):
+        controller_supports(plan, "devel")
 
 
 @pytest.mark.parametrize("arch", ["aarch64", "armv7l"])
