@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import standard_fact
+from verify_fakeroot import standard_fact
 
 from verify import checks, configtxt, expected
 from verify.errors import Cause

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, FakeRoot, standard_fact
+from verify_fakeroot import REPO, FakeRoot, standard_fact
 
 from verify import report
 

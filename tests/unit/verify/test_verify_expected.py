@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import standard_fact
+from verify_fakeroot import standard_fact
 
 from verify import expected
 

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import FakeRoot, standard_fact
+from verify_fakeroot import FakeRoot, standard_fact
 
 from verify import facts
 from verify.rootfs import RootFS

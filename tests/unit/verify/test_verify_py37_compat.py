@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from verify_fakeroot import REPO
 
 SOURCES = sorted((REPO / "verify").glob("*.py"))
 # Runtime names that arrived after 3.7 (annotations are fine: they are never evaluated).
