@@ -37,8 +37,8 @@ SMOKE_FILES = (
 )
 MakeFleet = Callable[..., Fleet]
 RECAP = re.compile(
-    r"^(?P<host>\S+)\s+: ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
-    r"\s+failed=(?P<failed>\d+)"
+    r"^(?P<host>\S+)\s+: ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)"
+    r"\s+unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)"
 )
 
 #: What each test host runs and which Python runtime the plan pairs with it.
