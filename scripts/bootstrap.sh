@@ -10,6 +10,9 @@ APT_PACKAGES=(
   debootstrap apt-cacher-ng iproute2 apt-utils dpkg-dev fakeroot
   # stand-in Coral runtime library (built from C source by the test fleet)
   gcc libc6-dev
+  # test fleet ARM hosts under emulation, and their stand-in runtime library
+  qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+  gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
 )
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -1,7 +1,7 @@
 """``python -m testfleet``: bring a fleet up (foreground), tear one down, show status.
 
-    python -m testfleet build                 # warm the caches, print timings
-    python -m testfleet up WORKDIR [--host pi1:bookworm ...]   # until Ctrl-C / SIGTERM
+    python -m testfleet build [--image bookworm/arm64 ...]   # warm the caches, print timings
+    python -m testfleet up WORKDIR [--host pi1:bookworm --host pi4:bookworm/arm64 ...]
     python -m testfleet status [WORKDIR]
     python -m testfleet down WORKDIR | --stale
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from . import network, standin_coral
+from .binfmt import BinfmtUse, remove_unused_registration
 from .cmd import try_lock
 from .errors import FleetError
 from .fleet import DEFAULT_HOSTS, Fleet
@@ -29,18 +30,25 @@ from .state import FleetState, stale_states, teardown
 
 
 def _host_spec(text: str) -> HostSpec:
-    name, _, suite = text.partition(":")
-    return HostSpec(name, suite or "bookworm")
+    """NAME[:SUITE[/ARCH]], e.g. pi4:bookworm/arm64."""
+    name, _, rest = text.partition(":")
+    suite, _, arch = rest.partition("/")
+    return HostSpec(name, suite or "bookworm", arch or "amd64")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     cache = cache_root()
     report: dict[str, object] = {}
     start = time.monotonic()
-    for suite in args.suite or ["bookworm", "trixie"]:
-        built = ensure_rootfs(recipe_for(suite), cache)
-        report[f"rootfs {suite}"] = {"action": built.action, "seconds": built.seconds,
-                                     "tarball": str(built.tarball)}
+    images = [_host_spec(f"x:{s}") for s in args.image or ["bookworm", "trixie"]]
+    qemu = BinfmtUse({i.arch for i in images})
+    try:
+        for image in images:
+            built = ensure_rootfs(recipe_for(image.suite, image.arch), cache)
+            report[f"rootfs {image.suite}/{image.arch}"] = {
+                "action": built.action, "seconds": built.seconds, "tarball": str(built.tarball)}
+    finally:
+        qemu.close()
     standin = standin_coral.ensure_standin(cache)
     report["stand-in coral"] = {"action": standin.action, "seconds": standin.seconds,
                                 "fingerprint": standin.key_fingerprint}
@@ -125,6 +133,8 @@ def cmd_down(args: argparse.Namespace) -> int:
         print("down: give WORKDIR or --stale", file=sys.stderr)
         return 1
     failed = False
+    if args.stale and not remove_unused_registration():
+        print("qemu binfmt registration kept: a running fleet uses it", file=sys.stderr)
     for state in states:
         problems = teardown(state)
         print(json.dumps({"workdir": str(state.workdir), "problems": problems}))
@@ -139,10 +149,11 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build or reuse the cached images")
-    build.add_argument("--suite", action="append", help="Debian suite (repeatable)")
+    build.add_argument("--image", action="append",
+                       help="SUITE[/ARCH], e.g. bookworm/arm64 (repeatable)")
     up = sub.add_parser("up", help="bring a fleet up and keep it until interrupted")
     up.add_argument("workdir")
-    up.add_argument("--host", action="append", help="NAME:SUITE (repeatable)")
+    up.add_argument("--host", action="append", help="NAME:SUITE[/ARCH] (repeatable)")
     status = sub.add_parser("status", help="show registered fleets")
     status.add_argument("workdir", nargs="?")
     down = sub.add_parser("down", help="tear a fleet down from its state file")

@@ -24,6 +24,7 @@ from typing import Any
 
 from . import aptproxy, httpserve, network, standin_coral
 from . import hosts as hostops
+from .binfmt import BinfmtUse
 from .cmd import run
 from .errors import FleetError
 from .hosts import Host, HostSpec
@@ -81,6 +82,7 @@ class Fleet:
         self._popens: dict[int, subprocess.Popen[bytes]] = {}
         self._proxy: aptproxy.AptProxy | None = None
         self._http: httpserve.HttpServer | None = None
+        self._binfmt: BinfmtUse | None = None
         self._up = False
 
     # -- public API ---------------------------------------------------------------------
@@ -205,6 +207,9 @@ class Fleet:
                 os.close(fd)
         self._slot_fd = None
         self._proxy = None
+        if self._binfmt is not None:
+            self._binfmt.close()
+            self._binfmt = None
         self.timings["teardown"] = round(time.monotonic() - start, 2)
         return problems
 
@@ -224,6 +229,7 @@ class Fleet:
         self._make_ssh_key()
 
         start = time.monotonic()
+        self._binfmt = BinfmtUse({h.arch for h in self.specs})
         suites = sorted({(h.suite, h.arch) for h in self.specs})
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(suites) + 1) as pool:
             standin_future = pool.submit(standin_coral.ensure_standin, self.cache)
@@ -283,7 +289,8 @@ class Fleet:
             self._record(host.unshare, host.popen)
             host.init = hostops.find_init(host)
             self._record(host.init, None)
-        self._wait_ready()
+        emulated = self._binfmt is not None and bool(self._binfmt.arches)
+        self._wait_ready(timeout=120 if emulated else 30)
         self._timed("hosts", start)
 
         write_inventory(self.inventory_path, self._inventory())

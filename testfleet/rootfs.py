@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .binfmt import native_arch
 from .cmd import file_lock, run
 from .errors import FleetError
 from .mirror import debian_mirror
@@ -100,6 +101,7 @@ class Rootfs:
 
 
 def recipe_for(suite: str, arch: str = "amd64", mirror: str | None = None) -> RootfsRecipe:
+    """The recipe for suite/arch from this machine's mirror (foreign arches need binfmt)."""
     return RootfsRecipe(suite=suite, arch=arch, mirror=mirror or debian_mirror())
 
 
@@ -139,6 +141,7 @@ def _extract(tarball: Path, tree: Path) -> None:
 
 
 def _build(recipe: RootfsRecipe, cache: Path, base: Path) -> None:
+    """debootstrap (two stages under qemu for a foreign architecture), prepare, pack."""
     building = base / "tree.building"
     if building.exists():
         shutil.rmtree(building)
@@ -146,23 +149,29 @@ def _build(recipe: RootfsRecipe, cache: Path, base: Path) -> None:
     debs = cache / "debootstrap-debs" / f"{recipe.suite}-{recipe.arch}"
     debs.mkdir(parents=True, exist_ok=True)
     log = base / "build.log"
-    proc = run(
-        [
-            "debootstrap",
-            f"--variant={recipe.variant}",
-            f"--arch={recipe.arch}",
-            f"--include={','.join(recipe.include)}",
-            f"--cache-dir={debs}",
-            recipe.suite,
-            building,
-            recipe.mirror,
-        ],
-        timeout=1800,
-        check=False,
-    )
-    log.write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        raise FleetError(f"debootstrap {recipe.suite} failed (exit {proc.returncode}); see {log}")
+    foreign = recipe.arch != native_arch()
+    steps = [[
+        "debootstrap",
+        f"--variant={recipe.variant}",
+        f"--arch={recipe.arch}",
+        f"--include={','.join(recipe.include)}",
+        f"--cache-dir={debs}",
+        *(["--foreign"] if foreign else []),
+        recipe.suite,
+        str(building),
+        recipe.mirror,
+    ]]
+    if foreign:
+        steps.append(["chroot", str(building), "/debootstrap/debootstrap", "--second-stage"])
+    with log.open("w") as out:
+        for step in steps:
+            proc = run(step, timeout=3600, check=False)
+            out.write(f"$ {' '.join(step)}\n{proc.stdout}{proc.stderr}")
+            if proc.returncode != 0:
+                raise FleetError(
+                    f"{' '.join(step[:2])} for {recipe.suite}/{recipe.arch} failed "
+                    f"(exit {proc.returncode}); see {log}"
+                )
     run(["sh", "-c", PREPARE_SCRIPT, "prepare", building])
     (base / "recipe.json").write_text(
         json.dumps(

@@ -16,7 +16,9 @@ What is faithful to the real packages:
   also registers ``libedgetpu/install-confirm-max`` as feranick's builds do;
 - the repository layout of packages.cloud.google.com/apt: suite ``coral-edgetpu-stable``,
   component ``main``, ``InRelease`` + ``Release.gpg``, ASCII-armoured key at
-  ``doc/apt-key.gpg``; community .debs served flat under names like feranick's releases.
+  ``doc/apt-key.gpg``; community .debs served flat under names like feranick's releases;
+- amd64, and arm64/armhf where a cross compiler is installed; ``libedgetpu1-max`` for arm64
+  is listed in the official index but missing from its pool (404), as reported upstream.
 
 What is a stand-in: the library. It exports ``tflite_plugin_create_delegate`` and
 ``tflite_plugin_destroy_delegate``; creating a delegate reports "no Edge TPU attached
@@ -43,8 +45,16 @@ from .errors import FleetError
 
 SUITE = "coral-edgetpu-stable"
 COMPONENT = "main"
-ARCH = "amd64"
-MULTIARCH = "x86_64-linux-gnu"
+#: Debian architecture -> (multiarch triplet, C compiler). Architectures whose compiler is
+#: not installed are left out (arm64/armhf need gcc-aarch64-linux-gnu / gcc-arm-linux-gnueabihf).
+ARCHES = {
+    "amd64": ("x86_64-linux-gnu", "gcc"),
+    "arm64": ("aarch64-linux-gnu", "aarch64-linux-gnu-gcc"),
+    "armhf": ("arm-linux-gnueabihf", "arm-linux-gnueabihf-gcc"),
+}
+#: Packages listed in the official index whose pool file is missing (404), as reported for
+#: the real repository (google-coral/edgetpu issue 895): the stand-in repository does the same.
+MISSING_FROM_POOL = (("max", "arm64"),)
 OFFICIAL_VERSION = "16.0"
 COMMUNITY_UPSTREAM = "16.0tf2.17.1-1"
 COMMUNITY_DISTS = ("bookworm", "bullseye")
@@ -155,6 +165,7 @@ class StandinCoral:
     community_dir: Path
     key_fingerprint: str
     gnupg_home: Path
+    arches: tuple[str, ...]
     action: str
     seconds: float
 
@@ -162,30 +173,36 @@ class StandinCoral:
     def public_key(self) -> Path:
         return self.repo_dir / "doc" / "apt-key.gpg"
 
-    def community_deb(self, variant: str, dist: str = "bookworm") -> Path:
-        return self.community_dir / community_deb_name(variant, dist)
+    def community_deb(self, variant: str, dist: str = "bookworm", arch: str = "amd64") -> Path:
+        return self.community_dir / community_deb_name(variant, dist, arch)
 
 
-def community_deb_name(variant: str, dist: str = "bookworm") -> str:
-    return f"libedgetpu1-{variant}_{COMMUNITY_UPSTREAM}.{dist}_{ARCH}.deb"
+def community_deb_name(variant: str, dist: str = "bookworm", arch: str = "amd64") -> str:
+    return f"libedgetpu1-{variant}_{COMMUNITY_UPSTREAM}.{dist}_{arch}.deb"
 
 
-def _recipe_key() -> str:
+def available_arches() -> tuple[str, ...]:
+    """Architectures whose C compiler is installed here."""
+    return tuple(a for a, (_, cc) in ARCHES.items() if shutil.which(cc))
+
+
+def _recipe_key(arches: tuple[str, ...]) -> str:
     payload = json.dumps(
         [LIBRARY_SOURCE, UDEV_RULES, POSTINST, POSTRM, MAX_TEMPLATES, MAX_CONFIG, MAX_PREINST,
          COMMUNITY_MAX_EXTRA_TEMPLATE, OFFICIAL_VERSION, COMMUNITY_UPSTREAM, COMMUNITY_DISTS,
-         SUITE, KEY_UID, NO_DEVICE_MESSAGE, _control("std", "0", 0), 2]
+         SUITE, KEY_UID, NO_DEVICE_MESSAGE, _control("std", "0", "amd64", 0), arches,
+         [ARCHES[a] for a in arches], MISSING_FROM_POOL, 3]
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _control(variant: str, version: str, installed_kib: int) -> str:
+def _control(variant: str, version: str, arch: str, installed_kib: int) -> str:
     speed = "standard" if variant == "std" else "maximum"
     return textwrap.dedent(f"""\
         Package: libedgetpu1-{variant}
         Source: libedgetpu
         Version: {version}
-        Architecture: {ARCH}
+        Architecture: {arch}
         Multi-Arch: same
         Maintainer: coralpi test fleet <standin-coral@testfleet.invalid>
         Installed-Size: {installed_kib}
@@ -203,18 +220,20 @@ def _control(variant: str, version: str, installed_kib: int) -> str:
         """)
 
 
-def _build_deb(work: Path, variant: str, version: str, community: bool, out: Path) -> None:
-    pkg = work / f"pkg-{variant}-{version}"
+def _build_deb(
+    work: Path, variant: str, version: str, arch: str, community: bool, out: Path
+) -> None:
+    triplet, compiler = ARCHES[arch]
+    pkg = work / f"pkg-{variant}-{version}-{arch}"
     if pkg.exists():
         shutil.rmtree(pkg)
-    libdir = pkg / "usr" / "lib" / MULTIARCH
+    libdir = pkg / "usr" / "lib" / triplet
     libdir.mkdir(parents=True)
     source = work / "libedgetpu_standin.c"
     source.write_text(LIBRARY_SOURCE)
-    run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-fvisibility=hidden",
+    run([compiler, "-shared", "-fPIC", "-O2", "-s", "-Wall", "-Werror", "-fvisibility=hidden",
          f'-DNO_DEVICE_MESSAGE="{NO_DEVICE_MESSAGE}"', f'-DSTANDIN_VARIANT="{variant}"',
          "-Wl,-soname,libedgetpu.so.1", "-o", libdir / "libedgetpu.so.1.0", source])
-    run(["strip", "--strip-unneeded", libdir / "libedgetpu.so.1.0"])
     (libdir / "libedgetpu.so.1").symlink_to("libedgetpu.so.1.0")
     rules = pkg / "lib" / "udev" / "rules.d"
     rules.mkdir(parents=True)
@@ -232,9 +251,14 @@ def _build_deb(work: Path, variant: str, version: str, community: bool, out: Pat
         (debian / name).write_text(text)
         (debian / name).chmod(0o755)
     size = sum(p.stat().st_size for p in pkg.rglob("*") if p.is_file() and not p.is_symlink())
-    (debian / "control").write_text(_control(variant, version, max(1, size // 1024)))
+    (debian / "control").write_text(_control(variant, version, arch, max(1, size // 1024)))
     out.parent.mkdir(parents=True, exist_ok=True)
     run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", pkg, out])
+
+
+def _pool_path(variant: str, version: str, arch: str) -> Path:
+    return Path("pool", COMPONENT, "libe", "libedgetpu",
+                f"libedgetpu1-{variant}_{version}_{arch}.deb")
 
 
 def _gpg(home: Path, *args: str, input_text: str | None = None) -> str:
@@ -253,13 +277,16 @@ def _make_key(home: Path) -> str:
     raise FleetError("stand-in signing key was not created")
 
 
-def _write_repo(repo: Path, home: Path, fingerprint: str) -> None:
+def _write_repo(repo: Path, home: Path, fingerprint: str, arches: tuple[str, ...]) -> None:
     dist = repo / "dists" / SUITE
-    binary = dist / COMPONENT / f"binary-{ARCH}"
-    binary.mkdir(parents=True)
-    packages = run(["apt-ftparchive", "packages", "pool"], cwd=repo).stdout
-    (binary / "Packages").write_text(packages)
-    run(["gzip", "-9kn", binary / "Packages"])
+    for arch in arches:
+        binary = dist / COMPONENT / f"binary-{arch}"
+        binary.mkdir(parents=True)
+        packages = run(["apt-ftparchive", "--arch", arch, "packages", "pool"], cwd=repo).stdout
+        (binary / "Packages").write_text(packages)
+        run(["gzip", "-9kn", binary / "Packages"])
+    for variant, arch in MISSING_FROM_POOL:
+        (repo / _pool_path(variant, OFFICIAL_VERSION, arch)).unlink(missing_ok=True)
     release = run(
         [
             "apt-ftparchive",
@@ -268,7 +295,7 @@ def _write_repo(repo: Path, home: Path, fingerprint: str) -> None:
             "-o", f"APT::FTPArchive::Release::Suite={SUITE}",
             "-o", f"APT::FTPArchive::Release::Codename={SUITE}",
             "-o", f"APT::FTPArchive::Release::Components={COMPONENT}",
-            "-o", f"APT::FTPArchive::Release::Architectures={ARCH}",
+            "-o", f"APT::FTPArchive::Release::Architectures={' '.join(arches)}",
             "release", ".",
         ],
         cwd=dist,
@@ -302,7 +329,8 @@ def _signing_key(base: Path) -> tuple[Path, str]:
 def ensure_standin(cache: Path) -> StandinCoral:
     """Build (or reuse) the stand-in repository and community .debs for the current recipe."""
     base = cache / "standin-coral"
-    root = base / _recipe_key()
+    arches = available_arches()
+    root = base / _recipe_key(arches)
     done = root / "fingerprint"
     start = time.monotonic()
     with file_lock(base / "build.lock"):
@@ -317,17 +345,15 @@ def ensure_standin(cache: Path) -> StandinCoral:
             try:
                 repo = root / "coral-apt"
                 for variant in VARIANTS:
-                    _build_deb(
-                        work, variant, OFFICIAL_VERSION, False,
-                        repo / "pool" / COMPONENT / "libe" / "libedgetpu"
-                        / f"libedgetpu1-{variant}_{OFFICIAL_VERSION}_{ARCH}.deb",
-                    )
-                    for dist in COMMUNITY_DISTS:
-                        _build_deb(
-                            work, variant, f"{COMMUNITY_UPSTREAM}.{dist}", True,
-                            root / "community" / community_deb_name(variant, dist),
-                        )
-                _write_repo(repo, home, fingerprint)
+                    for arch in arches:
+                        _build_deb(work, variant, OFFICIAL_VERSION, arch, False,
+                                   repo / _pool_path(variant, OFFICIAL_VERSION, arch))
+                        for dist in COMMUNITY_DISTS:
+                            _build_deb(
+                                work, variant, f"{COMMUNITY_UPSTREAM}.{dist}", arch, True,
+                                root / "community" / community_deb_name(variant, dist, arch),
+                            )
+                _write_repo(repo, home, fingerprint, arches)
             finally:
                 run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
             shutil.rmtree(work)
@@ -338,6 +364,7 @@ def ensure_standin(cache: Path) -> StandinCoral:
         community_dir=root / "community",
         key_fingerprint=done.read_text().strip(),
         gnupg_home=home,
+        arches=arches,
         action=action,
         seconds=round(time.monotonic() - start, 2),
     )

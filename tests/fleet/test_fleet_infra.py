@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 import yaml
 
 from testfleet import Fleet, HostSpec
@@ -342,3 +343,33 @@ def test_mirror_is_read_from_apt_sources(tmp_path: Path) -> None:
         "deb [arch=amd64 signed-by=/k.gpg] http://old.example/debian bookworm main\n"
     )
     assert debian_mirror(tmp_path) == "http://old.example/debian"
+
+
+@pytest.mark.arm
+def test_arm64_host_runs_under_emulation(make_fleet: MakeFleet) -> None:
+    fleet = make_fleet("arm", hosts=[HostSpec("a1", "bookworm", "arm64")])
+    host = fleet.hosts[0]
+    proc = fleet.ssh(host, "uname -m; dpkg --print-architecture; sudo -n id -u")
+    assert proc.stdout.split() == ["aarch64", "arm64", "0"], proc.stderr
+    ping = subprocess.run(
+        [str(VENV_BIN / "ansible"), "all", "-i", str(fleet.inventory_path),
+         "-m", "ansible.builtin.ping", "-o"],
+        capture_output=True, text=True, timeout=300, check=False, cwd=REPO_ROOT,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
+    )
+    assert ping.returncode == 0 and "SUCCESS" in ping.stdout, ping.stdout + ping.stderr
+    setup = fleet.ssh(host, _standin_source(fleet) + "apt-get update -q", become=True)
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    apt = "DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+    std = fleet.ssh(host, apt + "libedgetpu1-std", become=True)
+    assert std.returncode == 0, std.stdout + std.stderr
+    lib = fleet.ssh(host, "readlink -f /usr/lib/aarch64-linux-gnu/libedgetpu.so.1")
+    assert lib.stdout.strip() == "/usr/lib/aarch64-linux-gnu/libedgetpu.so.1.0"
+    # As reported for the real repository: max for arm64 is in the index, not in the pool.
+    max_ = fleet.ssh(
+        host,
+        "echo 'libedgetpu1-max libedgetpu/accepted-eula boolean true' | debconf-set-selections"
+        f" && {apt} libedgetpu1-max",
+        become=True,
+    )
+    assert max_.returncode != 0 and "404" in max_.stdout + max_.stderr, max_.stdout

@@ -1,0 +1,125 @@
+"""Running arm64/armhf hosts on x86_64: qemu-user-static through binfmt_misc.
+
+Registration is machine-wide, so it is shared: every fleet with a foreign-architecture host
+holds a shared flock on /run/coralpi-testfleet/binfmt.lock while it lives; the last one to
+leave removes the entries (only ours, named ``coralpi-qemu-*``). Flags ``POCF``: ``C`` makes
+setuid programs such as sudo work, ``F`` opens the interpreter at registration so it works
+inside the host's chroot.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import platform
+from pathlib import Path
+
+from .cmd import run
+from .errors import FleetError
+from .paths import RUN_DIR
+
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+LOCK = RUN_DIR / "binfmt.lock"
+
+#: Debian architecture -> (qemu name, ELF magic, mask).
+MAGIC = {
+    "arm64": (
+        "aarch64",
+        r"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00",
+        r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
+    ),
+    "armhf": (
+        "arm",
+        r"\x7f\x45\x4c\x46\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x28\x00",
+        r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff",
+    ),
+}
+
+NATIVE = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf"}
+
+
+def native_arch() -> str:
+    return NATIVE.get(platform.machine(), platform.machine())
+
+
+def entry_name(arch: str) -> str:
+    return f"coralpi-qemu-{MAGIC[arch][0]}"
+
+
+def _interpreter(arch: str) -> Path:
+    qemu = MAGIC[arch][0]
+    # Debian's wrapper name tells qemu it runs with the P (preserve argv[0]) flag.
+    for candidate in (Path(f"/usr/libexec/qemu-binfmt/{qemu}-binfmt-P"),
+                      Path(f"/usr/bin/qemu-{qemu}-static")):
+        if candidate.exists():
+            return candidate
+    raise FleetError(f"{arch} hosts need qemu-user-static (qemu-{qemu}-static not found)")
+
+
+def _mount() -> None:
+    if not (BINFMT / "register").exists():
+        run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], check=False)
+    if not (BINFMT / "register").exists():
+        raise FleetError("binfmt_misc is not available (cannot run foreign-architecture hosts)")
+
+
+class BinfmtUse:
+    """A fleet's share of the qemu registration (release with close())."""
+
+    def __init__(self, arches: set[str]) -> None:
+        self.arches = {a for a in arches if a != native_arch()}
+        self._fd: int | None = None
+        if not self.arches:
+            return
+        unknown = self.arches - set(MAGIC)
+        if unknown:
+            raise FleetError(f"unsupported host architecture(s): {sorted(unknown)}")
+        LOCK.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            _mount()
+            for arch in sorted(self.arches):
+                if not (BINFMT / entry_name(arch)).exists():
+                    _, magic, mask = MAGIC[arch]
+                    line = f":{entry_name(arch)}:M::{magic}:{mask}:{_interpreter(arch)}:POCF"
+                    (BINFMT / "register").write_text(line)
+        except BaseException:
+            os.close(fd)
+            raise
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        self._fd = fd
+
+    def close(self) -> None:
+        """Drop our share; the last user removes the registration."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            _remove_if_unused(fd)
+        finally:
+            os.close(fd)
+
+
+def _remove_if_unused(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # another fleet still uses it
+    for arch in MAGIC:
+        entry = BINFMT / entry_name(arch)
+        if entry.exists():
+            entry.write_text("-1")
+    return True
+
+
+def remove_unused_registration() -> bool:
+    """Remove our qemu entries if no running fleet uses them (after crashed runs)."""
+    if not any((BINFMT / entry_name(arch)).exists() for arch in MAGIC):
+        return True
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        return _remove_if_unused(fd)
+    finally:
+        os.close(fd)
