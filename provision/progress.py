@@ -42,8 +42,11 @@ def progress_table(title: str, hosts: dict[str, HostProgress]) -> Table:
 def live_progress(
     title: str, stream: TextIO | None = None
 ) -> Iterator[Callable[[HostProgress, str], None]]:
-    """Yield an `on_change` callback for `run_playbook` that shows progress as it comes."""
-    out = stream or sys.stdout
+    """Yield an `on_change` callback for `run_playbook` that shows progress as it comes.
+
+    Progress goes to stderr, so stdout carries only the report (`--json` stays parseable).
+    """
+    out = stream or sys.stderr
     hosts: dict[str, HostProgress] = {}
     lock = threading.Lock()
     if out.isatty():

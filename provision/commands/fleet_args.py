@@ -11,6 +11,7 @@ from provision.fleet import FleetOptions
 from provision.tools import repo_root
 
 DEFAULT_INVENTORY = repo_root() / "inventory" / "localhost.yml"
+DEFAULT_LOCK = Path("coralpi.lock")
 
 
 def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +35,11 @@ def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the fleet report as JSON")
     parser.add_argument("--runs-dir", type=Path, help="where run directories go")
     parser.add_argument("--cache-dir", type=Path, help="artifact cache (default XDG cache)")
+    parser.add_argument(
+        "--lock",
+        type=Path,
+        help="lock file pinning every artifact (default: ./coralpi.lock when it exists)",
+    )
 
 
 def parse_extra_vars(items: list[str]) -> dict[str, Any]:
@@ -56,4 +62,5 @@ def options_from_args(args: argparse.Namespace) -> FleetOptions:
         extra_vars=parse_extra_vars(args.extra_vars),
         runs_root=args.runs_dir,
         cache_dir=args.cache_dir,
+        lock_file=args.lock or (DEFAULT_LOCK if DEFAULT_LOCK.exists() else None),
     )

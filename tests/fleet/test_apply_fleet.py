@@ -1,0 +1,172 @@
+"""`coralpi apply` and `coralpi verify` for real, over SSH, on throwaway Debian hosts.
+
+STAND-INS (named so in every fixture): Coral's apt repository, the community runtime .debs
+and Coral's test-data URLs cannot be reached from here; the test fleet serves local
+stand-ins for them (`testfleet.standin_coral`: same package names, Provides/Conflicts,
+max EULA question, udev rules; a libedgetpu that reports "no device"). Debian packages are
+real, through an apt proxy; wheels are real, downloaded from PyPI by the controller only.
+
+The tests in this module run in order on one fleet: converge, converge again, check mode,
+std -> max -> std, a host that is down. Each is a separate test so a failure says which.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testfleet import Fleet, HostSpec
+
+REPO = Path(__file__).resolve().parents[2]
+CORALPI = str(Path(sys.executable).parent / "coralpi")
+PARROT = "Ara macao (Scarlet Macaw)"
+HOSTS = (HostSpec("pi1", "bookworm"), HostSpec("pi2", "bookworm"), HostSpec("pi3", "trixie"))
+VENV_PY = "/opt/coralpi/venv/bin/python"
+
+
+def coralpi(*args: str, runs: Path) -> tuple[int, dict[str, Any], str]:
+    """Run the real CLI entry point; return exit code, the JSON report and stderr."""
+    proc = subprocess.run(
+        [CORALPI, *args, "--json", "--runs-dir", str(runs), "--lock", str(runs / "coralpi.lock")],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+    try:
+        report = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        report = {}
+    return proc.returncode, report, proc.stderr + proc.stdout[-3000:]
+
+
+def rows(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {row["host"]: row for row in report.get("hosts", [])}
+
+
+@pytest.fixture(scope="module")
+def coral_fleet(make_fleet: Any) -> Iterator[Fleet]:
+    yield make_fleet("apply", hosts=HOSTS)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def lock(coral_fleet: Fleet, runs: Path) -> Path:
+    """Lock the fleet's artifacts, pinning the STAND-IN community .debs (served over plain
+    http on the test bridge) by the sha256 of the files the test fleet built."""
+    assert coral_fleet.standin is not None
+    path = runs / "coralpi.lock"
+    pins = []
+    for deb in sorted(coral_fleet.standin.community_dir.glob("*.deb")):
+        pins += ["--pin", f"{deb.name}={hashlib.sha256(deb.read_bytes()).hexdigest()}"]
+    proc = subprocess.run(
+        [CORALPI, "lock", "-i", str(coral_fleet.inventory_path), "--lock", str(path), *pins],
+        capture_output=True, text=True, check=False, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    return path
+
+
+def installed(fleet: Fleet, host: str, package: str) -> str:
+    proc = fleet.ssh(host, f"dpkg-query -W -f='${{Status}} ${{Version}}' {package} || true")
+    return str(proc.stdout).strip()
+
+
+def test_first_converge_provisions_and_verifies_every_host(
+    coral_fleet: Fleet, runs: Path, lock: Path
+) -> None:
+    rc, report, output = coralpi("apply", "-i", str(coral_fleet.inventory_path), runs=runs)
+    assert rc == 0, output
+    table = rows(report)
+    assert sorted(table) == ["pi1", "pi2", "pi3"], output
+    for name, row in table.items():
+        assert row["status"] == "ok", (name, row)
+        assert row["changed"] and row["changed"] > 0, (name, row)
+        # The real smoke test on the real model, on the host's CPU (no Edge TPU here).
+        assert row["smoke"].startswith(PARROT), (name, row)
+        assert row["smoke_device"] == "cpu", (name, row)
+        assert any("accelerator" in w for w in row["warnings"]), row["warnings"]
+    assert table["pi1"]["python_runtime"] == "tflite-runtime 2.14.0"
+    assert table["pi3"]["python_runtime"].startswith("ai-edge-litert")
+    assert "installed" in installed(coral_fleet, "pi1", "libedgetpu1-std")
+
+
+def test_second_converge_changes_nothing(coral_fleet: Fleet, runs: Path) -> None:
+    rc, report, output = coralpi("apply", "-i", str(coral_fleet.inventory_path), runs=runs)
+    assert rc == 0, output
+    for name, row in rows(report).items():
+        assert row["changed"] == 0, (name, row)
+
+
+def test_venv_imports_runtime_and_opencv_on_every_host(coral_fleet: Fleet) -> None:
+    modules = {"pi1": "tflite_runtime.interpreter", "pi2": "tflite_runtime.interpreter",
+               "pi3": "ai_edge_litert.interpreter"}
+    for host, module in modules.items():
+        proc = coral_fleet.ssh(host, f"{VENV_PY} -c 'import {module}, cv2, numpy; print(cv2.__version__)'")
+        assert proc.returncode == 0, (host, proc.stderr)
+        assert str(proc.stdout).strip()[:1].isdigit()
+
+
+def test_check_mode_reports_no_change_and_changes_nothing(coral_fleet: Fleet, runs: Path) -> None:
+    before = coral_fleet.ssh("pi2", "cat /etc/ansible/facts.d/coralpi.fact; ls -la --time-style=full-iso /opt/coralpi/venv/bin")
+    rc, report, output = coralpi(
+        "apply", "-i", str(coral_fleet.inventory_path), "--check", "--limit", "pi2", runs=runs
+    )
+    assert rc == 0, output
+    assert rows(report)["pi2"]["changed"] == 0
+    after = coral_fleet.ssh("pi2", "cat /etc/ansible/facts.d/coralpi.fact; ls -la --time-style=full-iso /opt/coralpi/venv/bin")
+    assert before.stdout == after.stdout
+
+
+def test_switch_std_to_max_and_back(coral_fleet: Fleet, runs: Path) -> None:
+    inv = str(coral_fleet.inventory_path)
+    rc, report, output = coralpi(
+        "apply", "-i", inv, "--limit", "pi1",
+        "-e", "coralpi_runtime=max", "-e", "coralpi_accept_max_eula=true", runs=runs,
+    )
+    assert rc == 0, output
+    assert rows(report)["pi1"]["runtime"].startswith("libedgetpu1-max")
+    assert "install ok installed" in installed(coral_fleet, "pi1", "libedgetpu1-max")
+    assert "install ok installed" not in installed(coral_fleet, "pi1", "libedgetpu1-std")
+    fact = json.loads(str(coral_fleet.ssh("pi1", "cat /etc/ansible/facts.d/coralpi.fact").stdout))
+    assert fact["runtime_variant"] == "max"
+
+    rc, report, output = coralpi("apply", "-i", inv, "--limit", "pi1", runs=runs)
+    assert rc == 0, output
+    assert "install ok installed" in installed(coral_fleet, "pi1", "libedgetpu1-std")
+    assert "install ok installed" not in installed(coral_fleet, "pi1", "libedgetpu1-max")
+
+
+def test_max_without_eula_is_refused_before_any_host_is_touched(coral_fleet: Fleet, runs: Path) -> None:
+    rc, _, output = coralpi(
+        "apply", "-i", str(coral_fleet.inventory_path), "-e", "coralpi_runtime=max", runs=runs
+    )
+    assert rc == 1
+    assert "coralpi_accept_max_eula" in output
+    assert "install ok installed" in installed(coral_fleet, "pi1", "libedgetpu1-std")
+
+
+def test_a_host_that_is_down_does_not_stop_the_others(coral_fleet: Fleet, runs: Path) -> None:
+    coral_fleet.set_link("pi2", False)
+    try:
+        rc, report, output = coralpi("verify", "-i", str(coral_fleet.inventory_path), runs=runs)
+    finally:
+        coral_fleet.set_link("pi2", True)
+    assert rc == 2, output
+    table = rows(report)
+    assert table["pi2"]["status"] == "unreachable", table["pi2"]
+    assert report["failed_hosts"] == ["pi2"]
+    for name in ("pi1", "pi3"):
+        assert table[name]["status"] == "ok", table[name]
+        assert table[name]["smoke"].startswith(PARROT)
