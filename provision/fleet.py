@@ -58,6 +58,7 @@ class FleetOptions:
     runs_root: Path | None = None
     cache_dir: Path | None = None
     lock_file: Path | None = None
+    retry_failed: bool = False
 
 
 def _host_variables(host: InventoryHost, extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -157,12 +158,27 @@ def _absorb_verify_reports(report: FleetReport, report_dir: Path) -> None:
         report.host(path.stem).absorb_verify(data)
 
 
+def last_failed_hosts(command: str, runs_root: Path | None = None) -> list[str]:
+    """Hosts that failed in the newest finished run of `command` (for --retry-failed)."""
+    root = runs_root or default_runs_root()
+    reports = sorted(root.glob(f"*-{command}/report.json"))
+    if not reports:
+        raise ConfigError(f"--retry-failed: no earlier `coralpi {command}` run in {root}")
+    data = json.loads(reports[-1].read_text())
+    return [str(h) for h in data.get("failed_hosts", [])]
+
+
 def run_fleet(
     command: str,
     options: FleetOptions,
     on_probe: Callable[[HostProgress, str], None] | None = None,
 ) -> FleetReport:
     """`apply` (site.yml: provision then verify) or `verify` (verify.yml) over the fleet."""
+    if options.retry_failed:
+        failed = last_failed_hosts(command, options.runs_root)
+        if not failed:
+            raise ConfigError(f"--retry-failed: the last `coralpi {command}` had no failed host")
+        options.limit = ",".join(failed)
     hosts = load_inventory(options.inventory, options.limit)
     check_choices(hosts, options.extra_vars)
     run_dir = new_run_dir(command, options.runs_root)

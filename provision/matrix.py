@@ -656,12 +656,6 @@ def _resolve(target: Target, choices: Choices) -> Plan:
     # A host no runtime can serve is refused as such before its choices are judged.
     numpy_extra = _opencv_numpy_floor(target) if choices.opencv == "pip" else ""
     sel = _select(ctx, numpy_extra)
-    if choices.runtime == "max" and not choices.accept_max_eula:
-        raise ConfigError(
-            "coralpi_accept_max_eula: must be true to install the max runtime "
-            "(coralpi_runtime: max); max runs the accelerator at full clock, rated only for "
-            "ambient up to 25 C, and its package asks you to accept that"
-        )
     if choices.opencv == "apt" and not ctx.system_python:
         raise ConfigError(
             f"coralpi_opencv: 'apt' needs {rel.name}'s own python {rel.python}, but this host's "

@@ -168,6 +168,12 @@ class Choices:
             raise ConfigError(
                 f"coralpi_accept_max_eula: {value!r} is not a boolean (true or false)"
             )
+        if self.runtime == "max" and not self.accept_max_eula:
+            raise ConfigError(
+                "coralpi_accept_max_eula: must be true to install the max runtime "
+                "(coralpi_runtime: max); max runs the accelerator at full clock, rated only "
+                "for ambient up to 25 C, and its package asks you to accept that"
+            )
         url = self.pip_index_url
         if not isinstance(url, str) or (url and not re.match(r"^(https?|file)://\S+$", url)):
             raise ConfigError(

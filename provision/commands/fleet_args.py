@@ -33,6 +33,11 @@ def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
         help="set an inventory variable for every host (repeatable)",
     )
     parser.add_argument("--json", action="store_true", help="print the fleet report as JSON")
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="only the hosts that failed in the last run of this command",
+    )
     parser.add_argument("--runs-dir", type=Path, help="where run directories go")
     parser.add_argument("--cache-dir", type=Path, help="artifact cache (default XDG cache)")
     parser.add_argument(
@@ -62,5 +67,6 @@ def options_from_args(args: argparse.Namespace) -> FleetOptions:
         extra_vars=parse_extra_vars(args.extra_vars),
         runs_root=args.runs_dir,
         cache_dir=args.cache_dir,
+        retry_failed=args.retry_failed,
         lock_file=args.lock or (DEFAULT_LOCK if DEFAULT_LOCK.exists() else None),
     )

@@ -176,7 +176,7 @@ def test_armv7l_with_python_3_12_is_refused_before_its_choices_are_judged() -> N
     # Python 3.12 on a 32-bit OS: no runtime wheel at all. That is the refusal, not the
     # (also invalid) apt OpenCV for a python that is not the release's own.
     with pytest.raises(UnsupportedTarget) as err:
-        plan_for("bookworm", "armv7l", python="3.12", runtime="max")
+        plan_for("bookworm", "armv7l", python="3.12", runtime="max", accept_max_eula=True)
     assert err.value.nearest == "bookworm armv7l python 3.11"
 
 

@@ -1,0 +1,95 @@
+"""`coralpi apply` refuses bad input before any host is touched (real CLI, real inventories).
+
+Hosts in these inventories use `ansible_connection: local`, so even a wrongly accepted
+inventory would reach no network address; each case asserts no run directory holds any
+probe or playbook output, i.e. nothing ran against a host.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from provision.commands.fleet_args import parse_extra_vars
+from provision.errors import ConfigError
+from provision.fleet import last_failed_hosts
+
+CORALPI = str(Path(sys.executable).parent / "coralpi")
+
+HOSTS = "all:\n  hosts:\n    pi1:\n      ansible_connection: local\n{extra}"
+
+CASES = [
+    (
+        "runtime mid",
+        "      coralpi_runtime: mid\n",
+        [],
+        "coralpi_runtime: 'mid' is not one of std, max",
+    ),
+    ("accelerator pci-e", "      coralpi_accelerator: pci-e\n", [], "coralpi_accelerator: 'pci-e'"),
+    ("opencv conda", "      coralpi_opencv: conda\n", [], "coralpi_opencv: 'conda'"),
+    ("misspelt name", "      coralpi_runtme: std\n", [], "did you mean coralpi_runtime"),
+    ("camera not bool", "      coralpi_camera: sometimes\n", [], "coralpi_camera"),
+    ("max without eula", "      coralpi_runtime: max\n", [], "coralpi_accept_max_eula"),
+    ("bad -e value", "", ["-e", "coralpi_runtime=fast"], "coralpi_runtime: 'fast'"),
+    ("unknown -e name", "", ["-e", "coralpi_runtimes=std"], "unknown variable coralpi_runtimes"),
+    ("malformed -e", "", ["-e", "novalue"], "expected VAR=VALUE"),
+]
+
+
+@pytest.mark.parametrize(
+    ("extra", "args", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_bad_input_exits_1_naming_the_problem(
+    tmp_path: Path, extra: str, args: list[str], message: str
+) -> None:
+    inventory = tmp_path / "inv.yml"
+    inventory.write_text(HOSTS.format(extra=extra))
+    runs = tmp_path / "runs"
+    proc = subprocess.run(
+        [CORALPI, "apply", "-i", str(inventory), "--runs-dir", str(runs), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert message in proc.stderr
+    if "unknown" not in message and "VAR=VALUE" not in message:
+        assert "pi1" in proc.stderr  # names the host
+    assert not list(runs.glob("*/artifacts")), "a playbook ran despite bad input"
+
+
+def test_malformed_and_missing_inventory(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yml"
+    broken.write_text("all:\n  hosts: [\n")
+    for path, message in (
+        (broken, "could not be parsed"),
+        (tmp_path / "nope.yml", "does not exist"),
+    ):
+        proc = subprocess.run(
+            [CORALPI, "apply", "-i", str(path)], capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+
+
+def test_extra_vars_parsing() -> None:
+    assert parse_extra_vars(["coralpi_runtime=max", "a=b=c"]) == {
+        "coralpi_runtime": "max",
+        "a": "b=c",
+    }
+    with pytest.raises(ConfigError):
+        parse_extra_vars(["=x"])
+
+
+def test_retry_failed_reads_the_newest_report(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no earlier"):
+        last_failed_hosts("apply", tmp_path)
+    for stamp, failed in (("20260101-000000-000000", ["old"]), ("20260102-000000-000000", ["pi2"])):
+        run = tmp_path / f"{stamp}-apply"
+        run.mkdir()
+        (run / "report.json").write_text(json.dumps({"failed_hosts": failed}))
+    (tmp_path / "20260103-000000-000000-verify").mkdir()
+    assert last_failed_hosts("apply", tmp_path) == ["pi2"]
