@@ -72,7 +72,10 @@ def lock(coral_fleet: Fleet, runs: Path) -> Path:
         pins += ["--pin", f"{deb.name}={hashlib.sha256(deb.read_bytes()).hexdigest()}"]
     proc = subprocess.run(
         [CORALPI, "lock", "-i", str(coral_fleet.inventory_path), "--lock", str(path), *pins],
-        capture_output=True, text=True, check=False, cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     return path
@@ -110,30 +113,49 @@ def test_second_converge_changes_nothing(coral_fleet: Fleet, runs: Path) -> None
 
 
 def test_venv_imports_runtime_and_opencv_on_every_host(coral_fleet: Fleet) -> None:
-    modules = {"pi1": "tflite_runtime.interpreter", "pi2": "tflite_runtime.interpreter",
-               "pi3": "ai_edge_litert.interpreter"}
+    modules = {
+        "pi1": "tflite_runtime.interpreter",
+        "pi2": "tflite_runtime.interpreter",
+        "pi3": "ai_edge_litert.interpreter",
+    }
     for host, module in modules.items():
-        proc = coral_fleet.ssh(host, f"{VENV_PY} -c 'import {module}, cv2, numpy; print(cv2.__version__)'")
+        proc = coral_fleet.ssh(
+            host, f"{VENV_PY} -c 'import {module}, cv2, numpy; print(cv2.__version__)'"
+        )
         assert proc.returncode == 0, (host, proc.stderr)
         assert str(proc.stdout).strip()[:1].isdigit()
 
 
 def test_check_mode_reports_no_change_and_changes_nothing(coral_fleet: Fleet, runs: Path) -> None:
-    before = coral_fleet.ssh("pi2", "cat /etc/ansible/facts.d/coralpi.fact; ls -la --time-style=full-iso /opt/coralpi/venv/bin")
+    before = coral_fleet.ssh(
+        "pi2",
+        "cat /etc/ansible/facts.d/coralpi.fact; ls -la --time-style=full-iso /opt/coralpi/venv/bin",
+    )
     rc, report, output = coralpi(
         "apply", "-i", str(coral_fleet.inventory_path), "--check", "--limit", "pi2", runs=runs
     )
     assert rc == 0, output
     assert rows(report)["pi2"]["changed"] == 0
-    after = coral_fleet.ssh("pi2", "cat /etc/ansible/facts.d/coralpi.fact; ls -la --time-style=full-iso /opt/coralpi/venv/bin")
+    after = coral_fleet.ssh(
+        "pi2",
+        "cat /etc/ansible/facts.d/coralpi.fact; ls -la --time-style=full-iso /opt/coralpi/venv/bin",
+    )
     assert before.stdout == after.stdout
 
 
 def test_switch_std_to_max_and_back(coral_fleet: Fleet, runs: Path) -> None:
     inv = str(coral_fleet.inventory_path)
     rc, report, output = coralpi(
-        "apply", "-i", inv, "--limit", "pi1",
-        "-e", "coralpi_runtime=max", "-e", "coralpi_accept_max_eula=true", runs=runs,
+        "apply",
+        "-i",
+        inv,
+        "--limit",
+        "pi1",
+        "-e",
+        "coralpi_runtime=max",
+        "-e",
+        "coralpi_accept_max_eula=true",
+        runs=runs,
     )
     assert rc == 0, output
     assert rows(report)["pi1"]["runtime"].startswith("libedgetpu1-max")
@@ -148,7 +170,9 @@ def test_switch_std_to_max_and_back(coral_fleet: Fleet, runs: Path) -> None:
     assert "install ok installed" not in installed(coral_fleet, "pi1", "libedgetpu1-max")
 
 
-def test_max_without_eula_is_refused_before_any_host_is_touched(coral_fleet: Fleet, runs: Path) -> None:
+def test_max_without_eula_is_refused_before_any_host_is_touched(
+    coral_fleet: Fleet, runs: Path
+) -> None:
     rc, _, output = coralpi(
         "apply", "-i", str(coral_fleet.inventory_path), "-e", "coralpi_runtime=max", runs=runs
     )
