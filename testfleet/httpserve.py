@@ -12,6 +12,7 @@ of symlinks built per fleet:
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -53,8 +54,10 @@ def read_sources(testdata: Path) -> list[TestAsset]:
 
 
 def build_site(site: Path, repo: Path, community: Path, testdata: Path) -> list[TestAsset]:
-    """Create the served directory (symlinks only)."""
-    site.mkdir(parents=True, exist_ok=True)
+    """Create the served directory (symlinks only; rebuilt if the workdir is reused)."""
+    if site.exists():
+        shutil.rmtree(site)
+    site.mkdir(parents=True)
     (site / "coral-apt").symlink_to(repo)
     (site / "community").symlink_to(community)
     assets = read_sources(testdata)
