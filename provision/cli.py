@@ -23,6 +23,7 @@ COMMAND_MODULES: list[str] = [
     "provision.commands.verify_cmd",
     "provision.commands.lock_cmd",
     "provision.commands.fetch_cmd",
+    "provision.commands.image_cmd",
 ]
 
 

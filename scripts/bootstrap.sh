@@ -13,6 +13,9 @@ APT_PACKAGES=(
   # test fleet ARM hosts under emulation, and their stand-in runtime library
   qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
+  # coralpi image: partition tables (sfdisk), FAT without mounting (mtools, mkfs.fat),
+  # ext4 read with debugfs, stand-in cards booted with systemd-nspawn
+  fdisk mtools dosfstools e2fsprogs systemd-container
 )
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -1,0 +1,161 @@
+"""The first-boot bundle: everything a Pi needs to provision itself, as one directory.
+
+Built once on the controller (``build_bundle``) and copied to as many cards as wanted;
+only ``bundle.env`` and ``authorized_keys`` differ per card (``card_files``). Layout, as the
+Pi sees it under ``/boot/firmware/coralpi/``::
+
+    firstboot.sh  scrub_seed.py  bundle.env  bundle.json  ansible.cfg  inventory.ini
+    vars/plan.json        {"coralpi_plans": {"localhost": plan}} (artifact paths on the Pi)
+    vars/host.json        the host's coralpi_* variables (may hold a proxy credential)
+    playbooks/            site.yml, provision.yml, verify.yml and roles/
+    verify/               the verify package (playbooks/../verify, as the role expects)
+    artifacts/            wheels/, debs/, keyring/, assets/ (the locked files)
+    ansible/              the ansible-core wheel (see provision.image.pi_ansible)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import shutil
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from provision import __version__
+from provision.artifacts import ArtifactSettings, ensure_host_artifacts, open_cache
+from provision.image import pi_ansible
+from provision.image.planning import HostPlan
+from provision.tools import repo_root
+
+BUNDLE_NAME = "coralpi"
+BOOT_MOUNT = "/boot/firmware"
+ON_PI = f"{BOOT_MOUNT}/{BUNDLE_NAME}"
+PLAYBOOKS = ("site.yml", "provision.yml", "verify.yml")
+
+ANSIBLE_CFG = """# Ansible settings for the first-boot run (ANSIBLE_CONFIG points here).
+[defaults]
+roles_path = playbooks/roles
+inventory = inventory.ini
+interpreter_python = /usr/bin/python3
+retry_files_enabled = False
+local_tmp = /tmp/coralpi-ansible-local
+"""
+INVENTORY = (
+    "# The Pi provisions itself: no controller, no SSH.\n"
+    "localhost ansible_connection=local ansible_python_interpreter=/usr/bin/python3\n"
+)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    dir: Path
+    plan: dict[str, Any]  # with the artifacts paths as the Pi sees them
+    host: HostPlan
+    ansible: pi_ansible.PiAnsible
+    route: str
+
+
+def _ignore(_dir: str, names: list[str]) -> list[str]:
+    return [n for n in names if n == "__pycache__" or n.endswith((".pyc", ".pyo"))]
+
+
+def _copy_files(files: list[Path], dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        shutil.copyfile(path, dest / path.name)  # follows the cache's links
+
+
+def build_bundle(
+    host: HostPlan,
+    route: str,
+    staging: Path,
+    *,
+    cache_dir: Path | None = None,
+    lock_file: Path | None = None,
+) -> Bundle:
+    """Fill ``staging/coralpi`` (fresh) and return it."""
+    plan = dict(host.plan)
+    settings = ArtifactSettings.from_vars(host.variables, cache_dir=cache_dir,
+                                          lock_file=lock_file)
+    cache = open_cache(cache_dir)
+    arts = ensure_host_artifacts(plan, settings, cache, lock_path=lock_file)
+    choice = pi_ansible.decide(plan)
+    wheel = pi_ansible.fetch_wheel(choice, plan, cache)
+
+    root = staging / BUNDLE_NAME
+    if root.exists():
+        shutil.rmtree(root)
+    src = repo_root()
+    (root / "playbooks").mkdir(parents=True)
+    for name in PLAYBOOKS:
+        shutil.copyfile(src / "playbooks" / name, root / "playbooks" / name)
+    shutil.copytree(src / "playbooks" / "roles", root / "playbooks" / "roles", ignore=_ignore)
+    shutil.copytree(src / "verify", root / "verify", ignore=_ignore)
+
+    art = root / "artifacts"
+    _copy_files(sorted(Path(arts["wheels_dir"]).iterdir()), art / "wheels")
+    debs = {k: Path(v) for k, v in sorted(arts["runtime_debs"].items())}
+    _copy_files(list(debs.values()), art / "debs")
+    keyring = Path(arts["coral_keyring"]) if arts["coral_keyring"] else None
+    if keyring is not None:
+        _copy_files([keyring], art / "keyring")
+    _copy_files(sorted(Path(arts["verify_assets"]).iterdir()), art / "assets")
+    _copy_files([wheel], root / "ansible")
+
+    plan["artifacts"] = {
+        "wheels_dir": f"{ON_PI}/artifacts/wheels",
+        "runtime_debs": {k: f"{ON_PI}/artifacts/debs/{p.name}" for k, p in debs.items()},
+        "coral_keyring": f"{ON_PI}/artifacts/keyring/{keyring.name}" if keyring else "",
+        "verify_assets": f"{ON_PI}/artifacts/assets",
+    }
+    (root / "vars").mkdir()
+    (root / "vars" / "plan.json").write_text(
+        json.dumps({"coralpi_plans": {"localhost": plan}}, indent=2) + "\n")
+    (root / "vars" / "host.json").write_text(json.dumps(host.variables, indent=2) + "\n")
+    (root / "ansible.cfg").write_text(ANSIBLE_CFG)
+    (root / "inventory.ini").write_text(INVENTORY)
+    pi_files = resources.files("provision.image") / "pi"
+    for name in ("firstboot.sh", "scrub_seed.py"):
+        (root / name).write_bytes((pi_files / name).read_bytes())
+    manifest = {
+        "coralpi_version": __version__,
+        "for": host.label,
+        "route": route,
+        "target": plan["target"],
+        "ansible_on_pi": {"ansible_core": choice.version,
+                          "debian_packages": list(choice.debian_packages),
+                          "reason": choice.reason},
+        "files": _hashes(root),
+    }
+    (root / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return Bundle(root, plan, host, choice, route)
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def card_files(bundle: Bundle, hostname: str, ssh_keys: str | None) -> dict[str, str]:
+    """The per-card files, by path relative to the bundle directory."""
+    variables = bundle.host.variables
+    env = {
+        "CORALPI_HOSTNAME": hostname,
+        "CORALPI_USER": str(variables.get("coralpi_user") or "pi"),
+        "CORALPI_APT_PROXY": str(variables.get("coralpi_apt_proxy") or ""),
+        "CORALPI_ANSIBLE_VERSION": bundle.ansible.version,
+        "CORALPI_ANSIBLE_DEBS": " ".join(bundle.ansible.debian_packages),
+        "CORALPI_ROUTE": bundle.route,
+    }
+    files = {
+        "bundle.env": "# Settings of this card's first-boot run (coralpi image prepare).\n"
+        + "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items())
+    }
+    if ssh_keys:
+        files["authorized_keys"] = ssh_keys.strip() + "\n"
+    return files

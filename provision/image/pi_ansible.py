@@ -1,0 +1,134 @@
+"""Which Ansible runs on the Pi at first boot, and why (the decision and its download).
+
+Decision: the controller's own ansible-core release (the one coralpi's roles are tested
+with) as its pure-Python wheel (``py3-none-any``) in the bundle, installed at first boot
+into a venv ``/opt/coralpi/ansible`` that sees Debian's packages, with its compiled and
+other dependencies taken from Debian: ``python3-yaml``, ``python3-jinja2`` (with
+``python3-markupsafe``), ``python3-cryptography``, ``python3-packaging``,
+``python3-resolvelib``. Why:
+
+- PyPI has no armv7l wheels for PyYAML or cryptography (a 32-bit Pi cannot take them from
+  the bundle), while Debian builds them for every Pi architecture;
+- Debian's own ``ansible-core`` is 2.14 on Bookworm (2.19 on Trixie): Bookworm cards would
+  run a line coralpi's roles are not tested with;
+- the Pi runs the playbooks on its own Python, so that Python must be a *controller* Python
+  of the release line: 2.19 runs on 3.11-3.13, i.e. Bookworm and Trixie, the two releases
+  whose first-boot hooks ``image prepare`` writes. (A Python 3.7 Buster target would need
+  ansible-core 2.17 only as a remote target; as its own controller no current line runs.)
+
+The first boot therefore needs Debian's mirror or the apt proxy for those few packages,
+which the roles need anyway (python3-venv, python3-numpy, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from provision import downloads, wheels
+from provision.cache import ArtifactCache
+from provision.downloads import Source
+from provision.image.errors import ImageError
+from provision.matrix import load_matrix
+from provision.targets import version_tuple
+
+#: Debian packages that give the ansible-core wheel its dependencies on the Pi.
+DEBIAN_DEPENDENCIES = (
+    "python3-venv",
+    "python3-yaml",
+    "python3-jinja2",
+    "python3-markupsafe",
+    "python3-cryptography",
+    "python3-packaging",
+    "python3-resolvelib",
+)
+#: The wheel's own requirements that Debian provides (left out of the download).
+FROM_DEBIAN = ("jinja2", "pyyaml", "cryptography", "packaging", "resolvelib", "markupsafe")
+VENV = "/opt/coralpi/ansible"
+
+
+@dataclass(frozen=True)
+class PiAnsible:
+    version: str
+    debian_packages: tuple[str, ...]
+    reason: str
+
+
+def controller_version() -> str:
+    try:
+        return metadata.version("ansible-core")
+    except metadata.PackageNotFoundError:
+        raise ImageError("ansible-core is not installed beside coralpi") from None
+
+
+def decide(plan: dict[str, Any], version: str | None = None) -> PiAnsible:
+    """The Ansible the Pi of ``plan`` runs itself; ImageError when none can."""
+    version = version or controller_version()
+    python = str(plan["target"]["python"])
+    line = ".".join(version.split(".")[:2])
+    rows = [ln for ln in load_matrix().ansible_lines if ln.line == line]
+    if rows:
+        low, high = rows[0].controller_python
+        if not version_tuple(low) <= version_tuple(python) <= version_tuple(high):
+            raise ImageError(
+                f"the Pi's python {python} cannot run ansible-core {line} (its controller "
+                f"Python range is {low} to {high}), and a first-boot bundle runs Ansible on "
+                "the Pi itself"
+            )
+    spec = SpecifierSet(str(plan["controller"]["ansible_core"]))
+    if not spec.contains(Version(version), prereleases=True):
+        raise ImageError(
+            f"{plan['target']['codename']} with python {python} needs ansible-core{spec}; "
+            f"this controller has {version}, which the bundle would carry to the Pi"
+        )
+    reason = (
+        f"ansible on the Pi: ansible-core {version} (the controller's release, which the "
+        f"roles are tested with) from its pure-Python wheel in the bundle, in a venv at "
+        f"{VENV} over Debian's {', '.join(DEBIAN_DEPENDENCIES[1:])} (PyPI has no armv7l "
+        "wheels for PyYAML or cryptography; Debian's own ansible-core is 2.14 on bookworm); "
+        "those packages come from the mirror or apt proxy at first boot"
+    )
+    return PiAnsible(version, DEBIAN_DEPENDENCIES, reason)
+
+
+def fetch_wheel(choice: PiAnsible, plan: dict[str, Any], cache: ArtifactCache) -> Path:
+    """The ansible-core wheel, resolved once per version (recorded in the cache) and then
+    taken from the cache by its sha256 with no network."""
+    record = cache.root / "pi-ansible" / f"ansible-core-{choice.version}.json"
+    found: dict[str, str] | None = None
+    if record.is_file():
+        found = json.loads(record.read_text())
+    if found is None:
+        py = plan["python_runtime"]
+        spec = wheels.WheelSpec(
+            python=str(plan["target"]["python"]),
+            python_tag=str(py["python_tag"]),
+            platform_tags=tuple(py["platform_tags"]),
+            arch=str(plan["target"]["arch"]),
+        )
+        res = wheels.resolve(spec, [f"ansible-core=={choice.version}"], exclude=FROM_DEBIAN)
+        chosen = [w for w in res.wheels if w.name == "ansible-core"]
+        others = [w.name for w in res.wheels if w.name != "ansible-core"]
+        if not chosen or others:
+            raise ImageError(
+                f"ansible-core {choice.version}: expected its one wheel, pip chose "
+                f"{[w.filename for w in res.wheels]}"
+            )
+        wheel = chosen[0]
+        found = {"filename": wheel.filename, "url": wheel.url, "sha256": wheel.sha256 or ""}
+    got = downloads.fetch(
+        cache,
+        Source("wheel", found["filename"], found["url"], found["sha256"] or None,
+               "coralpi_pip_index_url"),
+    )
+    if not record.is_file():
+        found["sha256"] = got.sha256
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(found, indent=2) + "\n")
+    return got.path

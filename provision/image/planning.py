@@ -1,0 +1,97 @@
+"""The plan for the Pi a card is prepared for: from ``--platform`` or one inventory host.
+
+``--platform CODENAME/ARCH/PYVER`` needs no running Pi (the card is a Raspberry Pi, so the
+board defaults to ``Raspberry Pi``: the camera gets set up); ``-i INVENTORY --limit HOST``
+probes a running host of the same kind and takes its ``coralpi_*`` variables. Either way the
+result is checked against what the card itself holds (release, architecture, Python).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from provision.commands.lock_cmd import platform_target
+from provision.errors import ConfigError
+from provision.image.errors import ImageError
+from provision.image.rootfs_probe import RootInfo
+from provision.inventory import check_variables
+from provision.matrix import resolve
+from provision.targets import Target, choices_from_vars, target_from_facts
+
+#: Releases whose first-boot hook ``image prepare`` writes, and the hook each uses.
+HOOKS = {"bookworm": "firstrun", "trixie": "cloud-init"}
+DEFAULT_BOARD = "Raspberry Pi"
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    label: str  # the --platform spec or the inventory host
+    plan: dict[str, Any]
+    variables: dict[str, Any]  # the host's coralpi_* variables
+
+
+def from_platform(spec: str, variables: Mapping[str, Any],
+                  board: str | None = DEFAULT_BOARD) -> HostPlan:
+    chosen = check_variables("given with -e", variables)
+    base = platform_target(spec)
+    target = Target(base.os_id, base.codename, base.arch, base.python, base.glibc, board)
+    plan = resolve(target, choices_from_vars(chosen))
+    return HostPlan(spec, plan.to_dict(), chosen)
+
+
+def from_inventory(inventory: Path, limit: str | None,
+                   extra: Mapping[str, Any]) -> HostPlan:
+    from provision.inventory import load_inventory
+    from provision.probe import gather_facts
+
+    if not limit:
+        raise ConfigError("image prepare -i INVENTORY needs --limit HOST (one card, one host)")
+    hosts = load_inventory(inventory, limit)
+    if len(hosts) != 1:
+        raise ConfigError(
+            f"--limit {limit} matches {len(hosts)} hosts ({', '.join(h.name for h in hosts)}); "
+            "a card is prepared for exactly one"
+        )
+    host = hosts[0]
+    variables = {**host.variables, **check_variables("given with -e", extra)}
+    facts = gather_facts(inventory, host.name)
+    if host.name not in facts:
+        raise ConfigError(f"host {host.name} could not be probed (unreachable?)")
+    plan = resolve(target_from_facts(facts[host.name]), choices_from_vars(variables))
+    return HostPlan(host.name, plan.to_dict(), variables)
+
+
+def check_against_card(plan: Mapping[str, Any], card: RootInfo, where: str) -> str:
+    """The hook route for the card; ImageError when card and plan disagree or the release
+    has no supported first-boot hook."""
+    target = plan["target"]
+    codename = card.codename or ""
+    if codename not in HOOKS:
+        found = codename or "no VERSION_CODENAME in its os-release"
+        raise ImageError(
+            f"{where}: unsupported release ({found}); image prepare writes the first-boot "
+            f"hooks of {' and '.join(sorted(HOOKS))} only"
+        )
+    if target["codename"] != codename:
+        raise ImageError(
+            f"{where} holds {codename}, but the plan is for {target['codename']}: prepare it "
+            f"with --platform {codename}/... or a {codename} host"
+        )
+    if card.arch is not None and card.arch != target["arch"]:
+        raise ImageError(
+            f"{where} is a {card.arch} system, but the plan is for {target['arch']}"
+        )
+    if card.pythons and target["python"] not in card.pythons:
+        raise ImageError(
+            f"{where} has python {', '.join(card.pythons)}, but the plan is for python "
+            f"{target['python']}"
+        )
+    if HOOKS[codename] == "cloud-init" and not card.cloud_init:
+        raise ImageError(
+            f"{where}: a {codename} card without cloud-init (the hook {codename} uses); is it "
+            "a Raspberry Pi OS image?"
+        )
+    return HOOKS[codename]

@@ -1,0 +1,86 @@
+"""Fixtures for the image tests (marker ``image``): stand-in cards and a test fleet that
+serves the artifacts and the apt proxy the first-boot run uses."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from testfleet import Fleet, HostSpec
+
+IMAGE_DIR = Path(__file__).resolve().parent
+REPO = IMAGE_DIR.parents[1]
+CORALPI = str(Path(sys.executable).parent / "coralpi")
+TOOLS = ("sfdisk", "mkfs.fat", "mkfs.ext4", "mcopy", "mdir", "debugfs")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if IMAGE_DIR in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.image)
+
+
+@pytest.fixture(scope="session")
+def image_tools() -> None:
+    """Skips (naming what is missing) where stand-in images cannot be built."""
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"image tests need {', '.join(missing)} (scripts/bootstrap.sh installs them)")
+
+
+@pytest.fixture(scope="session")
+def root_only() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (loop devices, network namespaces, containers)")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def image_fleet(image_tools: None, root_only: None,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """pi1 (bookworm) and pi3 (trixie): probed for the `-i --limit` route; their bridge
+    serves the stand-in Coral sources and smoke-test assets, and the apt proxy."""
+    fleet = Fleet(tmp_path_factory.mktemp("image-fleet"),
+                  [HostSpec("pi1", "bookworm"), HostSpec("pi3", "trixie")])
+    fleet.up()
+    try:
+        yield fleet
+    finally:
+        problems = fleet.down()
+        assert not problems, problems
+
+
+@pytest.fixture(scope="session")
+def fleet_lock(image_fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lock for the fleet's platforms; the STAND-IN community .debs (plain http on the
+    test bridge) pinned by the sha256 of the files the test fleet built."""
+    assert image_fleet.standin is not None
+    path = tmp_path_factory.mktemp("image-lock") / "coralpi.lock"
+    pins = []
+    for deb in sorted(image_fleet.standin.community_dir.glob("*.deb")):
+        pins += ["--pin", f"{deb.name}={hashlib.sha256(deb.read_bytes()).hexdigest()}"]
+    proc = subprocess.run(
+        [CORALPI, "lock", "-i", str(image_fleet.inventory_path), "--lock", str(path), *pins],
+        capture_output=True, text=True, check=False, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    return path
+
+
+def coralpi(*args: str | Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CORALPI, *map(str, args)], capture_output=True, text=True,
+                          check=False, cwd=REPO, input=stdin)

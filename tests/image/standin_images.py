@@ -1,0 +1,222 @@
+"""Stand-in Raspberry Pi OS images, built by the tests themselves.
+
+Raspberry Pi OS images cannot be downloaded here, so these are STAND-INS laid out as the
+real ones are: an MBR partition table (FAT32 boot partition, type ``c``, at 4 MiB; ext4
+root, type ``83``, after it), ``config.txt`` and ``cmdline.txt`` on the boot partition as
+the release ships them, and an ext4 root made with ``mkfs.ext4 -d`` from a directory tree:
+a tiny synthetic tree (os-release, dpkg status, python directory; enough for the checks) or
+the test fleet's cached debootstrap tree (for booting). What they are not: no firmware,
+kernel or initramfs, and no Raspberry Pi OS packages.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MIB = 2**20
+BOOT_START = 4 * MIB
+RELEASES = {
+    # codename: (Debian version, python, dpkg arch)
+    "bullseye": ("11", "3.9"),
+    "bookworm": ("12", "3.11"),
+    "trixie": ("13", "3.13"),
+}
+
+#: config.txt as Bookworm/Trixie ship it (abridged: the sections and the lines the roles touch).
+CONFIG_TXT = """# For more options and information see
+# http://rptl.io/configtxt
+# Some settings may impact device functionality. See link above for details
+
+# Uncomment some or all of these to enable the optional hardware interfaces
+#dtparam=i2c_arm=on
+#dtparam=i2s=on
+#dtparam=spi=on
+
+# Enable audio (loads snd_bcm2835)
+dtparam=audio=on
+
+# Automatically load overlays for detected cameras
+camera_auto_detect=1
+
+# Automatically load overlays for detected DSI displays
+display_auto_detect=1
+
+# Automatically load initramfs files, if found
+auto_initramfs=1
+
+# Enable DRM VC4 V3D driver
+dtoverlay=vc4-kms-v3d
+max_framebuffers=2
+
+# Don't have the firmware create an initial video= setting in cmdline.txt.
+# Use the kernel's default instead.
+disable_fw_kms_setup=1
+
+# Run in 64-bit mode
+arm_64bit=1
+
+# Disable compensation for displays with overscan
+disable_overscan=1
+
+# Run as fast as firmware / board allows
+arm_boost=1
+
+[cm4]
+# Enable host mode on the 2711 built-in XHCI USB controller.
+# This line should be removed if the legacy DWC2 controller is required
+# (e.g. for USB device mode) or if USB support is not required.
+otg_mode=1
+
+[cm5]
+dtoverlay=dwc2,dr_mode=host
+
+[all]
+"""
+
+CMDLINE_TXT = (
+    "console=serial0,115200 console=tty1 root=PARTUUID={partuuid}-02 rootfstype=ext4 "
+    "fsck.repair=yes rootwait quiet init=/usr/lib/raspberrypi-sys-mods/firstboot\n"
+)
+
+#: What Raspberry Pi Imager 1.8 writes as firstrun.sh for Bookworm (user, SSH, locale),
+#: abridged; the password hash is a made-up stand-in.
+IMAGER_FIRSTRUN = r"""#!/bin/bash
+
+set +e
+
+CURRENT_HOSTNAME=`cat /etc/hostname | tr -d " \t\n\r"`
+if [ -f /usr/lib/raspberrypi-sys-mods/imager_custom ]; then
+   /usr/lib/raspberrypi-sys-mods/imager_custom set_hostname imagerpi
+else
+   echo imagerpi >/etc/hostname
+   sed -i "s/127.0.1.1.*$CURRENT_HOSTNAME/127.0.1.1\timagerpi/g" /etc/hosts
+fi
+FIRSTUSER=`getent passwd 1000 | cut -d: -f1`
+FIRSTUSERHOME=`getent passwd 1000 | cut -d: -f6`
+if [ -f /usr/lib/userconf-pi/userconf ]; then
+   /usr/lib/userconf-pi/userconf 'pi' '$5$standin$notarealpasswordhashXXXXXXXXXXXXXXXXXXXXXX'
+else
+   echo "$FIRSTUSER:"'$5$standin$notarealpasswordhashXXXXXXXXXXXXXXXXXXXXXX' | chpasswd -e
+fi
+echo imager-ran > /var/lib/imager-firstrun-marker
+rm -f /boot/firstrun.sh
+sed -i 's| systemd.run.*||g' /boot/cmdline.txt
+exit 0
+"""
+
+#: user-data as Raspberry Pi Imager 2.x writes it for Trixie (abridged, stand-in secrets).
+IMAGER_USER_DATA = """#cloud-config
+manage_resolv_conf: false
+hostname: {hostname}
+manage_etc_hosts: true
+packages:
+- avahi-daemon
+users:
+- name: pi
+  groups: users,adm,dialout,audio,netdev,video,plugdev,cdrom,games,input,gpio,spi,i2c,render,sudo
+  shell: /bin/bash
+  lock_passwd: false
+  passwd: $5$standin$notarealpasswordhashXXXXXXXXXXXXXXXXXXXXXX
+ssh_pwauth: true
+timezone: Europe/London
+runcmd:
+- [ sh, -c, "echo imager-runcmd" ]
+"""
+
+IMAGER_NETWORK_CONFIG = """network:
+  version: 2
+  wifis:
+    renderer: NetworkManager
+    wlan0:
+      dhcp4: true
+      regulatory-domain: GB
+      access-points:
+        "standin-ssid":
+          password: "standin-wifi-passphrase"
+      optional: true
+"""
+
+
+@dataclass
+class StandinSpec:
+    """One stand-in card."""
+
+    release: str = "bookworm"
+    arch: str = "amd64"
+    boot_mib: int = 256
+    boot_fat: str = "32"  # "32", "16", or "" for an unformatted FAT-typed partition
+    boot_type: str = "c"
+    root_mib: int = 64
+    root_tree: Path | None = None  # None: a tiny synthetic tree
+    boot_files: dict[str, str] = field(default_factory=dict)  # extra/overriding boot files
+    cloud_init: bool | None = None  # None: as the release ships it (trixie)
+
+
+def synthetic_root(dest: Path, release: str, arch: str, cloud_init: bool) -> Path:
+    """The least a root needs for the card checks: os-release, dpkg status, python dir."""
+    version, python = RELEASES[release]
+    (dest / "etc").mkdir(parents=True)
+    (dest / "usr" / "lib" / f"python{python}").mkdir(parents=True)
+    (dest / "usr" / "bin").mkdir(parents=True)
+    (dest / "var" / "lib" / "dpkg").mkdir(parents=True)
+    (dest / "usr" / "lib" / "os-release").write_text(
+        f'PRETTY_NAME="Debian GNU/Linux {version} ({release})"\nNAME="Debian GNU/Linux"\n'
+        f'VERSION_ID="{version}"\nVERSION_CODENAME={release}\nID=debian\n'
+    )
+    os.symlink("../usr/lib/os-release", dest / "etc" / "os-release")
+    (dest / "var" / "lib" / "dpkg" / "status").write_text(
+        "Package: base-files\nStatus: install ok installed\nArchitecture: "
+        f"{arch}\n\nPackage: dpkg\nStatus: install ok installed\nArchitecture: {arch}\n"
+    )
+    if cloud_init:
+        (dest / "usr" / "bin" / "cloud-init").write_text("#!/bin/sh\n# stand-in\n")
+    return dest
+
+
+def _run(*argv: str | Path) -> None:
+    subprocess.run([str(a) for a in argv], check=True, capture_output=True)
+
+
+def build(path: Path, spec: StandinSpec, workdir: Path) -> Path:
+    """Write the stand-in image to ``path`` (sparse) and return it."""
+    boot_bytes = spec.boot_mib * MIB
+    root_start = BOOT_START + boot_bytes
+    size = root_start + spec.root_mib * MIB
+    path.unlink(missing_ok=True)
+    with path.open("wb") as handle:
+        handle.truncate(size)
+    table = (
+        "label: dos\nlabel-id: 0x5e3da3da\nunit: sectors\n\n"
+        f"start={BOOT_START // 512}, size={boot_bytes // 512}, type={spec.boot_type}\n"
+        f"start={root_start // 512}, type=83\n"
+    )
+    subprocess.run(["sfdisk", "-q", str(path)], input=table, text=True, check=True,
+                   capture_output=True)
+    cloud = spec.cloud_init if spec.cloud_init is not None else spec.release == "trixie"
+    tree = spec.root_tree
+    if tree is None:
+        scratch = workdir / f"{path.name}.root"
+        shutil.rmtree(scratch, ignore_errors=True)
+        tree = synthetic_root(scratch, spec.release, spec.arch, cloud)
+    _run("mkfs.ext4", "-q", "-F", "-L", "rootfs", "-d", tree, "-E", f"offset={root_start}",
+         path, f"{spec.root_mib}M")
+    if spec.boot_fat:
+        _run("mkfs.fat", "-F", spec.boot_fat, "-n", "BOOTFS", "--offset", str(BOOT_START // 512),
+             path, str(boot_bytes // 1024))
+        files = {"config.txt": CONFIG_TXT, "cmdline.txt": CMDLINE_TXT.format(partuuid="5e3da3da"),
+                 "issue.txt": f"Raspberry Pi reference (stand-in for {spec.release})\n",
+                 **spec.boot_files}
+        src = workdir / f"{path.name}.boot"
+        shutil.rmtree(src, ignore_errors=True)
+        src.mkdir(parents=True)
+        for name, text in files.items():
+            (src / name).write_text(text)
+        env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+        subprocess.run(["mcopy", "-o", "-i", f"{path}@@{BOOT_START}",
+                        *[str(src / n) for n in sorted(files)], "::/"],
+                       check=True, capture_output=True, env=env)
+    return path
