@@ -56,25 +56,48 @@ RELEASES: dict[str, dict[str, Any]] = {
     },
 }
 COMMUNITY_VERSION = "16.0tf2.17.1-1"
+CORAL_SOURCES = "/etc/apt/sources.list.d/coral-edgetpu.sources"
 
 
 # -- artifacts the controller would provide -------------------------------------------------
 
-def download_wheels(codename: str) -> Path:
-    """Wheels for a release's Python runtime (and its dependencies), cached across runs."""
-    release = RELEASES[codename]
-    package, version, _ = release["python_runtime"]
-    target = WHEEL_CACHE / f"{codename}-{package}-{version}"
+def _download(name: str, args: list[str], requirement: str) -> Path:
+    """Wheels for one requirement (and its dependencies), cached across runs."""
+    target = WHEEL_CACHE / name
     done = target / ".complete"
     if not done.exists():
         target.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [str(VENV_BIN / "pip"), "download", "-q", "--only-binary=:all:", "-d", str(target),
-             *release["download"], f"{package}=={version}"],
-            check=True, capture_output=True, text=True, timeout=600,
+             *args, requirement],
+            check=True, capture_output=True, text=True, timeout=900,
         )
         done.write_text("")
     return target
+
+
+def download_wheels(codename: str) -> Path:
+    """Wheels for a release's Python runtime (and its dependencies)."""
+    release = RELEASES[codename]
+    package, version, _ = release["python_runtime"]
+    return _download(f"{codename}-{package}-{version}", release["download"],
+                     f"{package}=={version}")
+
+
+def wheels_with_opencv(codename: str, workdir: Path) -> tuple[Path, str]:
+    """A wheel directory holding the runtime's wheels plus opencv-python-headless."""
+    release = RELEASES[codename]
+    opencv = _download(f"{codename}-opencv-python-headless",
+                       [*release["download"], "--platform", "manylinux_2_28_x86_64", "--no-deps"],
+                       "opencv-python-headless")
+    wheel = next(opencv.glob("opencv_python_headless-*.whl"))
+    combined = workdir / f"wheels-{codename}-opencv"
+    combined.mkdir(exist_ok=True)
+    for source in [*download_wheels(codename).glob("*.whl"), wheel]:
+        link = combined / source.name
+        if not link.exists():
+            link.symlink_to(source)
+    return combined, wheel.name.split("-")[1]
 
 
 def dearmor(armored: Path, out: Path) -> Path:
@@ -122,7 +145,9 @@ def make_plan(
     variant: str = "std",
     source: str = "community-deb",
     opencv: str = "apt",
+    opencv_version: str | None = None,
     ld_preload: str | None = None,
+    camera: tuple[str, str | None] = ("none", None),
 ) -> dict[str, Any]:
     release = RELEASES[codename]
     package, version, module = release["python_runtime"]
@@ -148,11 +173,11 @@ def make_plan(
         "numpy": {"constraint": release["numpy"], "source": "apt", "reason": "test"},
         "opencv": {"source": opencv,
                    "package": "python3-opencv" if opencv == "apt" else "opencv-python-headless",
-                   "version": None, "reason": "test"},
+                   "version": opencv_version, "reason": "test"},
         "ld_preload": ld_preload,
         "ld_preload_reason": "test",
-        "camera": {"method": "none", "config_path": None,
-                   "reason": "not a Raspberry Pi (test host)"},
+        "camera": {"method": camera[0], "config_path": camera[1],
+                   "reason": "not a Raspberry Pi (test host)" if camera[0] == "none" else "test"},
         "venv": {"path": "/opt/coralpi/venv", "system_site_packages": True, "reason": "test"},
         "apt_packages": apt_packages,
         "pip_requirements": [f"{package}=={version}"],
@@ -299,3 +324,210 @@ def test_check_mode_reports_no_change(
     assert run.rc == 0, run.output[-6000:]
     for host in HOSTS:
         assert run.changed(host) == 0, run.output[-6000:]
+
+
+def test_verify_play_classifies_the_parrot_on_every_host(
+    roles_fleet: Fleet, workdir: Path, artifacts: dict[str, dict[str, Any]],
+    converged: dict[str, Run],
+) -> None:
+    plans = {n: make_plan(c, artifacts[n]) for n, c in HOSTS.items()}
+    reports = workdir / "reports"
+    extra = ("-e", f"coralpi_verify_report_dir={reports}")
+    run = run_playbook(roles_fleet, workdir, "verify.yml", plans, *extra)
+    assert run.rc == 0, run.output[-6000:]
+    for host, codename in HOSTS.items():
+        report = json.loads((reports / f"{host}.json").read_text())
+        failed = [c for c in report["checks"] if c["status"] == "fail"]
+        assert not failed, failed
+        assert report["smoke"]["device"] == "cpu"  # no accelerator on a test host
+        assert report["smoke"]["top"][0]["label"] == "Ara macao (Scarlet Macaw)"
+        package, version, _ = RELEASES[codename]["python_runtime"]
+        assert report["smoke"]["runtime"] == {"package": package, "version": version}
+    again = run_playbook(roles_fleet, workdir, "verify.yml", plans, *extra)
+    assert again.rc == 0 and all(again.changed(h) == 0 for h in HOSTS), again.output[-6000:]
+
+
+def test_max_without_the_license_is_refused_before_anything_changes(
+    roles_fleet: Fleet, workdir: Path, artifacts: dict[str, dict[str, Any]],
+    converged: dict[str, Run],
+) -> None:
+    plans = {"pi1": make_plan("bookworm", artifacts["pi1"], variant="max")}
+    run = run_playbook(roles_fleet, workdir, "provision.yml", plans, limit="pi1")
+    assert run.rc != 0
+    assert "coralpi_accept_max_eula: true" in run.output
+    assert run.changed("pi1") == 0
+    assert installed(roles_fleet, "pi1") == {"libedgetpu1-std": f"{COMMUNITY_VERSION}.bookworm"}
+
+
+def test_switch_std_to_max_and_back(
+    roles_fleet: Fleet, workdir: Path, artifacts: dict[str, dict[str, Any]],
+    converged: dict[str, Run],
+) -> None:
+    accept = ("-e", "coralpi_accept_max_eula=true")
+    to_max = {"pi1": make_plan("bookworm", artifacts["pi1"], variant="max")}
+    run = run_playbook(roles_fleet, workdir, "provision.yml", to_max, *accept, limit="pi1")
+    assert run.rc == 0, run.output[-6000:]
+    assert installed(roles_fleet, "pi1") == {"libedgetpu1-max": f"{COMMUNITY_VERSION}.bookworm"}
+    assert local_fact(roles_fleet, "pi1")["runtime_variant"] == "max"
+    answers = host_text(roles_fleet, "pi1", "debconf-show libedgetpu1-max")
+    assert "libedgetpu/accepted-eula: true" in answers
+    assert "libedgetpu/install-confirm-max: true" in answers
+    again = run_playbook(roles_fleet, workdir, "provision.yml", to_max, *accept, limit="pi1")
+    assert again.rc == 0 and again.changed("pi1") == 0, again.output[-6000:]
+
+    to_std = {"pi1": make_plan("bookworm", artifacts["pi1"])}
+    back = run_playbook(roles_fleet, workdir, "provision.yml", to_std, limit="pi1")
+    assert back.rc == 0, back.output[-6000:]
+    assert installed(roles_fleet, "pi1") == {"libedgetpu1-std": f"{COMMUNITY_VERSION}.bookworm"}
+    assert local_fact(roles_fleet, "pi1")["runtime_variant"] == "std"
+
+
+def test_coral_apt_source_installs_from_the_signed_repository(
+    roles_fleet: Fleet, workdir: Path, artifacts: dict[str, dict[str, Any]],
+    converged: dict[str, Run],
+) -> None:
+    plans = {"pi1": make_plan("bookworm", artifacts["pi1"], source="coral-apt")}
+    run = run_playbook(roles_fleet, workdir, "provision.yml", plans, limit="pi1")
+    assert run.rc == 0, run.output[-6000:]
+    # coral-apt pins the official version: the community build is replaced (a downgrade).
+    assert installed(roles_fleet, "pi1") == {"libedgetpu1-std": "16.0"}
+    source = host_text(roles_fleet, "pi1", "cat /etc/apt/sources.list.d/coral-edgetpu.sources")
+    assert "Signed-By: /etc/apt/keyrings/coral-edgetpu.gpg" in source
+    assert f"URIs: {roles_fleet.urls['coral_apt']}" in source
+    assert host_text(roles_fleet, "pi1", "stat -c '%U:%G %a' /etc/apt/keyrings/coral-edgetpu.gpg"
+                     ).strip() == "root:root 644"
+    again = run_playbook(roles_fleet, workdir, "provision.yml", plans, limit="pi1")
+    assert again.rc == 0 and again.changed("pi1") == 0, again.output[-6000:]
+
+
+def _apt_update_is_clean(fleet: Fleet, host: str) -> None:
+    proc = fleet.ssh(host, "apt-get update", become=True, timeout=300)
+    assert proc.returncode == 0 and "W:" not in proc.stderr, proc.stderr
+
+
+def test_a_rotated_key_is_explained_and_the_host_left_as_it_was(
+    roles_fleet: Fleet, workdir: Path, artifacts: dict[str, dict[str, Any]],
+    converged: dict[str, Run],
+) -> None:
+    # pi1 has a working Coral source (previous test); pi3 has none.
+    keyring_before = host_text(roles_fleet, "pi1", "sha256sum /etc/apt/keyrings/coral-edgetpu.gpg")
+    rotated = str(other_keyring(workdir))
+    plans = {n: make_plan(c, {**artifacts[n], "coral_keyring": rotated}, source="coral-apt")
+             for n, c in HOSTS.items()}
+    run = run_playbook(roles_fleet, workdir, "provision.yml", plans)
+    assert run.rc != 0
+    for host in HOSTS:
+        assert run.recap[host]["failed"] == 1
+    assert run.output.count("the key has probably rotated") >= 2, run.output[-6000:]
+    assert "coralpi_coral_key_fingerprints" in run.output
+    assert host_text(roles_fleet, "pi1", "sha256sum /etc/apt/keyrings/coral-edgetpu.gpg"
+                     ) == keyring_before
+    assert fleet_path_absent(roles_fleet, "pi3", CORAL_SOURCES)
+    assert fleet_path_absent(roles_fleet, "pi3", "/etc/apt/keyrings/coral-edgetpu.gpg")
+    for host in HOSTS:
+        assert host_text(roles_fleet, host, "ls /etc/apt/sources.list.d /etc/apt/keyrings"
+                         ).count("~") == 0  # no backup files left behind
+        _apt_update_is_clean(roles_fleet, host)
+
+
+def fleet_path_absent(fleet: Fleet, host: str, path: str) -> bool:
+    return fleet.ssh(host, f"test ! -e {path}", timeout=60).returncode == 0
+
+
+def test_an_unreachable_repository_is_explained_and_the_host_left_as_it_was(
+    roles_fleet: Fleet, workdir: Path, artifacts: dict[str, dict[str, Any]],
+    converged: dict[str, Run],
+) -> None:
+    source_before = host_text(roles_fleet, "pi1", f"cat {CORAL_SOURCES}")
+    plans = {n: make_plan(c, artifacts[n], source="coral-apt") for n, c in HOSTS.items()}
+    closed_port = f"http://{roles_fleet.bridge_address}:9/coral-apt"
+    run = run_playbook(roles_fleet, workdir, "provision.yml", plans,
+                       "-e", f"coralpi_coral_repo_url={closed_port}")
+    assert run.rc != 0
+    assert run.output.count("could not be reached") >= 2, run.output[-6000:]
+    assert "coralpi_coral_repo_url" in run.output
+    assert host_text(roles_fleet, "pi1", f"cat {CORAL_SOURCES}") == source_before
+    assert fleet_path_absent(roles_fleet, "pi3", CORAL_SOURCES)
+    for host in HOSTS:
+        _apt_update_is_clean(roles_fleet, host)
+
+
+def test_back_to_the_community_runtime_removes_the_coral_source(
+    roles_fleet: Fleet, workdir: Path, artifacts: dict[str, dict[str, Any]],
+    converged: dict[str, Run],
+) -> None:
+    plans = {"pi1": make_plan("bookworm", artifacts["pi1"])}
+    run = run_playbook(roles_fleet, workdir, "provision.yml", plans, limit="pi1")
+    assert run.rc == 0, run.output[-6000:]
+    assert installed(roles_fleet, "pi1") == {"libedgetpu1-std": f"{COMMUNITY_VERSION}.bookworm"}
+    assert fleet_path_absent(roles_fleet, "pi1", CORAL_SOURCES)
+    assert fleet_path_absent(roles_fleet, "pi1", "/etc/apt/keyrings/coral-edgetpu.gpg")
+
+
+PRELOAD = "/usr/lib/x86_64-linux-gnu/libatomic.so.1"
+MAPS_HAVE_LIBATOMIC = (
+    "/opt/coralpi/venv/bin/python -c "
+    "'print(any(\"libatomic\" in line for line in open(\"/proc/self/maps\")))'"
+)
+
+
+def test_opencv_from_a_wheel_with_a_preload_and_back_to_debian(
+    roles_fleet: Fleet, workdir: Path, artifacts: dict[str, dict[str, Any]],
+    converged: dict[str, Run],
+) -> None:
+    # x86_64 needs no libatomic preload; the plan asks for one here to exercise the mechanism.
+    wheels, version = wheels_with_opencv("trixie", workdir)
+    plan = make_plan("trixie", {**artifacts["pi3"], "wheels_dir": str(wheels)}, opencv="pip",
+                     opencv_version=version, ld_preload=PRELOAD)
+    run = run_playbook(roles_fleet, workdir, "provision.yml", {"pi3": plan}, limit="pi3")
+    assert run.rc == 0, run.output[-6000:]
+    cv2 = host_text(roles_fleet, "pi3", "/opt/coralpi/venv/bin/python -c "
+                    "'import cv2; print(cv2.__file__, cv2.__version__)'").split()
+    assert cv2[0].startswith("/opt/coralpi/venv/") and cv2[1] == version
+    # The preload reaches every venv Python without a shell profile (before cv2 loads).
+    assert host_text(roles_fleet, "pi3", MAPS_HAVE_LIBATOMIC).strip() == "True"
+    env_file = host_text(roles_fleet, "pi3", "cat /etc/coralpi/ld-preload.env")
+    assert f"LD_PRELOAD={PRELOAD}" in env_file
+    assert local_fact(roles_fleet, "pi3")["ld_preload"] == PRELOAD
+    again = run_playbook(roles_fleet, workdir, "provision.yml", {"pi3": plan}, limit="pi3")
+    assert again.rc == 0 and again.changed("pi3") == 0, again.output[-6000:]
+
+    back = run_playbook(roles_fleet, workdir, "provision.yml",
+                        {"pi3": make_plan("trixie", artifacts["pi3"])}, limit="pi3")
+    assert back.rc == 0, back.output[-6000:]
+    cv2_path = host_text(roles_fleet, "pi3", "/opt/coralpi/venv/bin/python -c "
+                         "'import cv2; print(cv2.__file__)'").strip()
+    assert cv2_path.startswith("/usr/lib/python3/dist-packages/")
+    assert host_text(roles_fleet, "pi3", MAPS_HAVE_LIBATOMIC).strip() == "False"
+    assert fleet_path_absent(roles_fleet, "pi3", "/etc/coralpi/ld-preload.env")
+    assert local_fact(roles_fleet, "pi3")["ld_preload"] is None
+
+
+CONFIG_TXT = """\
+# Raspberry Pi OS Bookworm's config.txt, shortened
+dtparam=audio=on
+[cm4]
+otg_mode=1
+[all]
+arm_boost=1
+"""
+
+
+def test_camera_auto_detect_is_set_under_all_and_a_reboot_is_reported_pending(
+    roles_fleet: Fleet, workdir: Path, artifacts: dict[str, dict[str, Any]],
+    converged: dict[str, Run],
+) -> None:
+    config = "/boot/firmware/config.txt"
+    proc = roles_fleet.ssh("pi1", f"mkdir -p /boot/firmware && cat > {config}", become=True,
+                           input=CONFIG_TXT, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    plan = make_plan("bookworm", artifacts["pi1"], camera=("camera-auto-detect", config))
+    run = run_playbook(roles_fleet, workdir, "provision.yml", {"pi1": plan}, limit="pi1")
+    assert run.rc == 0, run.output[-6000:]
+    lines = host_text(roles_fleet, "pi1", f"cat {config}").splitlines()
+    assert lines.index("camera_auto_detect=1") == lines.index("[all]") + 1
+    assert "reboot, which coralpi did not do" in run.output
+    assert local_fact(roles_fleet, "pi1")["camera_method"] == "camera-auto-detect"
+    again = run_playbook(roles_fleet, workdir, "provision.yml", {"pi1": plan}, limit="pi1")
+    assert again.rc == 0 and again.changed("pi1") == 0, again.output[-6000:]
+    assert "reboot, which coralpi did not do" not in again.output
