@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -59,6 +60,8 @@ def make_fleet(
     fleet_support: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MakeFleet]:
     """Factory: make_fleet(name, hosts=[HostSpec(...)], host_vars=..., group_vars=...)."""
+    # SIGTERM (a CI job being cancelled) ends the run like Ctrl-C, so fleets are torn down.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     fleets: list[Fleet] = []
 
     def make(
@@ -74,7 +77,10 @@ def make_fleet(
         _TIMINGS.append((name, fleet.timings))
         return fleet
 
-    yield make
+    try:
+        yield make
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     problems = [p for fleet in reversed(fleets) for p in fleet.down()]
     assert not problems, f"fleet teardown left things behind: {problems}"
 
