@@ -113,6 +113,7 @@ def check_block_device(
         raise ImageError(f"{path} holds this machine's root file system: refusing to write to it")
     mounts = mounted_devnos(mountinfo)
     busy = sorted(mounts[n] for n in numbers if n in mounts)
+    busy += looped_mounts(path, mounts)
     if busy:
         raise ImageError(
             f"{path} is mounted (at {', '.join(busy)}): unmount every partition of the card "
@@ -120,6 +121,37 @@ def check_block_device(
         )
     if numbers & swap_devnos(swaps):
         raise ImageError(f"{path} is in use as swap: refusing to write to it")
+
+
+def loop_backing_file(devno: str) -> Path | None:
+    entry = _sys_entry(devno)
+    if entry is None:
+        return None
+    try:
+        return Path((entry / "loop" / "backing_file").read_text().strip())
+    except OSError:
+        return None
+
+
+def looped_mounts(path: Path, mounts: dict[str, str]) -> list[str]:
+    """Mount points of loop devices whose backing file is ``path`` (a partition of the
+    image or card mounted with ``mount -o loop,offset=...`` or ``losetup -o``)."""
+    real = path.resolve()
+    found = []
+    for devno, where in mounts.items():
+        backing = loop_backing_file(devno)
+        if backing is not None and backing.resolve() == real:
+            found.append(where)
+    return sorted(found)
+
+
+def check_image_file(path: Path, mountinfo: str) -> None:
+    """Refuse an image file while a partition of it is loop-mounted."""
+    busy = looped_mounts(path, mounted_devnos(mountinfo))
+    if busy:
+        raise ImageError(
+            f"{path} is mounted (at {', '.join(busy)}) through a loop device: unmount it first"
+        )
 
 
 def block_size(path: Path) -> int:

@@ -20,6 +20,7 @@ from provision.image.bundle import BUNDLE_NAME, Bundle, build_bundle, card_files
 from provision.image.device import (
     Target,
     check_block_device,
+    check_image_file,
     check_size,
     confirm,
     open_target,
@@ -90,10 +91,12 @@ def inspect_card(path: Path, *, mountinfo: str | None = None, swaps: str = "",
                  root_devnos: list[str] | None = None) -> Card:
     """Open and check the target without writing (ImageError names the first problem)."""
     target = open_target(path)
+    if mountinfo is None:
+        mountinfo, swaps = system_state()
     if target.is_block:
-        if mountinfo is None:
-            mountinfo, swaps = system_state()
         check_block_device(path, mountinfo, swaps, root_devnos)
+    else:
+        check_image_file(path, mountinfo)
     table = read_table(path)
     check_size(target, table.end)
     boot = find_boot_partition(path, table)
@@ -203,6 +206,8 @@ def prepare(
     route = plan_for_card(card, host)
     hooks = hook_files(card, route, hostname)
     result = Prepared(card, route)
+    if not dry_run:
+        confirm(card.target, assume_yes, ask)
     with tempfile.TemporaryDirectory(prefix="coralpi-bundle-") as tmp:
         if bundle is None:
             bundle = build_bundle(host, route, Path(tmp), cache_dir=cache_dir,
@@ -214,7 +219,6 @@ def prepare(
         if dry_run:
             result.notes.append("dry run: nothing written")
         else:
-            confirm(card.target, assume_yes, ask)
             result.written = write_card(card, bundle, hostname, keys, hooks)
     result.seconds = round(time.monotonic() - start, 2)
     return result

@@ -205,8 +205,11 @@ def build(path: Path, spec: StandinSpec, workdir: Path) -> Path:
     _run("mkfs.ext4", "-q", "-F", "-L", "rootfs", "-d", tree, "-E", f"offset={root_start}",
          path, f"{spec.root_mib}M")
     if spec.boot_fat:
-        _run("mkfs.fat", "-F", spec.boot_fat, "-n", "BOOTFS", "--offset", str(BOOT_START // 512),
-             path, str(boot_bytes // 1024))
+        # Clusters small enough that FAT32 has more than 65525 of them (else it reads as
+        # FAT16); Raspberry Pi OS's 512 MiB boot partition uses 2 KiB clusters.
+        cluster = "1" if spec.boot_mib < 512 else "4"
+        _run("mkfs.fat", "-F", spec.boot_fat, "-s", cluster, "-n", "BOOTFS",
+             "--offset", str(BOOT_START // 512), path, str(boot_bytes // 1024))
         files = {"config.txt": CONFIG_TXT, "cmdline.txt": CMDLINE_TXT.format(partuuid="5e3da3da"),
                  "issue.txt": f"Raspberry Pi reference (stand-in for {spec.release})\n",
                  **spec.boot_files}

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from provision.image import hook_cloudinit, hook_firstrun
-from provision.image.errors import ImageError
-from provision.image.partitions import fat_kind, parse_sfdisk_json
 from standin_images import (
     CMDLINE_TXT,
     IMAGER_FIRSTRUN,
     IMAGER_NETWORK_CONFIG,
     IMAGER_USER_DATA,
 )
+
+from provision.image import hook_cloudinit, hook_firstrun
+from provision.image.errors import ImageError
+from provision.image.partitions import fat_kind, parse_sfdisk_json
 
 CMDLINE = CMDLINE_TXT.format(partuuid="5e3da3da")
 HOOK = " ".join(hook_firstrun.CMDLINE_TOKENS)
@@ -54,8 +54,9 @@ def test_standalone_firstrun_cleans_up_like_imagers() -> None:
     assert script.startswith("#!/bin/bash\n")
     assert script.count(hook_firstrun.BEGIN) == 1
     lines = script.splitlines()
-    assert lines[-3:] == ["rm -f /boot/firstrun.sh", "sed -i 's| systemd.run.*||g' /boot/cmdline.txt",
-                          "exit 0"]
+    assert lines[-3:] == [
+        "rm -f /boot/firstrun.sh", "sed -i 's| systemd.run.*||g' /boot/cmdline.txt", "exit 0"
+    ]
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
 
 
