@@ -531,3 +531,38 @@ def test_camera_auto_detect_is_set_under_all_and_a_reboot_is_reported_pending(
     again = run_playbook(roles_fleet, workdir, "provision.yml", {"pi1": plan}, limit="pi1")
     assert again.rc == 0 and again.changed("pi1") == 0, again.output[-6000:]
     assert "reboot, which coralpi did not do" not in again.output
+
+
+#: Stand-in for Raspberry Pi OS's raspi-config (absent on Debian): what `nonint do_camera 0`
+#: does to config.txt on Buster, plus a log of its calls.
+FAKE_RASPI_CONFIG = """\
+#!/bin/sh
+echo "$*" >> /var/log/fake-raspi-config.log
+[ "$1 $2 $3" = "nonint do_camera 0" ] || exit 2
+sed -i '/^start_x=/d' /boot/config.txt
+echo start_x=1 >> /boot/config.txt
+grep -q '^gpu_mem=' /boot/config.txt || echo gpu_mem=128 >> /boot/config.txt
+"""
+
+
+def test_legacy_camera_calls_raspi_config_once_and_raises_gpu_mem(
+    roles_fleet: Fleet, workdir: Path, artifacts: dict[str, dict[str, Any]],
+    converged: dict[str, Run],
+) -> None:
+    setup = ("cat > /usr/local/bin/raspi-config && chmod 755 /usr/local/bin/raspi-config && "
+             "printf 'gpu_mem=64\\n' > /boot/config.txt && rm -f /var/log/fake-raspi-config.log")
+    proc = roles_fleet.ssh("pi1", setup, become=True, input=FAKE_RASPI_CONFIG, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    plan = make_plan("bookworm", artifacts["pi1"],
+                     camera=("raspi-config-legacy", "/boot/config.txt"))
+    try:
+        run = run_playbook(roles_fleet, workdir, "provision.yml", {"pi1": plan}, limit="pi1")
+        assert run.rc == 0, run.output[-6000:]
+        config = host_text(roles_fleet, "pi1", "cat /boot/config.txt").splitlines()
+        assert "start_x=1" in config and "gpu_mem=128" in config and "gpu_mem=64" not in config
+        again = run_playbook(roles_fleet, workdir, "provision.yml", {"pi1": plan}, limit="pi1")
+        assert again.rc == 0 and again.changed("pi1") == 0, again.output[-6000:]
+        calls = host_text(roles_fleet, "pi1", "cat /var/log/fake-raspi-config.log").splitlines()
+        assert calls == ["nonint do_camera 0"]
+    finally:
+        roles_fleet.ssh("pi1", "rm -f /usr/local/bin/raspi-config", become=True, timeout=60)
