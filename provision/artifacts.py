@@ -176,7 +176,11 @@ def platform_inputs(plan: Mapping[str, Any], settings: ArtifactSettings) -> Plat
 def needs_coral_key(plan: Mapping[str, Any], settings: ArtifactSettings) -> bool:
     if settings.coral_source_enabled is not None:
         return settings.coral_source_enabled
-    return bool(_get(plan, "runtime", "source") == "coral-apt")
+    # The Coral repository is also where gasket-dkms (the PCIe driver) comes from.
+    return bool(
+        _get(plan, "runtime", "source") == "coral-apt"
+        or _get(plan, "choices", "accelerator") == "pcie"
+    )
 
 
 def asset_url(base: str, commit: str, name: str) -> str:

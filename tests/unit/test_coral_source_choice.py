@@ -1,0 +1,22 @@
+"""When the controller fetches Coral's signing key (and the role configures the source)."""
+
+from __future__ import annotations
+
+from provision.artifacts import ArtifactSettings, needs_coral_key
+from provision.matrix import resolve
+from provision.targets import Choices, Target
+
+
+def _plan(codename: str, arch: str, python: str, accelerator: str = "usb") -> dict[str, object]:
+    target = Target("debian", codename, arch, python, "2.36" if codename == "bookworm" else "2.31")
+    return resolve(target, Choices(accelerator=accelerator)).to_dict()
+
+
+def test_source_follows_the_runtime_and_the_pcie_driver() -> None:
+    auto = ArtifactSettings()
+    assert needs_coral_key(_plan("bullseye", "aarch64", "3.9"), auto)  # official runtime
+    assert not needs_coral_key(_plan("bookworm", "aarch64", "3.11"), auto)  # community .deb
+    # gasket-dkms for an M.2/PCIe Coral only comes from Coral's repository.
+    assert needs_coral_key(_plan("bookworm", "aarch64", "3.11", "pcie"), auto)
+    forced_off = ArtifactSettings(coral_source_enabled=False)
+    assert not needs_coral_key(_plan("bullseye", "aarch64", "3.9"), forced_off)
