@@ -80,6 +80,36 @@ def check_choices(hosts: list[InventoryHost], extra: Mapping[str, Any]) -> None:
         raise ConfigError("invalid inventory variables:\n  " + "\n  ".join(problems))
 
 
+_ROLLOUT = ("coralpi_serial", "coralpi_max_fail_percentage")
+
+
+def rollout_vars(hosts: list[InventoryHost], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Rolling-batch settings: play-level, so one value for the whole run (checked here)."""
+    result: dict[str, Any] = {}
+    for name in _ROLLOUT:
+        values = {
+            str(_host_variables(h, extra)[name]) for h in hosts if name in _host_variables(h, extra)
+        }
+        if not values:
+            continue
+        if len(values) > 1:
+            raise ConfigError(
+                f"{name} differs between hosts ({', '.join(sorted(values))}): it applies to "
+                "the whole run, set it once for group all"
+            )
+        value = values.pop().strip()
+        number = value[:-1] if value.endswith("%") and name == "coralpi_serial" else value
+        if not number.isdigit() or (name == "coralpi_max_fail_percentage" and int(number) > 100):
+            allowed = "a number of hosts or a percentage like 25%"
+            if name == "coralpi_max_fail_percentage":
+                allowed = "a whole number from 0 to 100"
+            raise ConfigError(f"{name}: {value!r} is not {allowed}")
+        if name == "coralpi_serial" and int(number) == 0:
+            raise ConfigError(f"{name}: must be at least 1 (or 1%)")
+        result[name] = value if value.endswith("%") else int(number)
+    return result
+
+
 def plan_hosts(
     hosts: list[InventoryHost], facts: Mapping[str, Mapping[str, Any]], extra: Mapping[str, Any]
 ) -> dict[str, dict[str, Any]]:
@@ -181,6 +211,7 @@ def run_fleet(
         options.limit = ",".join(failed)
     hosts = load_inventory(options.inventory, options.limit)
     check_choices(hosts, options.extra_vars)
+    rollout = rollout_vars(hosts, options.extra_vars)
     run_dir = new_run_dir(command, options.runs_root)
     report = FleetReport(command=command, run_dir=run_dir)
 
@@ -213,6 +244,7 @@ def run_fleet(
         "coralpi_plans": plans,
         "coralpi_verify_report_dir": str(report_dir),
         **{k: v for k, v in options.extra_vars.items() if not k.startswith("coralpi_plan")},
+        **rollout,
     }
     limit = ",".join(sorted(plans))
     if command == "apply":

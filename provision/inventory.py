@@ -36,7 +36,8 @@ KNOWN_VARIABLES: dict[str, str] = {
     "coralpi_assets_url": "base URL of the smoke-test assets (Coral's test_data layout)",
     "coralpi_apt_proxy": "apt proxy for the hosts, e.g. http://10.0.0.1:3142",
     "coralpi_pip_index_url": "extra wheel index for wheels PyPI lacks (piwheels)",
-    "coralpi_venv_path": "where the venv goes on the host",
+    "coralpi_serial": "rolling batches: hosts per batch (a number or a percentage)",
+    "coralpi_max_fail_percentage": "stop the run when more than this % of a batch fails",
 }
 
 _BOOL_VARIABLES = {

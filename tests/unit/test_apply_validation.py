@@ -16,7 +16,8 @@ import pytest
 
 from provision.commands.fleet_args import parse_extra_vars
 from provision.errors import ConfigError
-from provision.fleet import last_failed_hosts
+from provision.fleet import last_failed_hosts, rollout_vars
+from provision.inventory import InventoryHost
 
 CORALPI = str(Path(sys.executable).parent / "coralpi")
 
@@ -93,3 +94,28 @@ def test_retry_failed_reads_the_newest_report(tmp_path: Path) -> None:
         (run / "report.json").write_text(json.dumps({"failed_hosts": failed}))
     (tmp_path / "20260103-000000-000000-verify").mkdir()
     assert last_failed_hosts("apply", tmp_path) == ["pi2"]
+
+
+def test_rollout_settings_are_checked_and_passed_once() -> None:
+    hosts = [
+        InventoryHost("pi1", {"coralpi_serial": "25%"}),
+        InventoryHost("pi2", {"coralpi_serial": "25%"}),
+    ]
+    assert rollout_vars(hosts, {}) == {"coralpi_serial": "25%"}
+    assert rollout_vars(hosts, {"coralpi_serial": "2", "coralpi_max_fail_percentage": "30"}) == {
+        "coralpi_serial": 2,
+        "coralpi_max_fail_percentage": 30,
+    }
+    assert rollout_vars([InventoryHost("pi1", {})], {}) == {}
+    bad = [
+        (
+            [InventoryHost("a", {"coralpi_serial": 1}), InventoryHost("b", {"coralpi_serial": 2})],
+            "differs",
+        ),
+        ([InventoryHost("a", {"coralpi_serial": "many"})], "not a number of hosts"),
+        ([InventoryHost("a", {"coralpi_serial": 0})], "at least 1"),
+        ([InventoryHost("a", {"coralpi_max_fail_percentage": 150})], "0 to 100"),
+    ]
+    for hosts_, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            rollout_vars(hosts_, {})
