@@ -286,6 +286,25 @@ def converged(
 
 # -- tests ------------------------------------------------------------------------------------
 
+def test_probe_writes_what_the_planner_reads(roles_fleet: Fleet, workdir: Path) -> None:
+    from provision.targets import target_from_facts
+
+    probe_dir = workdir / "probe"
+    probe_dir.mkdir(exist_ok=True)
+    run = run_playbook(roles_fleet, workdir, "probe.yml", {}, "-e",
+                       f"coralpi_probe_dir={probe_dir}")
+    assert run.rc == 0, run.output[-6000:]
+    for host, codename in HOSTS.items():
+        facts = json.loads((probe_dir / f"{host}.json").read_text())
+        assert facts["coralpi_glibc"] == RELEASES[codename]["glibc"]
+        assert facts["coralpi_dpkg_arch"] == "amd64" and facts["coralpi_board"] is None
+        target = target_from_facts(facts)
+        assert (target.codename, target.arch, target.python, target.glibc) == (
+            codename, "x86_64", RELEASES[codename]["python"], RELEASES[codename]["glibc"])
+        assert run.changed(host) == 0  # read-only
+
+
+
 def test_first_converge_installs_everything(
     roles_fleet: Fleet, converged: dict[str, Run]
 ) -> None:
