@@ -11,6 +11,7 @@ Needs root (network namespaces, mounts).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import subprocess
 import sys
@@ -25,7 +26,8 @@ from testfleet import Fleet  # noqa: E402
 
 def _coralpi(*args: str) -> int:
     cmd = [str(Path(sys.executable).parent / "coralpi"), *args]
-    print(f"\n$ coralpi {' '.join(args)}", flush=True)
+    shown = " ".join(a if len(a) < 60 else a[:57] + "..." for a in args)
+    print(f"\n$ coralpi {shown}", flush=True)
     return subprocess.run(cmd, check=False).returncode
 
 
@@ -51,8 +53,18 @@ def main() -> int:
         print(f"  STAND-IN Coral test data:             {fleet.urls['test_data']}")
         print(f"  apt proxy (real Debian packages):     {fleet.urls['apt_proxy']}")
         inventory = str(fleet.inventory_path)
-        rc_apply = _coralpi("apply", "-i", inventory)
-        rc_verify = _coralpi("verify", "-i", inventory)
+        lock = str(workdir / "coralpi.lock")
+        # The stand-in community .debs are served over plain http on the test bridge: pin
+        # them by the sha256 of the files the fleet built, as a user pins a mirror's files.
+        assert fleet.standin is not None
+        pins: list[str] = []
+        for deb in sorted(fleet.standin.community_dir.glob("*.deb")):
+            pins += ["--pin", f"{deb.name}={hashlib.sha256(deb.read_bytes()).hexdigest()}"]
+        rc_lock = _coralpi("lock", "-i", inventory, "--lock", lock, *pins)
+        if rc_lock != 0:
+            return rc_lock
+        rc_apply = _coralpi("apply", "-i", inventory, "--lock", lock)
+        rc_verify = _coralpi("verify", "-i", inventory, "--lock", lock)
         print(f"\ncoralpi apply exited {rc_apply}, coralpi verify exited {rc_verify}")
         if args.keep:
             print("\nThe fleet keeps running. Reach a host with:")
