@@ -125,6 +125,7 @@ class EventTracker:
             progress.ok += 1
             if res.get("changed"):
                 progress.changed += 1
+                counter = "changed"
         self._notify(progress, counter)
         return True
 

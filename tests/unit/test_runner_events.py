@@ -43,6 +43,7 @@ def test_counts_and_failures_per_host() -> None:
     assert pi2.message == "Coral repository unreachable"
     assert pi3.status == "unreachable" and pi3.message == "ssh: timed out"
     assert ("pi1", "start") in seen and ("pi3", "unreachable") in seen
+    assert ("pi1", "changed") in seen and ("pi2", "ok") in seen
 
 
 def test_stderr_last_line_is_the_message_when_no_msg() -> None:
