@@ -401,11 +401,11 @@ def test_atomic64_extension_needs_libatomic_and_does_not_link_it(
 def test_atomic64_import_fails_without_the_preload_and_passes_with_it(
     arm_fleet: Fleet, atomic64: Extension
 ) -> None:
-    imp = f"cd {BUILD_DIR} && python3 -c 'import _atomic64; print(_atomic64.bump(5))'"
-    bare = arm_fleet.ssh("pa32", imp)
+    imp = "python3 -c 'import _atomic64; print(_atomic64.bump(5))'"
+    bare = arm_fleet.ssh("pa32", f"cd {BUILD_DIR} && {imp}")
     assert bare.returncode != 0
     assert "undefined symbol: __atomic_fetch_add_8" in bare.stderr, bare.stderr
-    preloaded = arm_fleet.ssh("pa32", f"LD_PRELOAD={LIBATOMIC} {imp}")
+    preloaded = arm_fleet.ssh("pa32", f"cd {BUILD_DIR} && LD_PRELOAD={LIBATOMIC} {imp}")
     assert preloaded.returncode == 0, preloaded.stderr
     assert preloaded.stdout.strip() == "5"
 
