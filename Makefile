@@ -41,7 +41,10 @@ fleet: install
 	$(BIN)/pytest -m fleet $(PYTEST_ARGS)
 
 bench: install
-	$(BIN)/pytest -m benchmark -p no:cacheprovider -s $(PYTEST_ARGS)
+	$(BIN)/python bench/verify_overhead.py
+	$(BIN)/python bench/fetch_bytes.py
+	$(BIN)/python bench/image_prepare.py
+	$(BIN)/python bench/converge.py --hosts 1 3 6
 
 ## The whole job on a simulated fleet of throwaway Debian hosts (root needed). KEEP=1 keeps it up.
 demo: install
