@@ -2,16 +2,20 @@
 
 Registration is machine-wide, so it is shared: every fleet with a foreign-architecture host
 holds a shared flock on /run/coralpi-testfleet/binfmt.lock while it lives; the last one to
-leave removes the entries (only ours, named ``coralpi-qemu-*``). Flags ``POCF``: ``C`` makes
-setuid programs such as sudo work, ``F`` opens the interpreter at registration so it works
-inside the host's chroot.
+leave removes the entries (only ours, named ``coralpi-qemu-*``). Registering and removing
+happen under a second, short-held lock (``binfmt.register.lock``), so a fleet starting
+while others run registers at once instead of waiting for them all to end. Flags ``POCF``:
+``C`` makes setuid programs such as sudo work, ``F`` opens the interpreter at registration
+so it works inside the host's chroot.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import platform
+from collections.abc import Iterator
 from pathlib import Path
 
 from .cmd import run
@@ -20,6 +24,8 @@ from .paths import RUN_DIR
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 LOCK = RUN_DIR / "binfmt.lock"
+#: Held only while entries are registered or removed.
+REGISTER_LOCK = RUN_DIR / "binfmt.register.lock"
 
 #: Debian architecture -> (qemu name, ELF magic, mask).
 MAGIC = {
@@ -75,19 +81,21 @@ class BinfmtUse:
         if unknown:
             raise FleetError(f"unsupported host architecture(s): {sorted(unknown)}")
         LOCK.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            _mount()
-            for arch in sorted(self.arches):
-                if not (BINFMT / entry_name(arch)).exists():
-                    _, magic, mask = MAGIC[arch]
-                    line = f":{entry_name(arch)}:M::{magic}:{mask}:{_interpreter(arch)}:POCF"
-                    (BINFMT / "register").write_text(line)
-        except BaseException:
-            os.close(fd)
-            raise
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        with _register_lock():
+            fd = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                # Shared with the other users from the start: no waiting for them to end.
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                _mount()
+                for arch in sorted(self.arches):
+                    if not (BINFMT / entry_name(arch)).exists():
+                        _, magic, mask = MAGIC[arch]
+                        line = (f":{entry_name(arch)}:M::{magic}:{mask}:"
+                                f"{_interpreter(arch)}:POCF")
+                        (BINFMT / "register").write_text(line)
+            except BaseException:
+                os.close(fd)
+                raise
         self._fd = fd
 
     def close(self) -> None:
@@ -101,16 +109,28 @@ class BinfmtUse:
             os.close(fd)
 
 
-def _remove_if_unused(fd: int) -> bool:
+@contextlib.contextmanager
+def _register_lock() -> Iterator[None]:
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    fd = os.open(REGISTER_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False  # another fleet still uses it
-    for arch in MAGIC:
-        entry = BINFMT / entry_name(arch)
-        if entry.exists():
-            entry.write_text("-1")
-    return True
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _remove_if_unused(fd: int) -> bool:
+    with _register_lock():
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # another fleet still uses it
+        for arch in MAGIC:
+            entry = BINFMT / entry_name(arch)
+            if entry.exists():
+                entry.write_text("-1")
+        return True
 
 
 def remove_unused_registration() -> bool:

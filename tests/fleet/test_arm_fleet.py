@@ -579,3 +579,36 @@ def test_the_preload_is_what_makes_cv2_import_venv_and_service_environments(
         "pa32", f"env -i {assignments} /usr/bin/python3 -S -c "
                 f"'import sys; sys.path.insert(0, \"{site}\"); import cv2'")
     assert system.returncode == 0, system.stderr
+
+
+# ---------------------------------------------------------------- qemu registration
+
+HOLD_BINFMT = """
+import sys
+from testfleet.binfmt import BinfmtUse, entry_name, BINFMT
+use = BinfmtUse({"arm64"})
+print("registered" if (BINFMT / entry_name("arm64")).exists() else "missing", flush=True)
+sys.stdin.read()
+use.close()
+"""
+
+
+def test_an_arm_fleet_starts_while_another_holds_the_qemu_registration(
+    fleet_support: None,
+) -> None:
+    """binfmt registration is machine-wide and shared: a second fleet (another test run)
+    must get its share at once, not wait for the first fleet to end."""
+    first = subprocess.Popen([sys.executable, "-c", HOLD_BINFMT], cwd=REPO, text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert first.stdout is not None
+        assert first.stdout.readline().strip() == "registered"
+        second = subprocess.run([sys.executable, "-c", HOLD_BINFMT], cwd=REPO, text=True,
+                                input="", capture_output=True, timeout=60, check=False)
+        assert second.returncode == 0, second.stderr
+        assert second.stdout.strip() == "registered"
+    finally:
+        if first.stdin is not None:
+            first.stdin.close()
+        first.wait(timeout=60)
+    assert first.returncode == 0
