@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -194,3 +196,84 @@ def test_a_host_that_is_down_does_not_stop_the_others(coral_fleet: Fleet, runs: 
     for name in ("pi1", "pi3"):
         assert table[name]["status"] == "ok", table[name]
         assert table[name]["smoke"].startswith(PARROT)
+
+
+def test_interrupted_dpkg_is_finished_by_the_next_apply(coral_fleet: Fleet, runs: Path) -> None:
+    """A run killed between dpkg's unpack and configure leaves a package half-installed.
+    `dpkg --unpack` without `--configure` leaves exactly that state, deterministically."""
+    unpack = coral_fleet.ssh(
+        "pi2", "dpkg --unpack /var/cache/coralpi/debs/libedgetpu1-std_*.deb", become=True
+    )
+    assert unpack.returncode == 0, unpack.stderr
+    audit = coral_fleet.ssh("pi2", "dpkg --audit", become=True)
+    assert "libedgetpu1-std" in str(audit.stdout), audit.stdout
+
+    rc, report, output = coralpi(
+        "apply", "-i", str(coral_fleet.inventory_path), "--limit", "pi2", runs=runs
+    )
+    assert rc == 0, output
+    assert rows(report)["pi2"]["status"] == "ok"
+    assert str(coral_fleet.ssh("pi2", "dpkg --audit", become=True).stdout).strip() == ""
+    assert "install ok installed" in installed(coral_fleet, "pi2", "libedgetpu1-std")
+
+
+def _first_apply_event(run_root: Path, host: str, timeout: float) -> bool:
+    """Wait until the apply play has started a task on `host` (from the kept event stream)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in run_root.glob("*-apply/artifacts/apply/job_events/*.json"):
+            try:
+                event = json.loads(path.read_text())
+            except (json.JSONDecodeError, OSError):
+                continue
+            data = event.get("event_data", {})
+            if event.get("event") == "runner_on_start" and data.get("host") == host:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+def test_link_cut_mid_run_fails_only_that_host_and_retry_failed_converges_it(
+    coral_fleet: Fleet, runs: Path
+) -> None:
+    inv = str(coral_fleet.inventory_path)
+    lock = runs / "coralpi.lock"
+    runs = runs / "link-cut"
+    runs.mkdir()
+    shutil.copy(lock, runs / "coralpi.lock")
+    proc = subprocess.Popen(
+        [
+            CORALPI,
+            "apply",
+            "-i",
+            inv,
+            "--json",
+            "--runs-dir",
+            str(runs),
+            "--lock",
+            str(runs / "coralpi.lock"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert _first_apply_event(runs, "pi1", timeout=300), "apply never reached pi1"
+        coral_fleet.set_link("pi1", False)
+        stdout, stderr = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        coral_fleet.set_link("pi1", True)
+    assert proc.returncode == 2, stderr
+    table = rows(json.loads(stdout))
+    assert table["pi1"]["status"] in {"unreachable", "failed"}, table["pi1"]
+    for name in ("pi2", "pi3"):
+        assert table[name]["status"] == "ok", table[name]
+
+    rc, report, output = coralpi("apply", "-i", inv, "--retry-failed", runs=runs)
+    assert rc == 0, output
+    assert sorted(rows(report)) == ["pi1"]
+    assert rows(report)["pi1"]["status"] == "ok"
