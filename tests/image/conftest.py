@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from provision.cache import sha256_file
 from testfleet import Fleet, HostSpec
 
 IMAGE_DIR = Path(__file__).resolve().parent
@@ -41,12 +42,7 @@ def root_only() -> None:
         pytest.skip("needs root (loop devices, network namespaces, containers)")
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+sha256 = sha256_file  # re-exported for the image tests
 
 
 @pytest.fixture(scope="session")
