@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
@@ -181,7 +182,9 @@ def _wheel_from_report(item: dict[str, Any]) -> ResolvedWheel:
     url = str(info.get("url", ""))
     hashes = info.get("archive_info", {}).get("hashes", {})
     sha = hashes.get("sha256")
-    filename = url.rsplit("/", 1)[-1].split("#", 1)[0]
+    # Indexes quote the file name in the URL ("+" of a local version is "%2B"): unquote it,
+    # or pip would not recognise the saved file as that wheel.
+    filename = unquote(url.rsplit("/", 1)[-1].split("#", 1)[0])
     return ResolvedWheel(
         name=canonicalize_name(str(meta.get("name", ""))),
         version=str(meta.get("version", "")),

@@ -120,3 +120,19 @@ def test_artifact_names_must_be_plain_file_names() -> None:
 def test_missing_lock_says_how_to_create_it(tmp_path: Path) -> None:
     with pytest.raises(LockError, match="coralpi lock"):
         lockfile.read(tmp_path / "nope.lock")
+
+
+def test_wheel_file_name_is_unquoted_from_the_index_url() -> None:
+    from provision.wheels import _wheel_from_report
+
+    wheel = _wheel_from_report(
+        {
+            "metadata": {"name": "opencv-python-headless", "version": "4.11.0.86+standin"},
+            "download_info": {
+                "url": "http://127.0.0.1:9/simple/x/opencv_python_headless-4.11.0.86%2Bstandin-cp311-cp311-linux_armv7l.whl#sha256=ab",
+                "archive_info": {"hashes": {"sha256": "AB"}},
+            },
+        }
+    )
+    assert wheel.filename == "opencv_python_headless-4.11.0.86+standin-cp311-cp311-linux_armv7l.whl"
+    assert wheel.sha256 == "ab"
