@@ -64,7 +64,8 @@ class Fleet:
             raise FleetError(f"host_vars for unknown hosts: {sorted(unknown)}")
         self.workdir = Path(workdir).resolve()
         self.specs = [
-            HostSpec(h.name, h.suite, h.arch, {**h.vars, **dict((host_vars or {}).get(h.name, {}))})
+            HostSpec(h.name, h.suite, h.arch,
+                     {**h.vars, **dict((host_vars or {}).get(h.name, {}))}, h.tree)
             for h in hosts
         ]
         self.extra_group_vars = dict(group_vars or {})
@@ -230,8 +231,8 @@ class Fleet:
 
         start = time.monotonic()
         self._binfmt = BinfmtUse({h.arch for h in self.specs})
-        suites = sorted({(h.suite, h.arch) for h in self.specs})
-        with concurrent.futures.ThreadPoolExecutor(max_workers=len(suites) + 1) as pool:
+        suites = sorted({(h.suite, h.arch) for h in self.specs if h.tree is None})
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(suites) + 2) as pool:
             standin_future = pool.submit(standin_coral.ensure_standin, self.cache)
             futures = {
                 (suite, arch): pool.submit(ensure_rootfs, recipe_for(suite, arch), self.cache)
@@ -283,7 +284,7 @@ class Fleet:
 
         start = time.monotonic()
         for host in self.hosts:
-            lower = self.rootfs[f"{host.spec.suite}-{host.spec.arch}"].tree
+            lower = host.spec.tree or self.rootfs[f"{host.spec.suite}-{host.spec.arch}"].tree
             hostops.start_host(host, lower, host.dir / "console.log")
             assert host.unshare is not None and host.popen is not None
             self._record(host.unshare, host.popen)

@@ -50,12 +50,18 @@ exec chroot "$R" /usr/sbin/sshd -D -e
 
 @dataclass
 class HostSpec:
-    """A host to create: inventory name, Debian suite, extra inventory variables."""
+    """A host to create: inventory name, Debian suite, extra inventory variables.
+
+    ``tree``: a root file system to run instead of the cached debootstrap tree of
+    suite/arch (e.g. a built image's mounted root); it is the read-only lower layer of the
+    host's overlay, so the host never changes it.
+    """
 
     name: str
     suite: str = "bookworm"
     arch: str = "amd64"
     vars: dict[str, Any] = field(default_factory=dict)
+    tree: Path | None = None
 
 
 @dataclass

@@ -3,6 +3,10 @@
 ``coralpi image prepare TARGET --hostname NAME (--platform C/A/P | -i INV --limit HOST)``
 writes a first-boot bundle and the release's own first-boot hook onto a stock Raspberry Pi
 OS card or image (see :mod:`provision.image.prepare`).
+
+``coralpi image build --base BASE.img[.xz] --out OUT.img (--platform ... | -i INV --limit
+HOST)`` provisions a copy of a Raspberry Pi OS image with the same roles as ``apply`` (see
+:mod:`provision.image.build`).
 """
 
 from __future__ import annotations
@@ -16,9 +20,35 @@ from pathlib import Path
 from provision.commands.lock_cmd import parse_vars
 from provision.errors import ConfigError
 from provision.image import planning
+from provision.image.build import DEFERRED, build_image
 from provision.image.prepare import REPORT_DIR, prepare
 
 PREPARE_HELP = "write a first-boot bundle onto a Raspberry Pi OS card or .img"
+BUILD_HELP = "build a provisioned (golden) image from a Raspberry Pi OS image"
+
+
+def _add_host_args(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--platform", metavar="CODENAME/ARCH/PYVER",
+                       help="the Pi's platform, e.g. bookworm/aarch64/3.11")
+    where.add_argument("-i", "--inventory", type=Path,
+                       help="inventory with a host of the same kind (use with --limit HOST)")
+    parser.add_argument("-l", "--limit", help="with -i: the one host the image is for")
+    parser.add_argument("--board", default=planning.DEFAULT_BOARD,
+                        help="with --platform: board model (default: %(default)s)")
+    parser.add_argument("-e", "--var", action="append", default=[], metavar="NAME=VALUE",
+                        help="a coralpi_* setting, e.g. coralpi_apt_proxy=http://10.0.0.1:3142")
+    parser.add_argument("--cache-dir", type=Path, metavar="DIR", help="artifact cache")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _host_plan(args: argparse.Namespace) -> partial[planning.HostPlan]:
+    extra = parse_vars(args.var)
+    if args.inventory is not None:
+        return partial(planning.from_inventory, args.inventory, args.limit, extra)
+    if args.limit:
+        raise ConfigError("--limit goes with -i INVENTORY, not --platform")
+    return partial(planning.from_platform, args.platform, extra, args.board or None)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,25 +71,37 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     prep.add_argument("--hostname", required=True, help="the Pi's hostname")
     prep.add_argument("--ssh-key", type=Path, metavar="FILE",
                       help="OpenSSH public key(s) to authorise for coralpi_user (default pi)")
-    where = prep.add_mutually_exclusive_group(required=True)
-    where.add_argument("--platform", metavar="CODENAME/ARCH/PYVER",
-                       help="the Pi's platform, e.g. bookworm/aarch64/3.11")
-    where.add_argument("-i", "--inventory", type=Path,
-                       help="inventory with a host of the same kind (use with --limit HOST)")
-    prep.add_argument("-l", "--limit", help="with -i: the one host the card is for")
-    prep.add_argument("--board", default=planning.DEFAULT_BOARD,
-                      help="with --platform: board model (default: %(default)s)")
-    prep.add_argument("-e", "--var", action="append", default=[], metavar="NAME=VALUE",
-                      help="a coralpi_* setting, e.g. coralpi_apt_proxy=http://10.0.0.1:3142")
+    _add_host_args(prep)
     prep.add_argument("--lock", type=Path, metavar="FILE",
                       help="lock file pinning every artifact (platform added when missing)")
-    prep.add_argument("--cache-dir", type=Path, metavar="DIR", help="artifact cache")
     prep.add_argument("--yes", action="store_true",
                       help="write to a block device without asking")
     prep.add_argument("--dry-run", action="store_true",
                       help="run every check and build the bundle, write nothing")
-    prep.add_argument("--json", action="store_true", help="print the result as JSON")
     prep.set_defaults(func=run_prepare)
+
+    build = sub.add_parser(
+        "build", help=BUILD_HELP,
+        description=BUILD_HELP + ": the base is copied (or decompressed) to OUT, its root "
+        "partition grown, and the roles of `coralpi apply` run inside its root file system "
+        "(chroot; qemu-user for an ARM image) with the locked artifacts: only Debian packages "
+        "are fetched, through the mirror or coralpi_apt_proxy. verify runs once at the "
+        f"image's first boot and writes its report to {REPORT_DIR}/ on the boot partition. "
+        "OUT.manifest.json records the base and output sha256, the lock, coralpi's version, "
+        "the installed package versions and the venv's files; OUT.build.log keeps the log.",
+    )
+    build.add_argument("--base", type=Path, required=True, metavar="BASE.img[.xz]",
+                       help="a Raspberry Pi OS image (never changed)")
+    build.add_argument("--out", type=Path, required=True, metavar="OUT.img",
+                       help="the image to write")
+    _add_host_args(build)
+    build.add_argument("--lock", type=Path, metavar="FILE",
+                       help="lock file pinning every artifact (default OUT.lock; the "
+                       "platform is added when missing)")
+    build.add_argument("--grow-mib", type=int, default=1536, metavar="MIB",
+                       help="grow the root partition by this much (default: %(default)s)")
+    build.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    build.set_defaults(func=run_build)
     parser.set_defaults(func=lambda _args: _usage(parser))
 
 
@@ -69,15 +111,8 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    extra = parse_vars(args.var)
-    if args.inventory is not None:
-        host_plan = partial(planning.from_inventory, args.inventory, args.limit, extra)
-    else:
-        if args.limit:
-            raise ConfigError("--limit goes with -i INVENTORY, not --platform")
-        host_plan = partial(planning.from_platform, args.platform, extra, args.board or None)
     result = prepare(
-        args.target, args.hostname, host_plan, ssh_key=args.ssh_key, lock_file=args.lock,
+        args.target, args.hostname, _host_plan(args), ssh_key=args.ssh_key, lock_file=args.lock,
         cache_dir=args.cache_dir, assume_yes=args.yes, dry_run=args.dry_run,
     )
     summary = {
@@ -101,4 +136,40 @@ def run_prepare(args: argparse.Namespace) -> int:
             print(f"  {note}")
         if result.written:
             print(f"  at first boot the report goes to {REPORT_DIR}/ on the boot partition")
+    return 0
+
+
+def run_build(args: argparse.Namespace) -> int:
+    def show(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    built = build_image(
+        args.base, args.out, _host_plan(args), lock_file=args.lock, cache_dir=args.cache_dir,
+        grow_mib=args.grow_mib, force=args.force, progress=show,
+    )
+    data = built.manifest
+    summary = {
+        "out": str(built.out),
+        "manifest": str(built.manifest_path),
+        "log": str(built.log_path),
+        "sha256": data["output"]["sha256"],
+        "base_sha256": data["base"]["sha256"],
+        "lock": data["lock"]["file"],
+        "packages": len(data["packages"]),
+        "venv_files": len(data["venv_files"]),
+        "seconds": built.seconds,
+    }
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    target = data["target"]
+    print(f"{built.out}: built for {data['for']} ({target['codename']} {target['arch']} "
+          f"python {target['python']}) in {built.seconds:.0f}s")
+    print(f"  sha256 {summary['sha256']}")
+    print(f"  manifest {built.manifest_path} ({summary['packages']} packages, "
+          f"{summary['venv_files']} venv files); lock {summary['lock']}")
+    print("  at first boot:")
+    for item in DEFERRED:
+        print(f"    - {item}")
     return 0

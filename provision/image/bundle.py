@@ -33,7 +33,7 @@ from provision.tools import repo_root
 BUNDLE_NAME = "coralpi"
 BOOT_MOUNT = "/boot/firmware"
 ON_PI = f"{BOOT_MOUNT}/{BUNDLE_NAME}"
-PLAYBOOKS = ("site.yml", "provision.yml", "verify.yml")
+PLAYBOOKS = ("site.yml", "provision.yml", "verify.yml", "image.yml")
 
 ANSIBLE_CFG = """# Ansible settings for the first-boot run (ANSIBLE_CONFIG points here).
 [defaults]

@@ -64,16 +64,19 @@ def from_inventory(inventory: Path, limit: str | None,
     return HostPlan(host.name, plan.to_dict(), variables)
 
 
-def check_against_card(plan: Mapping[str, Any], card: RootInfo, where: str) -> str:
+def check_against_card(plan: Mapping[str, Any], card: RootInfo, where: str,
+                       *, hook: bool = True) -> str:
     """The hook route for the card; ImageError when card and plan disagree or the release
-    has no supported first-boot hook."""
+    has no supported first-boot hook (``hook=False``, for image builds: the release must
+    still be one whose Python runs the bundle's Ansible, i.e. one with a hook)."""
     target = plan["target"]
     codename = card.codename or ""
     if codename not in HOOKS:
         found = codename or "no VERSION_CODENAME in its os-release"
         raise ImageError(
-            f"{where}: unsupported release ({found}); image prepare writes the first-boot "
-            f"hooks of {' and '.join(sorted(HOOKS))} only"
+            f"{where}: unsupported release ({found}); coralpi image works on "
+            f"{' and '.join(sorted(HOOKS))} cards only (their first-boot hooks, and a Python "
+            "that runs the bundle's Ansible)"
         )
     if target["codename"] != codename:
         raise ImageError(
@@ -89,7 +92,7 @@ def check_against_card(plan: Mapping[str, Any], card: RootInfo, where: str) -> s
             f"{where} has python {', '.join(card.pythons)}, but the plan is for python "
             f"{target['python']}"
         )
-    if HOOKS[codename] == "cloud-init" and not card.cloud_init:
+    if hook and HOOKS[codename] == "cloud-init" and not card.cloud_init:
         raise ImageError(
             f"{where}: a {codename} card without cloud-init (the hook {codename} uses); is it "
             "a Raspberry Pi OS image?"

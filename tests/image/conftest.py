@@ -15,6 +15,9 @@ import pytest
 
 from provision.cache import sha256_file
 from testfleet import Fleet, HostSpec
+from testfleet.mirror import debian_mirror
+from testfleet.paths import cache_root
+from testfleet.rootfs import INCLUDE, RootfsRecipe, ensure_rootfs
 
 IMAGE_DIR = Path(__file__).resolve().parent
 REPO = IMAGE_DIR.parents[1]
@@ -43,6 +46,14 @@ def root_only() -> None:
 
 
 sha256 = sha256_file  # re-exported for the image tests
+
+
+@pytest.fixture(scope="session")
+def systemd_tree(root_only: None) -> Path:
+    """The fleet's bookworm recipe plus systemd (cached like the fleet's own trees)."""
+    recipe = RootfsRecipe("bookworm", "amd64", debian_mirror(),
+                          include=(*INCLUDE, "systemd", "systemd-sysv", "dbus"))
+    return ensure_rootfs(recipe, cache_root()).tree
 
 
 @pytest.fixture(scope="session")

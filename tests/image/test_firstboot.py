@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from booting import extract_boot, fat_of, tree_mib, write_back_boot
 from conftest import coralpi, sha256
 from standin_images import (
     IMAGER_FIRSTRUN,
@@ -43,31 +44,10 @@ from standin_images import (
 )
 
 from provision.image import hook_cloudinit, hook_firstrun
-from provision.image.fat import FatVolume
-from provision.image.partitions import find_boot_partition, find_root_partition, read_table
+from provision.image.partitions import find_root_partition, read_table
 from testfleet import Fleet
-from testfleet.mirror import debian_mirror
-from testfleet.paths import cache_root
-from testfleet.rootfs import INCLUDE, RootfsRecipe, ensure_rootfs
 
 BOOT_TIMEOUT = 1200
-
-
-def fat_of(image: Path) -> FatVolume:
-    return FatVolume(image, find_boot_partition(image, read_table(image)).start)
-
-
-def tree_mib(tree: Path) -> int:
-    out = subprocess.run(["du", "-sm", str(tree)], capture_output=True, text=True, check=True)
-    return int(out.stdout.split()[0])
-
-
-@pytest.fixture(scope="module")
-def systemd_tree(root_only: None) -> Path:
-    """The fleet's bookworm recipe plus systemd (cached like the fleet's own trees)."""
-    recipe = RootfsRecipe("bookworm", "amd64", debian_mirror(),
-                          include=(*INCLUDE, "systemd", "systemd-sysv", "dbus"))
-    return ensure_rootfs(recipe, cache_root()).tree
 
 
 @pytest.fixture
@@ -89,34 +69,6 @@ def prepare(
 
 
 # ------------------------------------------------------------------ boot helpers
-
-
-def extract_boot(image: Path, dest: Path) -> None:
-    fat = fat_of(image)
-    dest.mkdir(parents=True)
-    subprocess.run(["mcopy", "-s", "-n", "-i", fat.spec, "::/*", str(dest)], check=True,
-                   env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"})
-    # FAT has no permission bits: the vfat driver shows every file as 0755 with Raspberry
-    # Pi OS's mount options (umask 022), which is why systemd can run firstrun.sh.
-    for path in [dest, *dest.rglob("*")]:
-        path.chmod(0o755)
-
-
-def write_back_boot(image: Path, src: Path) -> None:
-    """What the Pi's vfat driver would have done: the card now holds the files as the
-    first boot left them (deleted ones gone, changed ones replaced)."""
-    fat = fat_of(image)
-    kept = {p.name.lower() for p in src.iterdir()}
-    for name in fat.listdir("/"):
-        if name.lower() not in kept:
-            fat.remove_tree(f"/{name}") if name.lower() in ("coralpi", "coralpi-report") \
-                else fat.remove(f"/{name}")
-    for entry in sorted(src.iterdir()):
-        if entry.is_dir():
-            fat.remove_tree(f"/{entry.name}")
-            fat.copy_tree(entry, "/")
-        else:
-            fat.copy_files([entry], "/")
 
 
 def imager_fixup(boot: Path) -> None:

@@ -11,7 +11,9 @@
 #   5. clean-up: on success the bundle (with any setting that may hold a credential) is
 #      deleted; on Trixie coralpi's runcmd and Imager's passwords leave the seed files.
 #      The hook itself is removed by firstrun.sh (Bookworm) or never re-run (cloud-init).
-# Usage: sh firstboot.sh firstrun|cloud-init
+# Route image-build (`coralpi image build`, in a chroot of the image): steps 2 and 3 only,
+# with playbooks/image.yml (verify becomes a first-boot unit); the bundle is the builder's.
+# Usage: sh firstboot.sh firstrun|cloud-init|image-build
 set -u
 ROUTE=${1:-firstrun}
 BUNDLE=${2:-$(cd "$(dirname "$0")" && pwd)}
@@ -35,6 +37,12 @@ export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 
 STATUS=ok
 FAILED_STEP=""
+PLAYBOOK=playbooks/site.yml
+if [ "$ROUTE" = image-build ]; then
+  PLAYBOOK=playbooks/image.yml
+  # Byte-code compiled with hash-based invalidation: the same files in every build.
+  export SOURCE_DATE_EPOCH="${CORALPI_SOURCE_DATE_EPOCH:-315532800}"
+fi
 log() { echo "coralpi-firstboot $(date -u +%Y-%m-%dT%H:%M:%SZ): $*"; }
 fail() { STATUS=failed; FAILED_STEP=$1; log "FAILED: $1"; }
 
@@ -89,17 +97,19 @@ if [ "$STATUS" = ok ]; then
   fi
 fi
 if [ "$STATUS" = ok ]; then
-  log "ansible-playbook -c local playbooks/site.yml"
+  log "ansible-playbook -c local $PLAYBOOK"
   rm -f "$REPORT/localhost.json"
   if ! (cd "$BUNDLE" && ANSIBLE_CONFIG="$BUNDLE/ansible.cfg" ANSIBLE_NOCOLOR=1 \
-        "$ANSIBLE_VENV/bin/ansible-playbook" -c local -i inventory.ini playbooks/site.yml \
+        "$ANSIBLE_VENV/bin/ansible-playbook" -c local -i inventory.ini "$PLAYBOOK" \
         -e @vars/plan.json -e @vars/host.json -e "coralpi_verify_report_dir=$REPORT"); then
     fail "ansible-playbook"
   fi
   if [ -f "$REPORT/localhost.json" ]; then mv "$REPORT/localhost.json" "$REPORT/verify.json"; fi
 fi
 VERIFY_RESULT=none
-if [ -f "$REPORT/verify.json" ]; then
+if [ "$ROUTE" = image-build ]; then
+  VERIFY_RESULT=deferred
+elif [ -f "$REPORT/verify.json" ]; then
   VERIFY_RESULT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("result"))' \
                   "$REPORT/verify.json" 2>/dev/null || echo unreadable)
   if [ "$VERIFY_RESULT" = fail ] && [ "$STATUS" = ok ]; then fail "verify"; fi
@@ -113,7 +123,9 @@ if [ "$ROUTE" = cloud-init ]; then
 fi
 
 KEPT=false
-if [ "$STATUS" = ok ]; then
+if [ "$ROUTE" = image-build ]; then
+  log "image build: the bundle belongs to coralpi image build"
+elif [ "$STATUS" = ok ]; then
   log "success: removing the bundle"
   rm -rf "$BUNDLE"
 else

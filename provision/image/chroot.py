@@ -1,0 +1,193 @@
+"""An image's root file system, opened for a build: loop device, mounts, and a chroot that
+can run Debian's maintainer scripts without touching this machine.
+
+Everything mounted or created here is undone on the way out, in reverse order, also after a
+failure: ``/proc``, ``/sys`` (read-only), a private ``/dev`` (tmpfs with the usual nodes and
+its own devpts), tmpfs on ``/run`` and ``/tmp`` (nothing the build leaves there ends up in
+the image), the boot directory bound on ``/boot/firmware``, a ``policy-rc.d`` that keeps
+services from starting, this machine's DNS settings, and for a foreign architecture the
+qemu-user interpreter when its binfmt handler does not hold it open (no ``F`` flag).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from provision.image.errors import ImageError
+from provision.image.partitions import Partition
+
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+#: qemu-user binfmt handler per target architecture (as the matrix names it).
+QEMU_HANDLERS = {"aarch64": "qemu-aarch64", "armv7l": "qemu-arm"}
+POLICY_RC_D = "usr/sbin/policy-rc.d"
+DEV_NODES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
+             ("urandom", 1, 9), ("tty", 5, 0))
+
+
+def _run(*argv: str) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise ImageError(f"`{' '.join(argv)}` failed: {proc.stderr.strip() or proc.stdout}")
+    return proc.stdout
+
+
+def interpreter_for(arch: str, machine: str | None = None,
+                    binfmt: Path = BINFMT) -> tuple[Path, bool] | None:
+    """None when ``arch`` runs natively; else (interpreter, held open by the kernel).
+    ImageError, saying what to install, when no enabled qemu-user handler exists."""
+    machine = machine or platform.machine()
+    if arch == machine or (arch == "x86_64" and machine == "amd64"):
+        return None
+    name = QEMU_HANDLERS.get(arch)
+    entry = binfmt / name if name else None
+    text = ""
+    if entry is not None and entry.is_file():
+        text = entry.read_text()
+    if not text.startswith("enabled"):
+        raise ImageError(
+            f"building a {arch} image on this {machine} machine needs qemu-user: install "
+            "qemu-user-static (Debian registers its binfmt handlers), then check "
+            f"{binfmt}/{name or 'qemu-' + arch} says 'enabled'"
+        )
+    fields = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+    interpreter = Path(fields.get("interpreter", "").strip())
+    held = "F" in fields.get("flags:", fields.get("flags", ""))
+    return interpreter, held
+
+
+class OpenRoot:
+    """Mount bookkeeping for one build (use :func:`open_root`)."""
+
+    def __init__(self, stack: ExitStack, root: Path) -> None:
+        self.stack = stack
+        self.root = root
+
+    def mount(self, *args: str, target: Path) -> None:
+        _run("mount", *args, str(target))
+        self.stack.callback(_umount, target)
+
+    def created(self, path: Path, make: Callable[[], None]) -> None:
+        """Create ``path`` with ``make`` (if missing) and remove it on the way out."""
+        if path.exists() or path.is_symlink():
+            return
+        make()
+        self.stack.callback(_remove, path)
+
+
+def _umount(target: Path) -> None:
+    proc = subprocess.run(["umount", str(target)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        # Busy (a process the build started still runs): detach it now, it goes when done.
+        subprocess.run(["umount", "--lazy", str(target)], check=False)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def loop_device(image: Path, part: Partition) -> Iterator[str]:
+    device = _run("losetup", "--find", "--show", "--offset", str(part.start),
+                  "--sizelimit", str(part.size), str(image)).strip()
+    try:
+        yield device
+    finally:
+        subprocess.run(["losetup", "--detach", device], check=False)
+
+
+def grow_ext4(device: str) -> None:
+    """Check the file system, then let it fill its (grown) partition."""
+    proc = subprocess.run(["e2fsck", "-f", "-y", device], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode >= 4:
+        raise ImageError(f"e2fsck found errors it could not fix on the root file system: "
+                         f"{proc.stdout[-500:]}{proc.stderr[-500:]}")
+    _run("resize2fs", device)
+
+
+@contextmanager
+def open_root(device: str, mountpoint: Path, boot_dir: Path, arch: str) -> Iterator[Path]:
+    """Mount ``device`` at ``mountpoint`` ready for ``chroot``; ``boot_dir`` appears as
+    ``/boot/firmware`` inside."""
+    interp = interpreter_for(arch)
+    with ExitStack() as stack:
+        root = mountpoint
+        root.mkdir(parents=True, exist_ok=True)
+        ctx = OpenRoot(stack, root)
+        ctx.mount(device, target=root)
+        ctx.mount("-t", "proc", "-o", "nosuid,nodev,noexec", "proc", target=root / "proc")
+        ctx.mount("-t", "sysfs", "-o", "ro,nosuid,nodev,noexec", "sysfs", target=root / "sys")
+        _private_dev(ctx)
+        ctx.mount("-t", "tmpfs", "-o", "mode=755,nosuid,nodev", "tmpfs", target=root / "run")
+        ctx.mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "tmpfs", target=root / "tmp")
+        firmware = root / "boot" / "firmware"
+        ctx.created(firmware, lambda: firmware.mkdir(parents=True))
+        ctx.mount("--bind", str(boot_dir), target=firmware)
+        policy = root / POLICY_RC_D
+        ctx.created(policy, lambda: _write_exec(policy, "#!/bin/sh\n# coralpi image build: "
+                                                "no service starts in the chroot\nexit 101\n"))
+        _dns(ctx)
+        if interp is not None and not interp[1]:
+            inside = root / str(interp[0]).lstrip("/")
+            ctx.created(inside, lambda: inside.touch())
+            ctx.mount("--bind", "-o", "ro", str(interp[0]), target=inside)
+        yield root
+
+
+def _write_exec(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+def _private_dev(ctx: OpenRoot) -> None:
+    dev = ctx.root / "dev"
+    ctx.mount("-t", "tmpfs", "-o", "mode=755,nosuid", "tmpfs", target=dev)
+    for name, major, minor in DEV_NODES:
+        os.mknod(dev / name, 0o20666, os.makedev(major, minor))
+        os.chmod(dev / name, 0o666)
+    for sub in ("pts", "shm"):
+        (dev / sub).mkdir()
+    ctx.mount("-t", "devpts", "-o", "newinstance,ptmxmode=0666,mode=620", "devpts",
+              target=dev / "pts")
+    ctx.mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "tmpfs", target=dev / "shm")
+    (dev / "ptmx").symlink_to("pts/ptmx")
+    (dev / "fd").symlink_to("/proc/self/fd")
+    for number, name in enumerate(("stdin", "stdout", "stderr")):
+        (dev / name).symlink_to(f"/proc/self/fd/{number}")
+
+
+def _dns(ctx: OpenRoot) -> None:
+    """This machine's resolv.conf for the build, leaving the image's own setting as it was
+    (a file is bound over; a link into /run gets its target written in the build's tmpfs)."""
+    host = Path("/etc/resolv.conf")
+    if not host.is_file():
+        return
+    inside = ctx.root / "etc" / "resolv.conf"
+    if inside.is_symlink():
+        target = os.readlink(inside)
+        resolved = Path(target if target.startswith("/") else f"/etc/{target}")
+        if resolved.parts[:2] == ("/", "run"):
+            dest = ctx.root / str(resolved).lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(host, dest)
+        return
+    if not inside.exists():
+        ctx.created(inside, lambda: inside.touch())
+    ctx.mount("--bind", "-o", "ro", str(host), target=inside)
+
+
+def chroot_argv(root: Path, *argv: str, env: dict[str, str] | None = None) -> list[str]:
+    base = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/root", "LC_ALL": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"}
+    base.update(env or {})
+    return ["chroot", str(root), "/usr/bin/env", "-i",
+            *(f"{k}={v}" for k, v in sorted(base.items())), *argv]
