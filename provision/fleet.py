@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -24,7 +25,7 @@ from provision.matrix import controller_supports, resolve
 from provision.probe import probe_hosts
 from provision.progress import live_progress
 from provision.report import FleetReport
-from provision.runner import HostProgress, RunResult, run_playbook
+from provision.runner import HostProgress, RunInterrupted, RunResult, run_playbook
 from provision.targets import choices_from_vars, target_from_facts
 from provision.tools import playbook
 
@@ -203,7 +204,12 @@ def run_fleet(
     options: FleetOptions,
     on_probe: Callable[[HostProgress, str], None] | None = None,
 ) -> FleetReport:
-    """`apply` (site.yml: provision then verify) or `verify` (verify.yml) over the fleet."""
+    """`apply` (site.yml: provision then verify) or `verify` (verify.yml) over the fleet.
+
+    Ctrl-C (or SIGTERM) once the run directory exists ends ansible-playbook, saves the
+    report with every unfinished host marked `interrupted` and returns it with
+    `report.interrupted` set; the hosts are left for the next run to converge.
+    """
     if options.retry_failed:
         failed = last_failed_hosts(command, options.runs_root)
         if not failed:
@@ -214,7 +220,34 @@ def run_fleet(
     rollout = rollout_vars(hosts, options.extra_vars)
     run_dir = new_run_dir(command, options.runs_root)
     report = FleetReport(command=command, run_dir=run_dir)
+    try:
+        _probe_plan_and_run(command, options, hosts, rollout, report)
+    except RunInterrupted as exc:
+        _absorb_run(report, exc.result)
+        report.mark_interrupted(_signal_name(exc.result.interrupted_by), [h.name for h in hosts])
+    except KeyboardInterrupt:
+        report.mark_interrupted("SIGINT", [h.name for h in hosts])
+    report.save()
+    return report
 
+
+def _signal_name(signum: int | None) -> str:
+    return signal.Signals(signum or signal.SIGINT).name
+
+
+def interrupted_exit_code(report: FleetReport) -> int:
+    """128 + the signal that stopped the run (130 for Ctrl-C), as shells report it."""
+    return 128 + signal.Signals[report.interrupted or "SIGINT"].value
+
+
+def _probe_plan_and_run(
+    command: str,
+    options: FleetOptions,
+    hosts: list[InventoryHost],
+    rollout: Mapping[str, Any],
+    report: FleetReport,
+) -> None:
+    run_dir = report.run_dir
     with live_progress("probing hosts") as on_change:
         probe = probe_hosts(options.inventory, run_dir, options.limit, on_change)
     for name, why in probe.failed.items():
@@ -235,8 +268,7 @@ def run_fleet(
                 "with local stand-ins for these sources, run `make demo`."
             ) from exc
     if not plans:
-        report.save()
-        return report
+        return
 
     report_dir = run_dir / "verify"
     report_dir.mkdir(exist_ok=True)
@@ -254,5 +286,3 @@ def run_fleet(
         run = _run("coralpi verify", "verify.yml", options, run_dir, extravars, limit, "verify")
     _absorb_run(report, run)
     _absorb_verify_reports(report, report_dir)
-    report.save()
-    return report

@@ -10,11 +10,13 @@ from typing import TextIO
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
+from provision.redaction import redact
 from provision.runner import HostProgress
 
-_STYLE = {"ok": "green", "failed": "red", "unreachable": "red"}
+_STYLE = {"ok": "green", "failed": "red", "unreachable": "red", "interrupted": "yellow"}
 
 
 def progress_table(title: str, hosts: dict[str, HostProgress]) -> Table:
@@ -24,16 +26,16 @@ def progress_table(title: str, hosts: dict[str, HostProgress]) -> Table:
         table.add_column(column)
     for name in sorted(hosts):
         h = hosts[name]
-        current = f"{h.role} : {h.task}" if h.role else h.task
+        current = h.current
         if h.status != "ok":
             current = f"{h.failed_task}: {h.message}"
         table.add_row(
-            name,
-            f"[{_STYLE[h.status]}]{h.status}[/]",
+            escape(name),
+            f"[{_STYLE.get(h.status, 'red')}]{h.status}[/]",
             str(h.ok),
             str(h.changed),
             str(h.failed),
-            current[:90],
+            escape(redact(current)[:90]),
         )
     return table
 
@@ -64,11 +66,10 @@ def live_progress(
     def print_line(progress: HostProgress, what: str) -> None:
         if what == "start":
             return
-        task = f"{progress.role} : {progress.task}" if progress.role else progress.task
-        line = f"[{progress.name}] {what:<11} {task}"
+        line = f"[{progress.name}] {what:<11} {progress.current}"
         if what in {"failed", "unreachable"}:
             line += f" -- {progress.message}"
         with lock:
-            print(line, file=out, flush=True)
+            print(redact(line), file=out, flush=True)
 
     yield print_line

@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from provision.redaction import redact
 
 
 @dataclass
@@ -18,7 +21,7 @@ class HostReport:
     """Everything the report says about one host."""
 
     host: str
-    status: str = "ok"  # ok | failed | unreachable | refused
+    status: str = "ok"  # ok | failed | unreachable | interrupted
     board: str | None = None
     os: str = ""
     arch: str = ""
@@ -72,6 +75,8 @@ class FleetReport:
     command: str
     run_dir: Path
     hosts: dict[str, HostReport] = field(default_factory=dict)
+    #: Name of the signal that stopped the run (SIGINT: Ctrl-C), or None.
+    interrupted: str | None = None
 
     def host(self, name: str) -> HostReport:
         if name not in self.hosts:
@@ -82,18 +87,34 @@ class FleetReport:
     def failed(self) -> list[str]:
         return sorted(n for n, h in self.hosts.items() if h.status != "ok")
 
+    def mark_interrupted(self, signal_name: str, planned: list[str]) -> None:
+        """The run was stopped: every planned host without a result of its own is
+        `interrupted` (failed and unreachable hosts keep their status)."""
+        self.interrupted = signal_name
+        for name in planned:
+            row = self.host(name)
+            if row.status == "ok":
+                row.status = "interrupted"
+                row.failed_task = row.failed_task or "before it started"
+                row.message = row.message or "run interrupted; run the same command again"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "command": self.command,
             "run_dir": str(self.run_dir),
-            "ok": not self.failed,
+            "ok": not self.failed and self.interrupted is None,
+            "interrupted": self.interrupted,
             "failed_hosts": self.failed,
             "hosts": [asdict(self.hosts[n]) for n in sorted(self.hosts)],
         }
 
+    def to_json(self) -> str:
+        """The report as JSON, with any password in a URL replaced by ***."""
+        return redact(json.dumps(self.to_dict(), indent=2, sort_keys=True))
+
     def save(self) -> Path:
         path = self.run_dir / "report.json"
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        path.write_text(self.to_json() + "\n")
         return path
 
 
@@ -101,7 +122,7 @@ def render(report: FleetReport, as_json: bool, stream: TextIO | None = None) -> 
     """Print the report: JSON with --json, a table on a terminal, plain lines otherwise."""
     out = stream or sys.stdout
     if as_json:
-        print(json.dumps(report.to_dict(), indent=2, sort_keys=True), file=out)
+        print(report.to_json(), file=out)
         return
     table = Table(title=f"coralpi {report.command}: fleet report")
     for column in (
@@ -120,21 +141,26 @@ def render(report: FleetReport, as_json: bool, stream: TextIO | None = None) -> 
         status = h.status if h.status == "ok" else f"{h.status}: {h.failed_task}"
         smoke = f"{h.smoke} ({h.smoke_device})" if h.smoke else ""
         table.add_row(
-            name,
-            status,
-            h.board or "not a Pi",
-            f"{h.os}/{h.arch}",
-            h.runtime,
-            h.python_runtime,
-            smoke,
-            f"{h.latency_ms:.1f}" if h.latency_ms is not None else "",
+            *(
+                escape(redact(cell))
+                for cell in (
+                    name,
+                    status,
+                    h.board or "not a Pi",
+                    f"{h.os}/{h.arch}",
+                    h.runtime,
+                    h.python_runtime,
+                    smoke,
+                    f"{h.latency_ms:.1f}" if h.latency_ms is not None else "",
+                )
+            )
         )
     console = Console(file=out, width=None if out.isatty() else 160)
     console.print(table)
     for name in report.failed:
         h = report.hosts[name]
-        console.print(f"[red]{name}[/]: {h.failed_task}: {h.message}")
+        console.print(f"[red]{name}[/]: " + escape(redact(f"{h.failed_task}: {h.message}")))
     for name in sorted(report.hosts):
         for warning in report.hosts[name].warnings:
-            console.print(f"[yellow]{name}[/] warn: {warning}")
-    console.print(f"Logs and event stream: {report.run_dir}")
+            console.print(f"[yellow]{name}[/] warn: " + escape(redact(warning)))
+    console.print(f"Logs and event stream: {escape(str(report.run_dir))}")

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import ansible_runner
 
+from provision.errors import CoralpiError
+from provision.redaction import redact
 from provision.tools import repo_root, tool_path
 
 #: Ansible result event names -> the counter they bump.
@@ -40,8 +46,14 @@ class HostProgress:
     failed: int = 0
     skipped: int = 0
     unreachable: bool = False
+    interrupted: bool = False
     failed_task: str = ""
     message: str = ""
+
+    @property
+    def current(self) -> str:
+        """The task the host is on (or last finished), as `role : task`."""
+        return f"{self.role} : {self.task}" if self.role else self.task
 
     @property
     def status(self) -> str:
@@ -49,6 +61,8 @@ class HostProgress:
             return "unreachable"
         if self.failed:
             return "failed"
+        if self.interrupted:
+            return "interrupted"
         return "ok"
 
 
@@ -62,9 +76,85 @@ class RunResult:
     hosts: dict[str, HostProgress]
     artifact_dir: Path
     seconds: float
+    #: The signal that stopped the run (SIGINT for Ctrl-C), or None when it ran to its end.
+    interrupted_by: int | None = None
 
     def failed_hosts(self) -> list[str]:
         return sorted(h.name for h in self.hosts.values() if h.status != "ok")
+
+
+class RunInterrupted(CoralpiError):
+    """The user stopped a run (Ctrl-C, SIGTERM); ansible-playbook was ended, `result` holds
+    what each host had done. Exit status 128 + the signal number (130 for Ctrl-C)."""
+
+    def __init__(self, result: RunResult) -> None:
+        signum = result.interrupted_by or signal.SIGINT
+        super().__init__(f"{result.playbook} was interrupted ({signal.Signals(signum).name})")
+        self.result = result
+        self.exit_code = 128 + signum
+
+
+#: Seconds ansible-playbook gets, after Ctrl-C, to stop its workers before it is killed.
+STOP_GRACE_SECONDS = 20.0
+
+
+def _own_children() -> list[int]:
+    """PIDs of this process's children (during a run: the ansible-playbook it started)."""
+    pids: list[int] = []
+    for entry in Path("/proc/self/task").glob("*/children"):
+        try:
+            pids += [int(pid) for pid in entry.read_text().split()]
+        except OSError:
+            continue
+    return pids
+
+
+@dataclass
+class _Interrupt:
+    """Ctrl-C (SIGINT) or SIGTERM while a playbook runs.
+
+    The first signal is passed on to the ansible-playbook this process started, as a
+    terminal's Ctrl-C would be: Ansible then stops its workers (and the SSH clients they
+    run) and exits. If it has not exited within STOP_GRACE_SECONDS, or at a second Ctrl-C,
+    `cancel` tells ansible-runner to kill it.
+    """
+
+    signum: int | None = None
+    since: float | None = None
+
+    def handler(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum, self.since = signum, time.monotonic()
+            for pid in _own_children():
+                try:
+                    os.kill(pid, signum)
+                except ProcessLookupError:
+                    continue
+        else:
+            self.since = -STOP_GRACE_SECONDS
+
+    def cancel(self) -> bool:
+        return self.since is not None and time.monotonic() - self.since > STOP_GRACE_SECONDS
+
+
+@contextmanager
+def _interruptible() -> Iterator[_Interrupt]:
+    """Route Ctrl-C and SIGTERM to an _Interrupt for the duration of one run, instead of
+    raising KeyboardInterrupt inside ansible-runner (which would leave ansible-playbook
+    running). The previous handlers are put back afterwards, so Ctrl-C works as usual
+    between runs (e.g. while artifacts download)."""
+    interrupt = _Interrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupt
+        return
+    previous = {
+        sig: signal.signal(sig, interrupt.handler) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield interrupt
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _result_message(res: Mapping[str, Any]) -> str:
@@ -98,7 +188,7 @@ class EventTracker:
         if not host_name:
             return True
         progress = self.host(str(host_name))
-        task = str(data.get("task", "") or "")
+        task = redact(str(data.get("task", "") or ""))
         role = str(data.get("role", "") or "")
         if name == "runner_on_start":
             progress.task, progress.role = task, role
@@ -111,14 +201,14 @@ class EventTracker:
         if counter == "unreachable":
             progress.unreachable = True
             progress.failed_task = task
-            progress.message = _result_message(res)
+            progress.message = redact(_result_message(res))
         elif counter == "failed":
             if data.get("ignore_errors"):
                 progress.ok += 1
             else:
                 progress.failed += 1
                 progress.failed_task = f"{role} : {task}" if role else task
-                progress.message = _result_message(res)
+                progress.message = redact(_result_message(res))
         elif counter == "skipped":
             progress.skipped += 1
         else:
@@ -147,7 +237,11 @@ def run_playbook(
     ident: str | None = None,
     extra_args: Sequence[str] = (),
 ) -> RunResult:
-    """Run one playbook; never raises for host failures, they are in the result."""
+    """Run one playbook; never raises for host failures, they are in the result.
+
+    Raises RunInterrupted when the user stops the run (Ctrl-C): ansible-playbook has then
+    been ended and every host that had not failed is marked interrupted in its result.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     ident = ident or playbook_path.stem
     vars_file = run_dir / f"{ident}-vars.json"
@@ -158,6 +252,11 @@ def run_playbook(
         cmdline.append("--check")
     if diff:
         cmdline.append("--diff")
+    # How often (seconds) ansible-runner asks the cancel callback while ansible-playbook is
+    # quiet. (Read from env/settings only: runner drops a `settings` argument when that file
+    # is missing.)
+    (run_dir / "env").mkdir(exist_ok=True)
+    (run_dir / "env" / "settings").write_text(json.dumps({"pexpect_timeout": 1}) + "\n")
     tracker = EventTracker(on_change=on_change)
     env = {
         "ANSIBLE_CONFIG": str(repo_root() / "ansible.cfg"),
@@ -170,29 +269,46 @@ def run_playbook(
         ),
     }
     started = time.monotonic()
-    runner = ansible_runner.run(
-        private_data_dir=str(run_dir),
-        ident=ident,
-        playbook=str(playbook_path),
-        inventory=str(inventory.resolve()),
-        limit=limit,
-        cmdline=" ".join(cmdline),
-        envvars=env,
-        event_handler=tracker.handle,
-        quiet=True,
-        suppress_env_files=True,
-    )
+    with _interruptible() as interrupt:
+        runner = ansible_runner.run(
+            private_data_dir=str(run_dir),
+            ident=ident,
+            playbook=str(playbook_path),
+            inventory=str(inventory.resolve()),
+            limit=limit,
+            cmdline=" ".join(cmdline),
+            envvars=env,
+            event_handler=tracker.handle,
+            cancel_callback=interrupt.cancel,
+            quiet=True,
+            suppress_env_files=True,
+        )
+    interrupted_by = interrupt.signum
     seconds = time.monotonic() - started
     stats: Mapping[str, Mapping[str, int]] = runner.stats or {}
     for host in stats.get("dark", {}):
         tracker.host(host).unreachable = True
     for host in stats.get("processed", {}):
         tracker.host(host)
-    return RunResult(
+    result = RunResult(
         playbook=playbook_path.name,
         rc=int(runner.rc if runner.rc is not None else 1),
         status=str(runner.status),
         hosts=tracker.hosts,
         artifact_dir=run_dir / "artifacts" / ident,
         seconds=seconds,
+        interrupted_by=interrupted_by,
     )
+    if interrupted_by is not None:
+        for progress in tracker.hosts.values():
+            if progress.status == "ok":
+                mark_interrupted(progress)
+        raise RunInterrupted(result)
+    return result
+
+
+def mark_interrupted(progress: HostProgress) -> None:
+    """A host the user's interrupt (Ctrl-C) caught before its run finished."""
+    progress.interrupted = True
+    progress.failed_task = progress.current or "before its first task"
+    progress.message = "run interrupted during this task; run the same command again to converge"

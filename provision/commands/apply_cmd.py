@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from provision.commands.fleet_args import add_fleet_arguments, options_from_args
-from provision.fleet import run_fleet
-from provision.report import render
+from provision.commands.fleet_args import add_fleet_arguments, run_fleet_command
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Gather facts, resolve each host's plan (refusing unsupported hosts "
         "before touching any), download the artifacts once, run playbooks/site.yml with "
         "live per-host progress, and print one fleet report. Exit 0 all good, 1 "
-        "configuration error, 2 a host failed.",
+        "configuration error, 2 a host failed, 130 interrupted by Ctrl-C (ansible-playbook "
+        "is stopped, the report marks unfinished hosts; applying again converges them).",
     )
     add_fleet_arguments(parser)
     parser.add_argument("--check", action="store_true", help="dry run: change nothing")
@@ -25,6 +24,4 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    report = run_fleet("apply", options_from_args(args))
-    render(report, as_json=args.json)
-    return 2 if report.failed else 0
+    return run_fleet_command("apply", args)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from provision.errors import ConfigError
-from provision.fleet import FleetOptions
+from provision.errors import ConfigError, CoralpiError
+from provision.fleet import FleetOptions, interrupted_exit_code, run_fleet
+from provision.redaction import redact
+from provision.report import FleetReport, render
 from provision.tools import repo_root
 
 DEFAULT_INVENTORY = repo_root() / "inventory" / "localhost.yml"
@@ -70,3 +73,34 @@ def options_from_args(args: argparse.Namespace) -> FleetOptions:
         retry_failed=args.retry_failed,
         lock_file=args.lock or (DEFAULT_LOCK if DEFAULT_LOCK.exists() else None),
     )
+
+
+def interrupted_message(report: FleetReport) -> str:
+    """What the user reads after stopping a run: what state the hosts are in, what to do."""
+    stopped = [n for n, h in sorted(report.hosts.items()) if h.status == "interrupted"]
+    how = "Ctrl-C" if report.interrupted == "SIGINT" else report.interrupted
+    return (
+        f"coralpi {report.command}: interrupted ({how}); ansible-playbook was stopped.\n"
+        f"  Unfinished hosts: {', '.join(stopped) or 'none'} (marked 'interrupted' in the "
+        "report; they may be part-way through a task).\n"
+        f"  Run `coralpi {report.command}` again (or with --retry-failed) to converge them.\n"
+        f"  Run directory (logs, event stream, report.json): {report.run_dir}"
+    )
+
+
+def run_fleet_command(command: str, args: argparse.Namespace) -> int:
+    """Run `apply` or `verify` and print the report; the exit status (0 all good, 2 a
+    host failed, 130 interrupted by Ctrl-C). Secrets in URLs never reach the terminal."""
+    try:
+        report = run_fleet(command, options_from_args(args))
+    except KeyboardInterrupt:
+        print(f"coralpi {command}: interrupted before any host was touched", file=sys.stderr)
+        return 130
+    except CoralpiError as exc:
+        exc.message = redact(exc.message)
+        raise
+    render(report, as_json=args.json)
+    if report.interrupted:
+        print(interrupted_message(report), file=sys.stderr)
+        return interrupted_exit_code(report)
+    return 2 if report.failed else 0

@@ -70,3 +70,35 @@ def test_report_rows_json_and_text(tmp_path: Path) -> None:
     out = io.StringIO()
     render(report, as_json=True, stream=out)
     assert json.loads(out.getvalue())["failed_hosts"] == ["pi2", "pi3"]
+
+
+def test_interrupted_run_marks_unfinished_hosts_and_is_not_ok(tmp_path: Path) -> None:
+    report = FleetReport(command="apply", run_dir=tmp_path)
+    done_badly = report.host("pi1")
+    done_badly.status, done_badly.failed_task, done_badly.message = "failed", "t", "boom"
+    report.host("pi2").absorb_plan(PLAN)
+    report.mark_interrupted("SIGINT", ["pi1", "pi2", "pi3"])
+
+    data = json.loads(report.save().read_text())
+    rows = {row["host"]: row for row in data["hosts"]}
+    assert data["ok"] is False and data["interrupted"] == "SIGINT"
+    assert rows["pi1"]["status"] == "failed" and rows["pi1"]["message"] == "boom"
+    assert rows["pi2"]["status"] == "interrupted" and rows["pi3"]["status"] == "interrupted"
+    assert data["failed_hosts"] == ["pi1", "pi2", "pi3"]  # --retry-failed takes them all
+
+
+def test_report_never_shows_a_password_from_a_url(tmp_path: Path) -> None:
+    report = FleetReport(command="apply", run_dir=tmp_path)
+    row = report.host("pi1")
+    row.status, row.failed_task = "failed", "coralpi_apt : Update the apt cache"
+    row.message = "E: Failed to fetch via proxy http://ops:Canary-7x@10.0.0.1:3142 [err]"
+
+    saved = report.save().read_text()
+    out = io.StringIO()
+    render(report, as_json=False, stream=out)
+    out_json = io.StringIO()
+    render(report, as_json=True, stream=out_json)
+    for text in (saved, out.getvalue(), out_json.getvalue()):
+        assert "Canary-7x" not in text
+        assert "http://ops:***@10.0.0.1:3142" in text
+    assert "[err]" in out.getvalue()  # rich markup in messages is shown, not eaten

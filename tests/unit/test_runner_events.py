@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from provision.runner import EventTracker, HostProgress
+from provision.runner import EventTracker, HostProgress, mark_interrupted
 
 
 def _event(name: str, host: str, task: str = "t", role: str = "", **data: Any) -> dict[str, Any]:
@@ -52,3 +52,33 @@ def test_stderr_last_line_is_the_message_when_no_msg() -> None:
         _event("runner_on_failed", "pi1", res={"stderr": "W: a\nE: Unable to locate package"})
     )
     assert tracker.hosts["pi1"].message == "E: Unable to locate package"
+
+
+def test_messages_and_task_names_lose_url_passwords() -> None:
+    tracker = EventTracker()
+    tracker.handle(
+        _event(
+            "runner_on_failed",
+            "pi1",
+            "Use proxy http://ops:Canary-7x@10.0.0.1:3142",
+            "coralpi_apt",
+            res={"msg": "cannot reach http://ops:Canary-7x@10.0.0.1:3142"},
+        )
+    )
+    pi1 = tracker.hosts["pi1"]
+    assert "Canary-7x" not in pi1.message + pi1.failed_task
+    assert pi1.message == "cannot reach http://ops:***@10.0.0.1:3142"
+
+
+def test_interrupted_host_names_the_task_it_was_on() -> None:
+    tracker = EventTracker()
+    tracker.handle(
+        _event("runner_on_start", "pi1", "Install the Debian packages", "coralpi_python")
+    )
+    tracker.handle(_event("runner_on_failed", "pi2", "Update apt", "coralpi_apt", res={"msg": "x"}))
+    for progress in tracker.hosts.values():
+        if progress.status == "ok":
+            mark_interrupted(progress)
+    assert tracker.hosts["pi1"].status == "interrupted"
+    assert tracker.hosts["pi1"].failed_task == "coralpi_python : Install the Debian packages"
+    assert tracker.hosts["pi2"].status == "failed"
