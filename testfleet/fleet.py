@@ -98,9 +98,10 @@ class Fleet:
 
     @property
     def control_dir(self) -> Path:
-        """Directory of SSH control sockets (short enough for a unix socket path)."""
+        """Directory of SSH control sockets (short enough for a unix socket path: ssh binds
+        ``<dir>/<40 hex of %C>.<16 random>`` first, and sun_path holds 107 bytes)."""
         preferred = self.workdir / "ssh" / "cp"
-        if len(str(preferred)) + 42 < 100 or self.slot is None:
+        if len(str(preferred)) + 58 <= 107 or self.slot is None:
             return preferred
         return RUN_DIR / f"cp{self.slot.number}"
 

@@ -225,11 +225,24 @@ def plan_rows(plan: Plan) -> list[tuple[str, str, str]]:
     ]
 
 
+def image_line(plan: Plan) -> str:
+    """Whether `coralpi image prepare/build` can serve this target, and which Ansible then
+    runs on the Pi itself (provision.image.pi_ansible decides)."""
+    from provision.image import pi_ansible
+
+    try:
+        choice = pi_ansible.decide(plan.to_dict())
+    except ConfigError as exc:
+        return f"image prepare/build: not possible: {exc}"
+    return f"image prepare/build: {choice.reason}"
+
+
 def _extra_lines(plan: Plan) -> list[str]:
     ok, message = controller_check(plan)
     lines = [f"warning: {w}" for w in plan.warnings]
     lines += list(plan.notes)
     lines.append(f"controller check: {'ok' if ok else 'NOT OK'}: {message}")
+    lines.append(image_line(plan))
     return lines
 
 

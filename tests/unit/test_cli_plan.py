@@ -135,6 +135,18 @@ def test_plain_output_when_not_a_terminal() -> None:
     assert any(line.strip().startswith("controller check:") for line in lines)
 
 
+def test_plan_explains_ansible_on_the_pi_for_images() -> None:
+    """image prepare/build run Ansible on the Pi: the plan says which, or why it cannot."""
+    armv7l = run_cli("plan", "--os", "bookworm", "--arch", "armv7l", "--python", "3.11")
+    assert armv7l.returncode == 0, armv7l.stderr
+    line = next(ln for ln in armv7l.stdout.splitlines() if "image prepare/build" in ln)
+    assert "pure-Python wheel" in line and "python3-cryptography" in line
+    assert "no armv7l" in line
+    buster = run_cli("plan", "--os", "buster", "--arch", "armv7l", "--python", "3.7")
+    line = next(ln for ln in buster.stdout.splitlines() if "image prepare/build" in ln)
+    assert "not possible" in line and "python 3.7" in line
+
+
 def test_rich_table_rendering() -> None:
     plan = resolve(Target("debian", "bookworm", "aarch64", "3.11", "2.36"), Choices())
     out = io.StringIO()
