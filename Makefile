@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python bench/verify_overhead.py
 	$(BIN)/python bench/fetch_bytes.py
 	$(BIN)/python bench/image_prepare.py
+	$(BIN)/python bench/image_build.py
 	$(BIN)/python bench/converge.py --hosts 1 3 6
 
 ## The whole job on a simulated fleet of throwaway Debian hosts (root needed). KEEP=1 keeps it up.
