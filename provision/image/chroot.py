@@ -44,16 +44,21 @@ def interpreter_for(arch: str, machine: str | None = None,
     machine = machine or platform.machine()
     if arch == machine or (arch == "x86_64" and machine == "amd64"):
         return None
-    name = QEMU_HANDLERS.get(arch)
-    entry = binfmt / name if name else None
+    name = QEMU_HANDLERS.get(arch) or f"qemu-{arch}"
     text = ""
-    if entry is not None and entry.is_file():
-        text = entry.read_text()
-    if not text.startswith("enabled"):
+    # Debian's qemu-user-static registers "qemu-aarch64"; other tools prefix the name.
+    entries = sorted(binfmt.glob("*qemu-*")) if binfmt.is_dir() else []
+    for entry in entries:
+        if entry.name == name or entry.name.endswith("-" + name):
+            content = entry.read_text()
+            if content.startswith("enabled"):
+                text = content
+                break
+    if not text:
         raise ImageError(
             f"building a {arch} image on this {machine} machine needs qemu-user: install "
-            "qemu-user-static (Debian registers its binfmt handlers), then check "
-            f"{binfmt}/{name or 'qemu-' + arch} says 'enabled'"
+            f"qemu-user-static (Debian registers its binfmt handlers), then check that "
+            f"{binfmt}/{name} exists and says 'enabled'"
         )
     fields = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
     interpreter = Path(fields.get("interpreter", "").strip())
