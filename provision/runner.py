@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -157,8 +158,18 @@ def _interruptible() -> Iterator[_Interrupt]:
             signal.signal(sig, old)
 
 
+#: Ansible's `msg` for a failed command, which says nothing: stderr says why.
+_GENERIC_MESSAGES = {"non-zero return code"}
+_ERROR_LINE = re.compile(r"^(E:|.*\berror\b)", re.IGNORECASE)
+
+
 def _result_message(res: Mapping[str, Any]) -> str:
     """The one line a user needs from a failed task's result."""
+    if str(res.get("msg", "")).strip() in _GENERIC_MESSAGES:
+        lines = [ln.strip() for ln in str(res.get("stderr") or "").splitlines() if ln.strip()]
+        errors = [ln for ln in lines if _ERROR_LINE.match(ln)]
+        if errors or lines:
+            return (errors or lines)[0 if errors else -1]
     for key in ("msg", "stderr", "module_stderr", "stdout"):
         value = res.get(key)
         if value:

@@ -82,3 +82,19 @@ def test_interrupted_host_names_the_task_it_was_on() -> None:
     assert tracker.hosts["pi1"].status == "interrupted"
     assert tracker.hosts["pi1"].failed_task == "coralpi_python : Install the Debian packages"
     assert tracker.hosts["pi2"].status == "failed"
+
+
+def test_a_failed_command_is_explained_by_its_stderr_not_by_ansibles_generic_msg() -> None:
+    tracker = EventTracker()
+    stderr = (
+        "dpkg: error: dpkg frontend lock was locked by another process with pid 608\n"
+        "Note: removing the lock file is always wrong, can damage the locked area"
+    )
+    tracker.handle(
+        _event("runner_on_failed", "pi1", res={"msg": "non-zero return code", "stderr": stderr})
+    )
+    tracker.handle(
+        _event("runner_on_failed", "pi2", res={"msg": "non-zero return code", "stderr": "a\nb"})
+    )
+    assert tracker.hosts["pi1"].message == stderr.splitlines()[0]
+    assert tracker.hosts["pi2"].message == "b"
