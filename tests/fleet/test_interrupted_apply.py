@@ -155,6 +155,19 @@ def host_state(fleet: Fleet) -> dict[str, str]:
     }
 
 
+def wait_attempts(run_dir: Path) -> int | None:
+    """How often coralpi_apt tried the dpkg lock (more than 1: it waited for the apt the
+    interrupted run left going on the host)."""
+    for path in run_dir.glob("artifacts/apply/job_events/*.json"):
+        event = json.loads(path.read_text())
+        data = event.get("event_data", {})
+        if event.get("event") == "runner_on_ok" and data.get("task", "").startswith(
+            "Wait for a package run"
+        ):
+            return int(data.get("res", {}).get("attempts", 1))
+    return None
+
+
 def test_ctrl_c_mid_apt_stops_apply_promptly_and_names_the_run_dir(
     fleet: Fleet, inventory: Path, runs: Path, lock: Path
 ) -> None:
@@ -233,6 +246,7 @@ def test_next_apply_converges_from_what_the_kill_left(
     report = json.loads(proc.stdout)
     row = {r["host"]: r for r in report["hosts"]}[HOST]
     assert row["status"] == "ok" and report["interrupted"] is None, row
+    OBSERVED["lock wait attempts in the converging run"] = wait_attempts(Path(report["run_dir"]))
 
     state = host_state(fleet)
     OBSERVED["after the converge"] = state
