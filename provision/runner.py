@@ -99,14 +99,26 @@ class RunInterrupted(CoralpiError):
 STOP_GRACE_SECONDS = 20.0
 
 
-def _own_children() -> list[int]:
+def _own_children(proc: Path = Path("/proc")) -> list[int]:
     """PIDs of this process's children (during a run: the ansible-playbook it started)."""
     pids: list[int] = []
-    for entry in Path("/proc/self/task").glob("*/children"):
+    listings = list((proc / "self" / "task").glob("*/children"))
+    for entry in listings:
         try:
             pids += [int(pid) for pid in entry.read_text().split()]
         except OSError:
             continue
+    if listings:
+        return pids
+    # Kernels without the `children` files: look for processes whose parent is this one.
+    me = os.getpid()
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and int(fields[1]) == me:
+            pids.append(int(stat.parent.name))
     return pids
 
 

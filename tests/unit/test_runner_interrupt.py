@@ -121,3 +121,26 @@ def test_ctrl_c_ends_ansible_playbook_and_reports_the_task(tmp_path: Path) -> No
             proc.wait()
         if pidfile.exists() and _alive(int(pidfile.read_text())):
             os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def test_own_children_lists_exactly_the_processes_this_one_started() -> None:
+    from provision.runner import _own_children
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert child.pid in _own_children()
+    finally:
+        child.kill()
+        child.wait()
+    assert child.pid not in _own_children()
+
+
+def test_own_children_without_the_kernels_children_files(tmp_path: Path) -> None:
+    from provision.runner import _own_children
+
+    (tmp_path / "self" / "task" / "1").mkdir(parents=True)  # no `children` file
+    me = os.getpid()
+    for pid, parent in ((501, me), (502, 1), (503, me)):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(f"{pid} (odd) name) S {parent} {pid} 0\n")
+    assert sorted(_own_children(tmp_path)) == [501, 503]
