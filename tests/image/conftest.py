@@ -56,6 +56,21 @@ def systemd_tree(root_only: None) -> Path:
     return ensure_rootfs(recipe, cache_root()).tree
 
 
+#: cloud-init and what its NoCloud run needs in a container, on top of the systemd tree.
+CLOUD_INIT_INCLUDE = (*INCLUDE, "systemd", "systemd-sysv", "dbus", "cloud-init",
+                      # debootstrap does not resolve the virtual python3-cffi-backend-api-*
+                      # that python3-cryptography (via cloud-init) depends on
+                      "python3-cffi-backend")
+
+
+@pytest.fixture(scope="session")
+def cloud_init_tree(root_only: None) -> Path:
+    """The fleet's trixie recipe plus systemd and Debian's cloud-init (cached like the
+    fleet's own trees); the first cold debootstrap takes minutes, later runs unpack it."""
+    recipe = RootfsRecipe("trixie", "amd64", debian_mirror(), include=CLOUD_INIT_INCLUDE)
+    return ensure_rootfs(recipe, cache_root()).tree
+
+
 @pytest.fixture(scope="session")
 def image_fleet(image_tools: None, root_only: None,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:

@@ -140,6 +140,39 @@ IMAGER_NETWORK_CONFIG = """network:
       optional: true
 """
 
+#: What Raspberry Pi Imager 2.x adds for cloud-init besides user-data and network-config: a
+#: ``meta-data`` with an instance id unique per imaging (``rpi-imager-<epoch ms>``) and the
+#: same id on cmdline.txt (`` ds=nocloud;i=<id>``), so that a re-imaged card is a new instance.
+IMAGER_INSTANCE_ID = "rpi-imager-1759400000000"
+IMAGER_META_DATA = f"instance-id: {IMAGER_INSTANCE_ID}\n"
+
+
+def imager_cmdline(instance_id: str = IMAGER_INSTANCE_ID, partuuid: str = "5e3da3da") -> str:
+    """cmdline.txt as Imager 2.x leaves it on a Trixie card it customised."""
+    return CMDLINE_TXT.format(partuuid=partuuid).rstrip("\n") + f" ds=nocloud;i={instance_id}\n"
+
+
+#: Where Raspberry Pi OS Trixie keeps its cloud-init settings for the Pi (package
+#: rpi-cloud-init-mods; pi-gen's stage2/04-cloud-init installs the same file).
+RPI_CLOUD_CFG_PATH = "/etc/cloud/cloud.cfg.d/99_raspberry-pi.cfg"
+
+#: A STAND-IN of that file, with the settings Raspberry Pi OS ships: cloud-init reads the
+#: NoCloud seed (user-data, meta-data, network-config) from the boot partition, mounted at
+#: /boot/firmware, and leaves SSH host keys to the OS's own first-boot service. Debian's
+#: cloud-init alone (the stand-in root) would look for the seed nowhere on the card.
+RPI_CLOUD_CFG = """# configure cloud-init with NoCloud
+# (STAND-IN of Raspberry Pi OS's 99_raspberry-pi.cfg, written by the image tests)
+
+datasource_list: [ NoCloud, None ]
+datasource:
+  NoCloud:
+    seedfrom: file:///boot/firmware
+
+# SSH host keys are made by the OS's own first-boot service, not by cloud-init
+ssh_deletekeys: false
+ssh_genkeytypes: []
+"""
+
 
 @dataclass
 class StandinSpec:
@@ -154,6 +187,9 @@ class StandinSpec:
     root_tree: Path | None = None  # None: a tiny synthetic tree
     boot_files: dict[str, str] = field(default_factory=dict)  # extra/overriding boot files
     cloud_init: bool | None = None  # None: as the release ships it (trixie)
+    #: files added to the ext4 root after it is made (absolute path -> text, mode 0644;
+    #: the directory must exist in the tree), e.g. {RPI_CLOUD_CFG_PATH: RPI_CLOUD_CFG}
+    root_files: dict[str, str] = field(default_factory=dict)
 
 
 def synthetic_root(dest: Path, release: str, arch: str, cloud_init: bool) -> Path:
@@ -204,6 +240,8 @@ def build(path: Path, spec: StandinSpec, workdir: Path) -> Path:
         tree = synthetic_root(scratch, spec.release, spec.arch, cloud)
     _run("mkfs.ext4", "-q", "-F", "-L", "rootfs", "-d", tree, "-E", f"offset={root_start}",
          path, f"{spec.root_mib}M")
+    if spec.root_files:
+        add_root_files(path, root_start, spec.root_files, workdir / f"{path.name}.rootfiles")
     if spec.boot_fat:
         # Clusters small enough that FAT32 has more than 65525 of them (else it reads as
         # FAT16); Raspberry Pi OS's 512 MiB boot partition uses 2 KiB clusters.
@@ -223,3 +261,25 @@ def build(path: Path, spec: StandinSpec, workdir: Path) -> Path:
                         *[str(src / n) for n in sorted(files)], "::/"],
                        check=True, capture_output=True, env=env)
     return path
+
+
+def add_root_files(image: Path, offset: int, files: dict[str, str], scratch: Path) -> None:
+    """Write files into the image's ext4 root with ``debugfs -w`` (nothing mounted, the
+    cached tree it was made from is not touched)."""
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    device = f"{image}?offset={offset}"
+    for index, (dest, text) in enumerate(sorted(files.items())):
+        src = scratch / str(index)
+        src.write_text(text)
+        src.chmod(0o644)
+        for request in (f"rm {dest}", f"write {src} {dest}"):
+            proc = subprocess.run(["debugfs", "-w", "-R", request, device],
+                                  capture_output=True, text=True, check=False)
+            if request.startswith("write") and (proc.returncode != 0
+                                                or "rror" in proc.stderr):
+                raise RuntimeError(f"debugfs {request}: {proc.stderr.strip()}")
+        check = subprocess.run(["debugfs", "-R", f"cat {dest}", device],
+                               capture_output=True, text=True, check=True)
+        if check.stdout != text:
+            raise RuntimeError(f"{dest} was not written into {image}")

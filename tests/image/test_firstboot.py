@@ -17,10 +17,10 @@ Limits, stated plainly:
   and its files are written back with mtools after it; the checks then read the card with
   mtools, as any PC would read the report;
 - the machine is x86_64, so the card is an amd64 one (the matrix and roles are the same);
-- the Trixie card's first boot is not run: cloud-init is not installed in the cached trees
-  and NoCloud's seed discovery needs the real boot partition. Its seed files are checked as
-  files (merged with Imager's, one runcmd after two prepares), and the clean-up
-  (scrub_seed.py) is run on them as the Pi would run it.
+- here the Trixie card's seed files are checked as files (merged with Imager's, one runcmd
+  after two prepares) and the clean-up (scrub_seed.py) is run on them as the Pi would run
+  it. Its first boot through cloud-init (a stand-in root with Debian's cloud-init) runs in
+  test_firstboot_trixie.py, which states what a container cannot show of it.
 """
 
 from __future__ import annotations
