@@ -173,6 +173,29 @@ ssh_deletekeys: false
 ssh_genkeytypes: []
 """
 
+#: The seed templates Raspberry Pi OS Trixie itself ships on the boot partition (pi-gen's
+#: stage2/04-cloud-init/files), abridged to what cloud-init reads: a card flashed without
+#: Imager's customisation. Note ``instance_id`` (sic): NoCloud reads ``instance-id``.
+PIGEN_META_DATA = """# This is the meta-data configuration file for cloud-init (stand-in, abridged).
+dsmode: local
+instance_id: rpios-image
+"""
+PIGEN_USER_DATA = """#cloud-config
+
+# This is the user-data configuration file for cloud-init (stand-in, abridged).
+#hostname: raspberrypi
+ssh_pwauth: false
+"""
+PIGEN_NETWORK_CONFIG = """# netplan-compatible configuration for the first boot (stand-in, abridged)
+network:
+  version: 2
+
+  ethernets:
+    eth0:
+      dhcp4: true
+      optional: true
+"""
+
 
 @dataclass
 class StandinSpec:
