@@ -77,8 +77,14 @@ def instance_id(hostname: str, salt: str) -> str:
 
 
 def meta_data_with_hook(existing: str | None, hostname: str, salt: str,
-                        where: str = "meta-data") -> str:
+                        where: str = "meta-data", used_ids: tuple[str, ...] = ()) -> str:
+    """meta-data with ``local-hostname`` and an instance id: an existing one is kept (the
+    card's first boot is still to come), unless cloud-init on the card already ran with it
+    (``used_ids``): then it would treat the boot as the same instance and skip the runcmd,
+    so the card gets a fresh id."""
     data = {} if existing is None or not existing.strip() else _load(existing, where)
+    if str(data.get("instance-id")) in used_ids:
+        del data["instance-id"]
     data.setdefault("instance-id", instance_id(hostname, salt))
     other = data.get("local-hostname")
     if other not in (None, hostname):
@@ -101,13 +107,24 @@ def network_config_default(existing: str | None) -> str | None:
     })
 
 
-def cmdline_with_nocloud(text: str, iid: str, where: str = "cmdline.txt") -> str:
-    """Append `` ds=nocloud;i=<id>`` as Imager 2.x does, unless a ``ds=`` is there."""
+def cmdline_with_nocloud(text: str, iid: str, where: str = "cmdline.txt",
+                         used_ids: tuple[str, ...] = ()) -> str:
+    """Append `` ds=nocloud;i=<id>`` as Imager 2.x does, unless a ``ds=`` is there; an
+    ``i=`` naming an instance cloud-init already ran (``used_ids``) becomes ``iid`` (the
+    kernel command line's id wins over meta-data's)."""
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if len(lines) != 1:
         raise ImageError(f"{where}: expected the kernel command line on one line")
-    if any(w.startswith("ds=") for w in lines[0].split()):
-        return lines[0].rstrip() + "\n"
+    words = lines[0].split()
+    if any(w.startswith("ds=") for w in words):
+        out = []
+        for word in words:
+            if word.startswith("ds="):
+                parts = word.split(";")
+                word = ";".join(f"i={iid}" if p.startswith("i=") and p[2:] in used_ids
+                                else p for p in parts)
+            out.append(word)
+        return " ".join(out) + "\n"
     return lines[0].rstrip() + f" ds=nocloud;i={iid}\n"
 
 

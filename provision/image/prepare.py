@@ -117,15 +117,16 @@ def hook_files(card: Card, route: str, hostname: str) -> dict[str, str]:
                 fat.read_text("/firstrun.sh"), f"{where}: firstrun.sh"),
             "/cmdline.txt": hook_firstrun.cmdline_with_hook(cmdline, f"{where}: cmdline.txt"),
         }
+    used = card.info.cloud_instances
     meta = hook_cloudinit.meta_data_with_hook(
         fat.read_text("/meta-data"), hostname, salt=f"{hostname}:{time.time_ns()}",
-        where=f"{where}: meta-data")
+        where=f"{where}: meta-data", used_ids=used)
     files = {
         "/user-data": hook_cloudinit.user_data_with_hook(
             fat.read_text("/user-data"), hostname, f"{where}: user-data"),
         "/meta-data": meta,
         "/cmdline.txt": hook_cloudinit.cmdline_with_nocloud(
-            cmdline, hook_cloudinit.meta_instance_id(meta), f"{where}: cmdline.txt"),
+            cmdline, hook_cloudinit.meta_instance_id(meta), f"{where}: cmdline.txt", used),
     }
     network = hook_cloudinit.network_config_default(fat.read_text("/network-config"))
     if network is not None:

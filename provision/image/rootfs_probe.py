@@ -24,6 +24,8 @@ class RootInfo:
     arch: str | None  # normalised: x86_64, aarch64, armv7l
     pythons: tuple[str, ...]  # "3.11", ...
     cloud_init: bool
+    #: Instances cloud-init already ran on this card (/var/lib/cloud/instances/*).
+    cloud_instances: tuple[str, ...] = ()
 
 
 def _debugfs(device: str, request: str) -> subprocess.CompletedProcess[str]:
@@ -83,10 +85,22 @@ def probe_root(target: Path, offset: int) -> RootInfo:
         set(re.findall(r"/python(3\.\d+)/", listing)), key=lambda v: int(v.split(".")[1])
     )
     cloud = _debugfs(device, "stat /usr/bin/cloud-init")
+    instances = _debugfs(device, "ls -p /var/lib/cloud/instances")
     return RootInfo(
         codename=codename,
         os_id=release.get("ID") or None,
         arch=arch,
         pythons=tuple(pythons),
         cloud_init=cloud.returncode == 0 and "Inode:" in cloud.stdout,
+        cloud_instances=tuple(listed_dirs(instances.stdout)),
     )
+
+
+def listed_dirs(ls_p: str) -> list[str]:
+    """Directory names in ``debugfs ls -p`` output (``/inode/mode/uid/gid/name/size/``)."""
+    names = []
+    for line in ls_p.splitlines():
+        parts = line.split("/")
+        if len(parts) >= 6 and parts[2].startswith("04") and parts[5] not in (".", ".."):
+            names.append(parts[5])
+    return sorted(names)

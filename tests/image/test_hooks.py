@@ -19,6 +19,7 @@ from standin_images import (
 from provision.image import hook_cloudinit, hook_firstrun
 from provision.image.errors import ImageError
 from provision.image.partitions import fat_kind, parse_sfdisk_json
+from provision.image.rootfs_probe import probe_root
 
 CMDLINE = CMDLINE_TXT.format(partuuid="5e3da3da")
 HOOK = " ".join(hook_firstrun.CMDLINE_TOKENS)
@@ -120,6 +121,31 @@ def test_cmdline_nocloud_once() -> None:
     once = hook_cloudinit.cmdline_with_nocloud(CMDLINE, "iid-1")
     assert once.endswith(" ds=nocloud;i=iid-1\n")
     assert hook_cloudinit.cmdline_with_nocloud(once, "iid-2") == once
+
+
+def test_a_card_that_already_booted_gets_a_fresh_instance_id() -> None:
+    """cloud-init skips runcmd for an instance it already ran: re-preparing a card that
+    booted with Imager's id must give meta-data and cmdline.txt a new one."""
+    used = ("rpi-imager-1",)
+    meta = yaml.safe_load(hook_cloudinit.meta_data_with_hook(
+        "instance-id: rpi-imager-1\n", "coral7", "salt", used_ids=used))
+    assert meta["instance-id"].startswith("coralpi-coral7-")
+    booted = CMDLINE.rstrip("\n") + " ds=nocloud;i=rpi-imager-1;s=file:///boot/firmware/\n"
+    again = hook_cloudinit.cmdline_with_nocloud(booted, meta["instance-id"], used_ids=used)
+    assert f"ds=nocloud;i={meta['instance-id']};s=file:///boot/firmware/" in again
+    assert "rpi-imager-1" not in again and again.count("ds=") == 1
+    # An id cloud-init has not used yet stays, as before.
+    assert hook_cloudinit.cmdline_with_nocloud(booted, "other", used_ids=()) == booted
+
+
+def test_probe_lists_the_instances_cloud_init_ran(tmp_path: Path) -> None:
+    tree = tmp_path / "root"
+    for name in ("rpi-imager-1", "coralpi-c7-1"):
+        (tree / "var/lib/cloud/instances" / name).mkdir(parents=True)
+    (tree / "var/lib/cloud/instances/not-a-dir").write_text("")
+    image = tmp_path / "root.img"
+    subprocess.run(["mkfs.ext4", "-q", "-d", str(tree), str(image), "8M"], check=True)
+    assert probe_root(image, 0).cloud_instances == ("coralpi-c7-1", "rpi-imager-1")
 
 
 def test_network_config_kept_when_present() -> None:
