@@ -12,7 +12,9 @@ HOST)`` provisions a copy of a Raspberry Pi OS image with the same roles as ``ap
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
 from functools import partial
 from pathlib import Path
@@ -139,14 +141,34 @@ def run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a closed terminal), handled like Ctrl-C."""
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise _Stopped(signum)
+
+
 def run_build(args: argparse.Namespace) -> int:
     def show(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):
+            print(line, file=sys.stderr, flush=True)
 
-    built = build_image(
-        args.base, args.out, _host_plan(args), lock_file=args.lock, cache_dir=args.cache_dir,
-        grow_mib=args.grow_mib, force=args.force, progress=show,
-    )
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        built = build_image(
+            args.base, args.out, _host_plan(args), lock_file=args.lock,
+            cache_dir=args.cache_dir, grow_mib=args.grow_mib, force=args.force, progress=show,
+        )
+    except KeyboardInterrupt as exc:
+        signum = int(exc.args[0]) if isinstance(exc, _Stopped) else signal.SIGINT
+        print(f"coralpi: image build interrupted ({signal.Signals(signum).name}): the "
+              "chroot's processes were stopped and everything unmounted; no image was "
+              f"written (log: {args.out}.build.log)", file=sys.stderr)
+        return 128 + signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     data = built.manifest
     summary = {
         "out": str(built.out),

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -104,12 +105,20 @@ def inspect_image(path: Path) -> Opened:
     return Opened(table, boot, root, probe_root(path, root.start))
 
 
+SIDE_FILES = (".part", ".build.log", ".manifest.json", ".manifest.json.part", ".lock")
+
+
 def check_paths(base: Path, out: Path, force: bool) -> None:
     target = open_target(base)
     if target.is_block:
         raise ImageError(f"--base {base}: a block device; give an image file (.img or .img.xz)")
     if out.exists() and out.resolve() == base.resolve():
         raise ImageError("--out is the base image itself: give a new file name")
+    for suffix in SIDE_FILES:
+        side = side_path(out, suffix)
+        if side.exists() and side.resolve() == base.resolve():
+            raise ImageError(f"--out {out}: the build writes {side.name}, which is the base "
+                             "image: choose another --out")
     if out.exists() and not force:
         raise ImageError(f"--out {out} exists: pass --force to replace it")
     if out.exists() and not out.is_file():
@@ -144,12 +153,20 @@ def grow(part: Path, opened: Opened, grow_bytes: int) -> Partition:
     return find_root_partition(part, read_table(part))
 
 
-def run_in_chroot(root: Path, log: Path, progress: Callable[[str], None]) -> int:
-    """firstboot.sh image-build in the chroot; shows the task names as they start."""
+#: Seconds the chroot's processes get after SIGTERM before SIGKILL.
+STOP_GRACE = 20
+
+
+def run_in_chroot(root: Path, log: Path, early_log: Path,
+                  progress: Callable[[str], None]) -> int:
+    """firstboot.sh image-build in the chroot, in its own process group (ended as a whole
+    if the build is interrupted); shows the task names as they start. ``early_log`` gets
+    what is said before firstboot.sh opens its log (e.g. an exec format error)."""
     argv = chroot.chroot_argv(root, "/bin/sh", f"/boot/firmware/{BUNDLE_NAME}/firstboot.sh",
                               ROUTE)
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    with early_log.open("wb") as early:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=early,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     seen = 0
     try:
         while True:
@@ -165,8 +182,7 @@ def run_in_chroot(root: Path, log: Path, progress: Callable[[str], None]) -> int
             time.sleep(0.5)
     finally:
         if proc.poll() is None:
-            proc.terminate()
-            proc.wait()
+            chroot.stop_group(proc, STOP_GRACE)
 
 
 def _status(report: Path) -> dict[str, Any]:
@@ -192,20 +208,25 @@ def build_image(
 ) -> Built:
     start = time.monotonic()
     base, out = base.absolute(), out.absolute()
+    if os.geteuid() != 0:
+        raise ImageError("image build needs root (loop devices, mounts, chroot): run it with "
+                         "sudo")
     check_paths(base, out, force)
+    if grow_mib < 0:
+        raise ImageError("--grow-mib must be 0 or more")
     compressed = is_xz(base)
+    opened: Opened | None = None
     if not compressed:
         check_image_file(base, system_state()[0])
         opened = inspect_image(base)
+        check_root_last(base, opened, grow_mib)
         size = max(base.stat().st_size, opened.table.end)
     else:
         size = xz_size(base)
-    if grow_mib < 0:
-        raise ImageError("--grow-mib must be 0 or more")
     check_room(out, size + grow_mib * 2**20)
     host = host_plan()
     plan = host.plan
-    if not compressed:
+    if opened is not None:
         check_against_card(plan, opened.info, str(base), hook=False)
     pi_ansible.decide(plan)
     chroot.interpreter_for(str(plan["target"]["arch"]))
@@ -213,52 +234,65 @@ def build_image(
 
     part = side_path(out, ".part")
     log_path = side_path(out, ".build.log")
+    manifest_path = side_path(out, ".manifest.json")
+    manifest_part = side_path(out, ".manifest.json.part")
     try:
-        if compressed:
-            progress(f"decompressing {base.name}")
+        if opened is None:
+            progress(f"decompressing {base.name} (the card checks follow)")
             with part.open("wb") as sink:
                 unxz = subprocess.run(["xz", "-dc", str(base)], stdout=sink,
                                       stderr=subprocess.PIPE, text=True, check=False)
             if unxz.returncode != 0:
                 raise ImageError(f"{base}: not a readable .xz file ({unxz.stderr.strip()})")
             opened = inspect_image(part)
+            check_root_last(base, opened, grow_mib)
             check_against_card(plan, opened.info, str(base), hook=False)
         else:
             progress(f"copying {base.name}")
-            subprocess.run(["cp", "--sparse=always", str(base), str(part)], check=True)
-        if opened.root.end != opened.table.end and grow_mib:
-            raise ImageError(f"{base}: the root partition is not the last one, so it cannot "
-                             "grow; pass --grow-mib 0 if it has room for the packages")
+            copy = subprocess.run(["cp", "--sparse=always", str(base), str(part)],
+                                  capture_output=True, text=True, check=False)
+            if copy.returncode != 0:
+                raise ImageError(f"copying {base} to {part} failed: {copy.stderr.strip()}")
         root_part = grow(part, opened, grow_mib * 2**20)
         with tempfile.TemporaryDirectory(prefix="coralpi-build-") as tmp:
             data = _provision(part, opened, root_part, host, lock, cache_dir, Path(tmp),
                               log_path, progress)
+        progress("hashing the images")
+        lock_text = lock.read_text() if lock.is_file() else ""
+        result: dict[str, Any] = {
+            "coralpi_version": __version__,
+            "ansible_core": data.pop("ansible_core"),
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seconds": 0.0,
+            "base": {"file": base.name, "sha256": sha256_file(base)},
+            "output": {"file": out.name, "sha256": sha256_file(part),
+                       "bytes": part.stat().st_size},
+            "lock": {"file": str(lock), "sha256": sha256_file(lock) if lock_text else None,
+                     "text": lock_text},
+            "for": host.label,
+            "target": plan["target"],
+            "runtime": plan.get("runtime", {}),
+            "python_runtime": plan.get("python_runtime", {}),
+            "deferred_to_first_boot": list(DEFERRED),
+            **data,
+            "still_differs": list(manifest.STILL_DIFFERS),
+        }
+        result["seconds"] = round(time.monotonic() - start, 1)
+        manifest.write(manifest_part, result)
+        # The image and its manifest appear together (a failure before this leaves neither).
         part.replace(out)
+        manifest_part.replace(manifest_path)
     except BaseException:
         part.unlink(missing_ok=True)
+        manifest_part.unlink(missing_ok=True)
         raise
-    progress("hashing the images")
-    lock_text = lock.read_text() if lock.is_file() else ""
-    result: dict[str, Any] = {
-        "coralpi_version": __version__,
-        "ansible_core": data.pop("ansible_core"),
-        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "seconds": round(time.monotonic() - start, 1),
-        "base": {"file": base.name, "sha256": sha256_file(base)},
-        "output": {"file": out.name, "sha256": sha256_file(out), "bytes": out.stat().st_size},
-        "lock": {"file": str(lock), "sha256": sha256_file(lock) if lock_text else None,
-                 "text": lock_text},
-        "for": host.label,
-        "target": plan["target"],
-        "runtime": plan.get("runtime", {}),
-        "python_runtime": plan.get("python_runtime", {}),
-        "deferred_to_first_boot": list(DEFERRED),
-        **data,
-        "still_differs": list(manifest.STILL_DIFFERS),
-    }
-    path = side_path(out, ".manifest.json")
-    manifest.write(path, result)
-    return Built(out, path, log_path, result, float(result["seconds"]))
+    return Built(out, manifest_path, log_path, result, float(result["seconds"]))
+
+
+def check_root_last(base: Path, opened: Opened, grow_mib: int) -> None:
+    if grow_mib and opened.root.end != opened.table.end:
+        raise ImageError(f"{base}: the root partition is not the last one, so it cannot "
+                         "grow; pass --grow-mib 0 if it has room for the packages")
 
 
 def _provision(part: Path, opened: Opened, root_part: Partition, host: HostPlan, lock: Path,
@@ -278,30 +312,43 @@ def _provision(part: Path, opened: Opened, root_part: Partition, host: HostPlan,
     plan = host.plan
     report = boot_dir / "coralpi-report"
     venv = str(plan.get("venv", {}).get("path") or "/opt/coralpi/venv")
-    with chroot.loop_device(part, root_part) as device:
-        if root_part.size != opened.root.size:
-            progress(f"growing the root file system to {root_part.size // 2**20} MiB")
-            chroot.grow_ext4(device)
-        with chroot.open_root(device, tmp / "root", boot_dir,
-                              str(plan["target"]["arch"])) as root:
-            progress(f"provisioning {opened.info.codename} {plan['target']['arch']} in a chroot")
-            rc = run_in_chroot(root, report / "firstboot.log", progress)
-            shutil.copyfile(report / "firstboot.log", log_path) \
-                if (report / "firstboot.log").is_file() else log_path.write_text("")
-            status = _status(report)
-            if rc != 0 or status.get("status") != "ok":
-                raise HostFailed(
-                    f"image build failed at {status.get('failed_step') or 'firstboot.sh'} "
-                    f"(exit {rc}); the log is {log_path}; nothing was written to the output"
-                )
-            subprocess.run(chroot.chroot_argv(root, "apt-get", "clean"), check=False,
-                           capture_output=True)
-            data = {
-                "ansible_core": bundle.ansible.version,
-                "packages": manifest.installed_packages(root),
-                "venv": venv,
-                "venv_files": manifest.tree_hashes(root, venv),
-            }
+    early = tmp / "chroot-start.log"
+    try:
+        with chroot.loop_device(part, root_part) as device:
+            if root_part.size != opened.root.size:
+                progress(f"growing the root file system to {root_part.size // 2**20} MiB")
+                chroot.grow_ext4(device)
+            with chroot.open_root(device, tmp / "root", boot_dir,
+                                  str(plan["target"]["arch"])) as root:
+                progress(f"provisioning {opened.info.codename} {plan['target']['arch']} "
+                         "in a chroot")
+                rc = run_in_chroot(root, report / "firstboot.log", early, progress)
+                status = _status(report)
+                if rc != 0 or status.get("status") != "ok":
+                    said = early.read_text(errors="replace").strip()[-800:] \
+                        if early.is_file() else ""
+                    raise HostFailed(
+                        f"image build failed at {status.get('failed_step') or 'firstboot.sh'} "
+                        f"(exit {rc}){': ' + said if said else ''}; the log is {log_path}; "
+                        "no image was written"
+                    )
+                subprocess.run(chroot.chroot_argv(root, "apt-get", "clean"), check=False,
+                               capture_output=True)
+                data = {
+                    "ansible_core": bundle.ansible.version,
+                    "packages": manifest.installed_packages(root),
+                    "venv": venv,
+                    "venv_files": manifest.tree_hashes(root, venv),
+                }
+    finally:
+        # Kept also when the build failed or was interrupted (an older log is replaced).
+        parts = [p.read_text(errors="replace") for p in (early, report / "firstboot.log")
+                 if p.is_file()]
+        log_path.write_text("".join(parts))
+    expected = {*BOOT_FILES, BUNDLE_NAME, "coralpi-report"}
+    for extra in sorted(p.name for p in boot_dir.iterdir() if p.name not in expected):
+        progress(f"warning: the roles wrote /boot/firmware/{extra}; only "
+                 f"{', '.join(BOOT_FILES)} go back to the boot partition")
     for name, text in originals.items():
         changed = boot_dir / name
         if text is not None and changed.is_file() and changed.read_text() != text:

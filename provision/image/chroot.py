@@ -14,9 +14,11 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 from provision.image.errors import ImageError
@@ -88,8 +90,56 @@ class OpenRoot:
 def _umount(target: Path) -> None:
     proc = subprocess.run(["umount", str(target)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        # Busy (a process the build started still runs): detach it now, it goes when done.
+        # Busy: detach it now (it goes when the last user ends) and fail the build.
         subprocess.run(["umount", "--lazy", str(target)], check=False)
+        raise ImageError(f"{target} was still busy ({proc.stderr.strip()}); detached lazily, "
+                         "the build is not used")
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """End a process started with ``start_new_session=True`` and everything in its group:
+    SIGTERM, then SIGKILL after ``grace`` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def rooted_in(root: Path, proc_dir: Path = Path("/proc")) -> list[int]:
+    """PIDs of processes whose root directory is ``root`` or below it (what the build
+    started in the chroot, e.g. a dpkg run that outlived its parent)."""
+    found = []
+    prefix = str(root).rstrip("/")
+    for entry in proc_dir.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            where = os.readlink(entry / "root")
+        except OSError:
+            continue
+        if where == prefix or where.startswith(prefix + "/"):
+            found.append(int(entry.name))
+    return found
+
+
+def end_rooted(root: Path, grace: float = 10.0) -> None:
+    """Stop what still runs inside the chroot before its file systems are unmounted."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = rooted_in(root)
+        if not pids:
+            return
+        for pid in pids:
+            with suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and rooted_in(root):
+            time.sleep(0.2)
 
 
 def _remove(path: Path) -> None:
@@ -107,6 +157,11 @@ def loop_device(image: Path, part: Partition) -> Iterator[str]:
         yield device
     finally:
         subprocess.run(["losetup", "--detach", device], check=False)
+        still = subprocess.run(["losetup", "--associated", str(image)], capture_output=True,
+                               text=True, check=False).stdout.strip()
+        if still:
+            raise ImageError(f"{image} is still attached to a loop device ({still}); the "
+                             "build is not used")
 
 
 def grow_ext4(device: str) -> None:
@@ -143,8 +198,13 @@ def open_root(device: str, mountpoint: Path, boot_dir: Path, arch: str) -> Itera
         _dns(ctx)
         if interp is not None and not interp[1]:
             inside = root / str(interp[0]).lstrip("/")
+            missing = [d for d in reversed(inside.parents) if not d.exists()]
+            if missing:
+                ctx.created(missing[0], lambda: inside.parent.mkdir(parents=True))
             ctx.created(inside, lambda: inside.touch())
             ctx.mount("--bind", "-o", "ro", str(interp[0]), target=inside)
+        # Last in, first out: nothing runs in the chroot any more when the unmounting starts.
+        stack.callback(end_rooted, root)
         yield root
 
 
@@ -179,7 +239,7 @@ def _dns(ctx: OpenRoot) -> None:
     inside = ctx.root / "etc" / "resolv.conf"
     if inside.is_symlink():
         target = os.readlink(inside)
-        resolved = Path(target if target.startswith("/") else f"/etc/{target}")
+        resolved = Path(os.path.normpath(target if target.startswith("/") else f"/etc/{target}"))
         if resolved.parts[:2] == ("/", "run"):
             dest = ctx.root / str(resolved).lstrip("/")
             dest.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,9 @@ Limits, stated plainly:
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +30,7 @@ from typing import Any
 import pytest
 from booting import extract_boot, fat_of, mounted_root, tree_mib, write_back_boot
 from conftest import CORALPI, REPO, coralpi, sha256
-from standin_images import StandinSpec, build
+from standin_images import CONFIG_TXT, StandinSpec, build
 
 from provision.image import chroot, manifest
 from provision.image.partitions import find_root_partition, read_table
@@ -210,6 +212,72 @@ def test_two_builds_from_same_base_and_lock_install_the_same(
     Path(second["out"]).unlink()
 
 
+def build_leftovers(out: Path) -> list[str]:
+    """What a failed or interrupted build must not leave: partial files, loop devices on
+    them, mounts of its scratch directories."""
+    found = [p.name for p in out.parent.glob(out.name + "*")
+             if not p.name.endswith((".build.log", ".lock"))]
+    for name in (out, out.with_name(out.name + ".part")):
+        loops = subprocess.run(["losetup", "--associated", str(name)], capture_output=True,
+                               text=True, check=False).stdout.strip()
+        if loops:
+            found.append(loops)
+    mounts = Path("/proc/self/mountinfo").read_text()
+    found += [ln for ln in mounts.splitlines() if "coralpi-build-" in ln]
+    return found
+
+
+def test_failed_build_leaves_no_image_no_mounts_and_keeps_the_log(
+    image_fleet: Fleet, base_image: Path, lock: Path, tmp_path: Path
+) -> None:
+    """Debian's packages cannot be fetched (the apt proxy refuses): the build fails
+    inside the chroot, after the copy, the loop device and the mounts were made."""
+    digest = sha256(base_image)
+    out = tmp_path / "failed.img"
+    proc = coralpi("image", "build", "--base", base_image, "--out", out, "-i",
+                   image_fleet.inventory_path, "--limit", "pi1", "--lock", lock,
+                   "-e", "coralpi_apt_proxy=http://127.0.0.1:9")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "image build failed at apt-get install" in proc.stderr, proc.stderr[-2000:]
+    assert "no image was written" in proc.stderr
+    assert build_leftovers(out) == []
+    log = (tmp_path / "failed.img.build.log").read_text()
+    assert "127.0.0.1:9" in log or "Could not connect" in log, log[-2000:]
+    assert sha256(base_image) == digest
+
+
+def test_interrupted_build_stops_the_chroot_and_cleans_up(
+    image_fleet: Fleet, base_image: Path, lock: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) while the roles run."""
+    out = tmp_path / "interrupted.img"
+    proc = subprocess.Popen(
+        [CORALPI, "image", "build", "--base", str(base_image), "--out", str(out), "-i",
+         str(image_fleet.inventory_path), "--limit", "pi1", "--lock", str(lock)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        start_new_session=True)
+    seen = []
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            seen.append(line)
+            if line.startswith("TASK [coralpi_python"):
+                break
+        start = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=180)
+        seconds = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, "".join(seen)[-2000:] + stderr[-2000:]
+    assert "image build interrupted (SIGINT)" in stderr and "no image was written" in stderr
+    print(f"Ctrl-C to a clean exit of image build: {seconds:.1f}s")
+    assert build_leftovers(out) == []
+    assert "TASK [coralpi_python" in (tmp_path / "interrupted.img.build.log").read_text()
+
+
 @pytest.mark.arm
 def test_arm64_image_builds_under_qemu_and_its_first_boot_verify_runs(
     image_fleet: Fleet, workdir: Path, tmp_path: Path
@@ -219,9 +287,12 @@ def test_arm64_image_builds_under_qemu_and_its_first_boot_verify_runs(
     built image (no systemd in this tree to start the unit itself)."""
     assert image_fleet.standin is not None
     tree = ensure_rootfs(recipe_for("bookworm", "arm64"), cache_root()).tree
+    # Without camera_auto_detect, so the camera role's change must reach the FAT.
+    config = "\n".join(ln for ln in CONFIG_TXT.splitlines() if "camera_auto_detect" not in ln)
     base = build(tmp_path / "bookworm-arm64-standin.img",
                  StandinSpec("bookworm", arch="arm64", root_tree=tree,
-                             root_mib=tree_mib(tree) + 128), tmp_path)
+                             root_mib=tree_mib(tree) + 128,
+                             boot_files={"config.txt": config + "\n"}), tmp_path)
     platform = "bookworm/aarch64/3.11"
     settings = [f"coralpi_community_runtime_url={image_fleet.urls['community']}",
                 f"coralpi_assets_url={image_fleet.urls['test_data']}"]
@@ -250,6 +321,7 @@ def test_arm64_image_builds_under_qemu_and_its_first_boot_verify_runs(
         assert data["target"]["arch"] == "aarch64"
         assert data["runtime"]["package"] in data["packages"]
         assert any("/tflite_runtime/" in p for p in data["venv_files"])
+        assert "camera_auto_detect=1" not in fat_of(base).read_text("/config.txt")
         config = fat_of(out).read_text("/config.txt") or ""
         assert "camera_auto_detect=1" in config, "the camera role's setting on the card"
 
@@ -298,6 +370,14 @@ def _cases() -> Iterator[tuple[str, Callable[[Path], list[str]], str]]:
         base = build(tmp / "base.img", StandinSpec("bookworm"), tmp)
         return args(base, tmp / "out.img", "--platform", "trixie/x86_64/3.13")
 
+    def other_arch(tmp: Path) -> list[str]:
+        base = build(tmp / "base.img", StandinSpec("bookworm"), tmp)
+        return args(base, tmp / "out.img", "--platform", "bookworm/aarch64/3.11")
+
+    def side_file_is_base(tmp: Path) -> list[str]:
+        base = build(tmp / "golden.img.part", StandinSpec("bookworm"), tmp)
+        return args(base, tmp / "golden.img", "--platform", "bookworm/x86_64/3.11")
+
     def no_fat(tmp: Path) -> list[str]:
         base = build(tmp / "base.img", StandinSpec("bookworm", boot_fat=""), tmp)
         return args(base, tmp / "out.img", "--platform", "bookworm/x86_64/3.11")
@@ -309,6 +389,8 @@ def _cases() -> Iterator[tuple[str, Callable[[Path], list[str]], str]]:
     yield "unsupported release", unsupported, "unsupported release"
     yield "plan for another release", mismatch, "holds bookworm"
     yield "no FAT boot partition", no_fat, "FAT"
+    yield "plan for another architecture", other_arch, "is a x86_64 system"
+    yield "output's partial file is the base", side_file_is_base, "which is the base image"
 
 
 CASES = list(_cases())

@@ -38,8 +38,11 @@ export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 STATUS=ok
 FAILED_STEP=""
 PLAYBOOK=playbooks/site.yml
+NO_REBOOT=""
 if [ "$ROUTE" = image-build ]; then
   PLAYBOOK=playbooks/image.yml
+  # A chroot cannot reboot; the firmware reads config.txt at the image's first boot anyway.
+  NO_REBOOT="coralpi_allow_reboot=false"
   # Byte-code compiled with hash-based invalidation: the same files in every build.
   export SOURCE_DATE_EPOCH="${CORALPI_SOURCE_DATE_EPOCH:-315532800}"
 fi
@@ -101,7 +104,8 @@ if [ "$STATUS" = ok ]; then
   rm -f "$REPORT/localhost.json"
   if ! (cd "$BUNDLE" && ANSIBLE_CONFIG="$BUNDLE/ansible.cfg" ANSIBLE_NOCOLOR=1 \
         "$ANSIBLE_VENV/bin/ansible-playbook" -c local -i inventory.ini "$PLAYBOOK" \
-        -e @vars/plan.json -e @vars/host.json -e "coralpi_verify_report_dir=$REPORT"); then
+        -e @vars/plan.json -e @vars/host.json -e "coralpi_verify_report_dir=$REPORT" \
+        ${NO_REBOOT:+-e "$NO_REBOOT"}); then
     fail "ansible-playbook"
   fi
   if [ -f "$REPORT/localhost.json" ]; then mv "$REPORT/localhost.json" "$REPORT/verify.json"; fi
