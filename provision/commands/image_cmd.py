@@ -154,7 +154,10 @@ def run_build(args: argparse.Namespace) -> int:
         with contextlib.suppress(OSError):
             print(line, file=sys.stderr, flush=True)
 
+    # Ctrl-C must clean up even where SIGINT was inherited as ignored (a job started in the
+    # background of a script): the chroot, mounts and loop device are ours to undo.
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         built = build_image(
             args.base, args.out, _host_plan(args), lock_file=args.lock,

@@ -314,32 +314,32 @@ def _provision(part: Path, opened: Opened, root_part: Partition, host: HostPlan,
     venv = str(plan.get("venv", {}).get("path") or "/opt/coralpi/venv")
     early = tmp / "chroot-start.log"
     try:
-        with chroot.loop_device(part, root_part) as device:
-            if root_part.size != opened.root.size:
-                progress(f"growing the root file system to {root_part.size // 2**20} MiB")
+        if root_part.size != opened.root.size:
+            progress(f"growing the root file system to {root_part.size // 2**20} MiB")
+            with chroot.loop_device(part, root_part) as device:
                 chroot.grow_ext4(device)
-            with chroot.open_root(device, tmp / "root", boot_dir,
-                                  str(plan["target"]["arch"])) as root:
-                progress(f"provisioning {opened.info.codename} {plan['target']['arch']} "
-                         "in a chroot")
-                rc = run_in_chroot(root, report / "firstboot.log", early, progress)
-                status = _status(report)
-                if rc != 0 or status.get("status") != "ok":
-                    said = early.read_text(errors="replace").strip()[-800:] \
-                        if early.is_file() else ""
-                    raise HostFailed(
-                        f"image build failed at {status.get('failed_step') or 'firstboot.sh'} "
-                        f"(exit {rc}){': ' + said if said else ''}; the log is {log_path}; "
-                        "no image was written"
-                    )
-                subprocess.run(chroot.chroot_argv(root, "apt-get", "clean"), check=False,
-                               capture_output=True)
-                data = {
-                    "ansible_core": bundle.ansible.version,
-                    "packages": manifest.installed_packages(root),
-                    "venv": venv,
-                    "venv_files": manifest.tree_hashes(root, venv),
-                }
+        with chroot.open_root(part, root_part, tmp / "root", boot_dir,
+                              str(plan["target"]["arch"])) as root:
+            progress(f"provisioning {opened.info.codename} {plan['target']['arch']} "
+                     "in a chroot")
+            rc = run_in_chroot(root, report / "firstboot.log", early, progress)
+            status = _status(report)
+            if rc != 0 or status.get("status") != "ok":
+                said = early.read_text(errors="replace").strip()[-800:] \
+                    if early.is_file() else ""
+                raise HostFailed(
+                    f"image build failed at {status.get('failed_step') or 'firstboot.sh'} "
+                    f"(exit {rc}){': ' + said if said else ''}; the log is {log_path}; "
+                    "no image was written"
+                )
+            subprocess.run(chroot.chroot_argv(root, "apt-get", "clean"), check=False,
+                           capture_output=True)
+            data = {
+                "ansible_core": bundle.ansible.version,
+                "packages": manifest.installed_packages(root),
+                "venv": venv,
+                "venv_files": manifest.tree_hashes(root, venv),
+            }
     finally:
         # Kept also when the build failed or was interrupted (an older log is replaced).
         parts = [p.read_text(errors="replace") for p in (early, report / "firstboot.log")

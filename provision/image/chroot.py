@@ -157,11 +157,15 @@ def loop_device(image: Path, part: Partition) -> Iterator[str]:
         yield device
     finally:
         subprocess.run(["losetup", "--detach", device], check=False)
-        still = subprocess.run(["losetup", "--associated", str(image)], capture_output=True,
-                               text=True, check=False).stdout.strip()
-        if still:
-            raise ImageError(f"{image} is still attached to a loop device ({still}); the "
-                             "build is not used")
+        check_detached(image)
+
+
+def check_detached(image: Path) -> None:
+    still = subprocess.run(["losetup", "--associated", str(image)], capture_output=True,
+                           text=True, check=False).stdout.strip()
+    if still:
+        raise ImageError(f"{image} is still attached to a loop device ({still}); the build "
+                         "is not used")
 
 
 def grow_ext4(device: str) -> None:
@@ -175,15 +179,19 @@ def grow_ext4(device: str) -> None:
 
 
 @contextmanager
-def open_root(device: str, mountpoint: Path, boot_dir: Path, arch: str) -> Iterator[Path]:
-    """Mount ``device`` at ``mountpoint`` ready for ``chroot``; ``boot_dir`` appears as
-    ``/boot/firmware`` inside."""
+def open_root(image: Path, part: Partition, mountpoint: Path, boot_dir: Path,
+              arch: str) -> Iterator[Path]:
+    """Mount the ext4 ``part`` of ``image`` at ``mountpoint`` ready for ``chroot``;
+    ``boot_dir`` appears as ``/boot/firmware`` inside. The loop device is mount's own
+    (autoclear): it goes with the last mount even if this process is killed."""
     interp = interpreter_for(arch)
     with ExitStack() as stack:
         root = mountpoint
         root.mkdir(parents=True, exist_ok=True)
+        stack.callback(check_detached, image)
         ctx = OpenRoot(stack, root)
-        ctx.mount(device, target=root)
+        ctx.mount("-o", f"loop,offset={part.start},sizelimit={part.size}", str(image),
+                  target=root)
         ctx.mount("-t", "proc", "-o", "nosuid,nodev,noexec", "proc", target=root / "proc")
         ctx.mount("-t", "sysfs", "-o", "ro,nosuid,nodev,noexec", "sysfs", target=root / "sys")
         _private_dev(ctx)

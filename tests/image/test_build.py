@@ -328,8 +328,7 @@ def test_arm64_image_builds_under_qemu_and_its_first_boot_verify_runs(
         boot = tmp_path / "bootfs"
         boot.mkdir()
         part = find_root_partition(out, read_table(out))
-        with chroot.loop_device(out, part) as device, \
-                chroot.open_root(device, tmp_path / "root", boot, "aarch64") as root:
+        with chroot.open_root(out, part, tmp_path / "root", boot, "aarch64") as root:
             script = subprocess.run(
                 chroot.chroot_argv(root, "/usr/local/sbin/coralpi-firstboot-verify"),
                 capture_output=True, text=True, check=False, timeout=900)
