@@ -13,7 +13,6 @@ fleet behind apt-cacher-ng sees them. Needs root.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import subprocess
 import sys
@@ -57,9 +56,7 @@ def _apply(fleet: Fleet, runs: Path, lock: Path) -> tuple[float, dict[str, Any]]
 
 def _lock(fleet: Fleet, lock: Path) -> None:
     assert fleet.standin is not None
-    pins: list[str] = []
-    for deb in sorted(fleet.standin.community_dir.glob("*.deb")):
-        pins += ["--pin", f"{deb.name}={hashlib.sha256(deb.read_bytes()).hexdigest()}"]
+    pins = fleet.pin_args()
     subprocess.run(
         [CORALPI, "lock", "-i", str(fleet.inventory_path), "--lock", str(lock), *pins],
         check=True,

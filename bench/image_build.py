@@ -12,7 +12,6 @@ runs first: it pays for the cold proxy, apply does not). Printed: seconds for ea
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -51,9 +50,7 @@ def main() -> int:
             assert fleet.standin is not None
             inv = str(fleet.inventory_path)
             lock = tmp / "coralpi.lock"
-            pins = []
-            for deb in sorted(fleet.standin.community_dir.glob("*.deb")):
-                pins += ["--pin", f"{deb.name}={hashlib.sha256(deb.read_bytes()).hexdigest()}"]
+            pins = fleet.pin_args()
             subprocess.run([CORALPI, "lock", "-i", inv, "--lock", str(lock), *pins],
                            check=True, capture_output=True, cwd=ROOT)
             base = build(tmp / "base.img", StandinSpec("bookworm", root_tree=tree,

@@ -12,7 +12,6 @@ prepare time reusing that bundle, and the total.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import statistics
 import subprocess
 import sys
@@ -44,9 +43,7 @@ def main() -> int:
         try:
             assert fleet.standin is not None
             lock = tmp / "coralpi.lock"
-            pins = []
-            for deb in sorted(fleet.standin.community_dir.glob("*.deb")):
-                pins += ["--pin", f"{deb.name}={hashlib.sha256(deb.read_bytes()).hexdigest()}"]
+            pins = fleet.pin_args()
             subprocess.run([CORALPI, "lock", "-i", str(fleet.inventory_path), "--lock",
                             str(lock), *pins], check=True, capture_output=True, cwd=ROOT)
             start = time.monotonic()

@@ -11,7 +11,6 @@ Needs root (network namespaces, mounts).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import subprocess
 import sys
@@ -57,9 +56,7 @@ def main() -> int:
         # The stand-in community .debs are served over plain http on the test bridge: pin
         # them by the sha256 of the files the fleet built, as a user pins a mirror's files.
         assert fleet.standin is not None
-        pins: list[str] = []
-        for deb in sorted(fleet.standin.community_dir.glob("*.deb")):
-            pins += ["--pin", f"{deb.name}={hashlib.sha256(deb.read_bytes()).hexdigest()}"]
+        pins = fleet.pin_args()
         rc_lock = _coralpi("lock", "-i", inventory, "--lock", lock, *pins)
         if rc_lock != 0:
             return rc_lock

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import hashlib
 import os
 import shlex
 import subprocess
@@ -104,6 +105,16 @@ class Fleet:
         if len(str(preferred)) + 58 <= 107 or self.slot is None:
             return preferred
         return RUN_DIR / f"cp{self.slot.number}"
+
+    def pin_args(self) -> list[str]:
+        """``--pin NAME=SHA256`` for each STAND-IN community runtime .deb (served over plain
+        http on the test bridge), as a user pins a mirror's files in ``coralpi lock``."""
+        if self.standin is None:
+            raise FleetError("the fleet is not up")
+        pins: list[str] = []
+        for deb in sorted(self.standin.community_dir.glob("*.deb")):
+            pins += ["--pin", f"{deb.name}={hashlib.sha256(deb.read_bytes()).hexdigest()}"]
+        return pins
 
     @property
     def standin_key_fingerprint(self) -> str:

@@ -12,7 +12,6 @@ std -> max -> std, a host that is down. Each is a separate test so a failure say
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -69,9 +68,7 @@ def lock(coral_fleet: Fleet, runs: Path) -> Path:
     http on the test bridge) by the sha256 of the files the test fleet built."""
     assert coral_fleet.standin is not None
     path = runs / "coralpi.lock"
-    pins = []
-    for deb in sorted(coral_fleet.standin.community_dir.glob("*.deb")):
-        pins += ["--pin", f"{deb.name}={hashlib.sha256(deb.read_bytes()).hexdigest()}"]
+    pins = coral_fleet.pin_args()
     proc = subprocess.run(
         [CORALPI, "lock", "-i", str(coral_fleet.inventory_path), "--lock", str(path), *pins],
         capture_output=True,

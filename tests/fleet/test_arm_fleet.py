@@ -167,9 +167,7 @@ def community_pins(arm_fleet: Fleet) -> list[str]:
     """--pin arguments for the STAND-IN community .debs (plain http on the test bridge),
     by the sha256 of the files the test fleet built."""
     assert arm_fleet.standin is not None
-    pins = []
-    for deb in sorted(arm_fleet.standin.community_dir.glob("*.deb")):
-        pins += ["--pin", f"{deb.name}={hashlib.sha256(deb.read_bytes()).hexdigest()}"]
+    pins = arm_fleet.pin_args()
     return pins
 
 

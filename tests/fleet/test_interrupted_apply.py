@@ -16,7 +16,6 @@ canary proxy URL is written by the role but not dialled.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -84,9 +83,7 @@ def lock(fleet: Fleet, inventory: Path, runs: Path) -> Path:
     """Lock pinning the STAND-IN community .debs by the sha256 of the files the fleet built."""
     assert fleet.standin is not None
     path = runs / "coralpi.lock"
-    pins = []
-    for deb in sorted(fleet.standin.community_dir.glob("*.deb")):
-        pins += ["--pin", f"{deb.name}={hashlib.sha256(deb.read_bytes()).hexdigest()}"]
+    pins = fleet.pin_args()
     proc = subprocess.run(
         [CORALPI, "lock", "-i", str(inventory), "--lock", str(path), *pins],
         capture_output=True,

@@ -3,7 +3,6 @@ serves the artifacts and the apt proxy the first-boot run uses."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -92,9 +91,7 @@ def fleet_lock(image_fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> 
     test bridge) pinned by the sha256 of the files the test fleet built."""
     assert image_fleet.standin is not None
     path = tmp_path_factory.mktemp("image-lock") / "coralpi.lock"
-    pins = []
-    for deb in sorted(image_fleet.standin.community_dir.glob("*.deb")):
-        pins += ["--pin", f"{deb.name}={hashlib.sha256(deb.read_bytes()).hexdigest()}"]
+    pins = image_fleet.pin_args()
     proc = subprocess.run(
         [CORALPI, "lock", "-i", str(image_fleet.inventory_path), "--lock", str(path), *pins],
         capture_output=True, text=True, check=False, cwd=REPO,

@@ -297,9 +297,7 @@ def test_arm64_image_builds_under_qemu_and_its_first_boot_verify_runs(
     settings = [f"coralpi_community_runtime_url={image_fleet.urls['community']}",
                 f"coralpi_assets_url={image_fleet.urls['test_data']}"]
     variables = [arg for s in settings for arg in ("-e", s)]
-    pins = []
-    for deb in sorted(image_fleet.standin.community_dir.glob("*.deb")):
-        pins += ["--pin", f"{deb.name}={sha256(deb)}"]
+    pins = image_fleet.pin_args()
     lock = tmp_path / "arm64.lock"
     proc = coralpi("lock", "--platform", platform, *variables, *pins, "--lock", lock)
     assert proc.returncode == 0, proc.stderr
