@@ -19,9 +19,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 CHILD = textwrap.dedent(
     """
-    import json, sys, time
+    import json, signal, sys, time
     from pathlib import Path
     from provision.runner import RunInterrupted, run_playbook
+
+    # As when started from a terminal: a job started in the background of a script (as CI
+    # may run this suite) inherits SIGINT ignored, and the runner restores what it found.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     book, inventory, run_dir = map(Path, sys.argv[1:4])
     try:
