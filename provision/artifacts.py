@@ -9,7 +9,9 @@ change the files) this module finds, downloads, checks and records:
   plan's runtime source is ``community-deb``,
 - the Coral apt signing key, checked by fingerprint and turned into a binary keyring
   (:mod:`provision.keyring`) when the Coral apt source is used,
-- the smoke-test assets verify needs, from commit-pinned URLs with fixed sha256 pins.
+- the smoke-test assets verify needs, from commit-pinned URLs with fixed sha256 pins,
+- the ansible-core wheel a first-boot bundle or golden image runs on the Pi itself
+  (:mod:`provision.image.pi_ansible`), for every platform such a bundle can serve.
 
 ``build_lock()`` writes what it found into a :class:`~provision.lockfile.Lock`;
 ``fetch_lock()`` fills a cache from a lock; ``ensure_host_artifacts()`` gives the apply
@@ -28,8 +30,9 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from provision import downloads, keyring, lockfile, wheels
-from provision.cache import ArtifactCache, ArtifactError
+from provision.cache import ArtifactCache, ArtifactError, HashMismatch
 from provision.downloads import Source
+from provision.image import pi_ansible
 from provision.lockfile import Artifact, Lock, PlatformInputs, PlatformLock
 from verify.assets import PINNED as ASSET_PINS
 from verify.assets import SMOKE_FILES
@@ -456,6 +459,11 @@ def build_lock(
             else:
                 shared.append(resolve_coral_key(settings, cache, _pins(pins, settings)))
         shared.extend(asset_artifacts(settings))
+        if not any(pi_ansible.is_pi_ansible(a) for a in shared):
+            pi_art = pi_ansible.lock_entry(dict(plan), cache, _pins(pins, settings),
+                                           None if refresh else previous)
+            if pi_art is not None:
+                shared.append(pi_art)
     return Lock(platforms=platforms, shared=lockfile.merge_shared(shared))
 
 
@@ -467,6 +475,8 @@ class FetchResult:
     wheels_dirs: dict[str, Path]
     keyrings: list[Path]
     assets: Path | None
+    #: The shared wheels (the Pi's ansible-core for first-boot bundles and images).
+    shared_wheels: list[Path] = dataclasses.field(default_factory=list)
 
 
 def fetch_lock(lock: Lock, cache: ArtifactCache,
@@ -486,6 +496,7 @@ def fetch_lock(lock: Lock, cache: ArtifactCache,
     ]
     assets = assets_dir(cache, lock.shared) if any(a.kind == "asset" for a in lock.shared) \
         else None
+    shared_wheels = [_fetch_art(cache, a) for a in lock.shared if a.kind == "wheel"]
     return FetchResult(
         files=len(lock.all_artifacts()),
         bytes_downloaded=cache.stats.bytes_downloaded - before_bytes,
@@ -493,6 +504,7 @@ def fetch_lock(lock: Lock, cache: ArtifactCache,
         wheels_dirs=wheels_dirs,
         keyrings=keyrings,
         assets=assets,
+        shared_wheels=shared_wheels,
     )
 
 
@@ -577,3 +589,47 @@ def ensure_host_artifacts(
     }
     store.memo[memo_key] = dict(result)
     return result
+
+
+def fetch_hint(lock_path: Path | None) -> str:
+    """How to get what a lock pins onto a machine before going offline."""
+    if lock_path is None:
+        return ""
+    return (f"; every file {lock_path} pins is fetched ahead by `coralpi fetch --lock "
+            f"{lock_path}` on a machine that reaches its sources")
+
+
+def ensure_pi_ansible_wheel(
+    plan_dict: Mapping[str, Any],
+    choice: pi_ansible.PiAnsible,
+    cache: ArtifactCache,
+    *,
+    lock_path: Path | None = None,
+) -> Path:
+    """The Pi's ansible-core wheel for a first-boot bundle, as the lock pins it.
+
+    With the lock's entry for ``choice.version`` the file comes from the cache by its
+    sha256 (downloaded from the entry's URL only when the cache lacks it; when that fails the
+    error names the entry and `coralpi fetch`). Without one it is resolved now (network)
+    and added to the lock file, like a platform the lock does not have yet.
+    """
+    lock = _lock_state(cache, lock_path)
+    art = pi_ansible.locked(lock, choice.version)
+    if art is None:
+        art = pi_ansible.resolve_artifact(choice, dict(plan_dict), cache, lock_pins(lock))
+        lock.shared = lockfile.merge_shared(
+            [a for a in lock.shared if not pi_ansible.is_pi_ansible(a)], [art])
+        if lock_path is not None:
+            lockfile.write_if_changed(lock_path, lock)
+    try:
+        return _fetch_art(cache, art)
+    except HashMismatch:
+        raise
+    except ArtifactError as exc:
+        where = str(lock_path) if lock_path is not None else "the lock"
+        raise ArtifactError(
+            f"{where}: its [[shared]] wheel {art.name} (ansible-core {art.version}, the "
+            f"Pi's Ansible, sha256 {art.sha256}) is not in the artifact cache {cache.root} "
+            f"and could not be downloaded ({exc}). Run `coralpi fetch --lock {where}` where "
+            "its source is reachable, then run this again"
+        ) from None

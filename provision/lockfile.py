@@ -10,8 +10,8 @@ Layout::
 
     version = 1
 
-    [[shared]]                      # artifacts every platform shares (Coral key, assets)
-    kind = "asset"  ...
+    [[shared]]                      # artifacts every platform shares (Coral key, assets,
+    kind = "asset"  ...             #   the ansible-core wheel a first-boot bundle runs)
 
     [[platform]]                    # one per distinct target platform
     id = "bookworm/aarch64/python3.11/opencv-apt"

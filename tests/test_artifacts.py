@@ -5,8 +5,11 @@ Stand-ins (the real sources cannot be reached from the test machine):
   127.0.0.1 in Coral's test_data layout (`<commit>/<file>`);
 - the community runtime .debs are stand-in bytes named like the real files (the download,
   pinning and caching code cannot tell the difference; the payload is not a real runtime);
-- the Coral apt key is a key this test generates (the fingerprint check is real).
-Tests marked `pypi` download real wheels from PyPI.
+- the Coral apt key is a key this test generates (the fingerprint check is real);
+- the Pi's ansible-core wheel (locked for first-boot bundles) is a STAND-IN file named like
+  the real one, found by a stand-in of the index look-up (`standin_pi_ansible`); the
+  lock, reuse and fetch code around it is the real one.
+Tests marked `pypi` download real wheels from PyPI (the real ansible-core wheel included).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import pytest
 from provision import artifacts, lockfile
 from provision.artifacts import ArtifactSettings, build_lock, ensure_host_artifacts, fetch_lock
 from provision.cache import ArtifactCache, ArtifactError, HashMismatch
+from provision.downloads import Source
+from provision.image import pi_ansible
 from provision.matrix import resolve
 from provision.targets import Choices, Target
 from verify.assets import PINNED, SMOKE_FILES
@@ -112,6 +117,40 @@ def upstream(tmp_path: Path, gpg_key: tuple[bytes, str]) -> Iterator[dict[str, A
         thread.join(timeout=5)
 
 
+standin_lookups: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def standin_pi_ansible(request: pytest.FixtureRequest, tmp_path: Path,
+                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside `pypi` tests the index look-up for the Pi's ansible-core wheel is a STAND-IN:
+    a file named like the real wheel, served by the test's `upstream` (else a file:// URL),
+    with its sha256 as an index publishes it; the real code downloads, checks and caches it."""
+    if request.node.get_closest_marker("pypi"):
+        return
+    standin_lookups.clear()
+    served = request.getfixturevalue("upstream") if "upstream" in request.fixturenames \
+        else None
+
+    def resolve_standin(choice: pi_ansible.PiAnsible, plan: dict[str, Any],
+                        cache: ArtifactCache, pins: Any) -> lockfile.Artifact:
+        standin_lookups.append(choice.version)
+        name = f"ansible_core-{choice.version}-py3-none-any.whl"
+        docroot = served["docroot"] if served else tmp_path
+        path = docroot / "standin-index" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"STAND-IN ansible-core wheel " + choice.version.encode())
+        url = f"{served['base']}/standin-index/{name}" if served else path.as_uri()
+        published = hashlib.sha256(path.read_bytes()).hexdigest()
+        got = artifacts.downloads.fetch(cache, Source("wheel", name, url,
+                                                      pins.get(url) or published,
+                                                      "coralpi_pip_index_url"))
+        return lockfile.Artifact("wheel", name, choice.version, url, got.sha256, got.size,
+                                 pi_ansible.lock_reason(choice))
+
+    monkeypatch.setattr(pi_ansible, "resolve_artifact", resolve_standin)
+
+
 def closed_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -174,6 +213,42 @@ def test_lock_pins_debs_assets_and_is_byte_stable(upstream: dict[str, Any],
     assert lockfile.write_if_changed(path, again) is False
     assert path.read_text() == text
     assert path.stat().st_mtime_ns == stat.st_mtime_ns
+
+
+def test_lock_records_the_pis_ansible_once_and_fetch_gets_it(upstream: dict[str, Any],
+                                                             tmp_path: Path) -> None:
+    """The ansible-core wheel a first-boot bundle or golden image installs is a lock entry
+    (STAND-IN wheel, see standin_pi_ansible): recorded once, kept, fetched like the rest."""
+    cache = ArtifactCache.open(tmp_path / "cache")
+    version = pi_ansible.controller_version()
+    lock = _pinned_lock(upstream, cache, [bookworm_amd64(), bookworm_amd64(opencv="pip")])
+    entries = [a for a in lock.shared if pi_ansible.is_pi_ansible(a)]
+    assert [a.name for a in entries] == [f"ansible_core-{version}-py3-none-any.whl"]
+    art = entries[0]
+    assert art.version == version and "image prepare/build" in art.reason
+    assert "Debian's python3-yaml" in art.reason
+    assert cache.path("wheel", art.sha256, art.name).is_file()
+    assert standin_lookups == [version], "one look-up for the whole fleet"
+    assert f'name = "{art.name}"' in lockfile.render(lock)
+
+    again = build_lock([(bookworm_amd64(), settings(upstream))], cache, previous=lock)
+    assert [a for a in again.shared if pi_ansible.is_pi_ansible(a)] == [art]
+    assert standin_lookups == [version], "an unchanged lock entry needs no look-up"
+
+    fresh = ArtifactCache.open(tmp_path / "fresh")
+    got = fetch_lock(lock, fresh)
+    assert got.shared_wheels == [fresh.path("wheel", art.sha256, art.name)]
+    assert got.shared_wheels[0].read_bytes().startswith(b"STAND-IN ansible-core")
+
+
+def test_no_ansible_entry_for_a_platform_no_bundle_serves(tmp_path: Path) -> None:
+    """Bullseye's Python 3.9 cannot run the controller's ansible-core as its own controller,
+    so no first-boot bundle serves it and its lock needs no Ansible wheel."""
+    cache = ArtifactCache.open(tmp_path / "cache")
+    bullseye = plan_for("bullseye", "x86_64", "3.9", "2.31")
+    assert pi_ansible.lock_entry(bullseye, cache, {}, None) is None
+    assert standin_lookups == []
+    assert pi_ansible.lock_entry(bookworm_amd64(), cache, {}, None) is not None
 
 
 def test_plain_http_deb_without_pin_is_refused(upstream: dict[str, Any], tmp_path: Path) -> None:
@@ -496,6 +571,12 @@ def test_tflite_runtime_wheels_for_bookworm(upstream: dict[str, Any], pypi_cache
     assert hashlib.sha256(path.read_bytes()).hexdigest() == art.sha256
     assert art.size == path.stat().st_size
     assert "numpy>=1.23.2" in art.reason and "python3-numpy" in art.reason
+    if arch == "x86_64":  # the real ansible-core wheel, pure Python: one for every platform
+        (ansible,) = [a for a in lock.shared if pi_ansible.is_pi_ansible(a)]
+        assert ansible.name == f"ansible_core-{pi_ansible.controller_version()}-py3-none-any.whl"
+        assert ansible.url.startswith("https://files.pythonhosted.org/")
+        cached = pypi_cache.path("wheel", ansible.sha256, ansible.name)
+        assert hashlib.sha256(cached.read_bytes()).hexdigest() == ansible.sha256
 
 
 @pytest.mark.pypi

@@ -41,4 +41,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  Coral keyring: {path}")
     if result.assets is not None:
         print(f"  verify assets: {result.assets}")
+    for path in result.shared_wheels:
+        print(f"  for first-boot bundles and images: {path}")
     return 0

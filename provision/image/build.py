@@ -3,7 +3,10 @@
 1. Checks, before anything is written: the base is a disk image (``.img`` or ``.img.xz``)
    with a FAT boot and an ext4 root partition, its release/arch/Python match the plan, the
    Pi's Python runs the bundle's Ansible, a foreign architecture has its qemu-user handler,
-   the output does not exist (unless ``--force``) and its disk has room.
+   the output does not exist (unless ``--force``) and its disk has room, and every file
+   the image installs is at hand: the lock's (``coralpi fetch`` fills the cache ahead, so
+   the build needs no network but the apt mirror or proxy), the Pi's ansible-core wheel
+   included; a file that cannot be had is refused naming its lock entry.
 2. The base is copied (or decompressed) to ``OUT.part``; the root partition and its ext4
    grow by ``--grow-mib`` (packages need room; Raspberry Pi OS grows the root to the card
    at its first boot anyway).
@@ -35,8 +38,8 @@ from typing import Any
 from provision import __version__
 from provision.cache import sha256_file
 from provision.errors import HostFailed
-from provision.image import chroot, manifest, pi_ansible
-from provision.image.bundle import BUNDLE_NAME, build_bundle, card_files
+from provision.image import chroot, identity, manifest, pi_ansible
+from provision.image.bundle import BUNDLE_NAME, build_bundle, card_files, gather_artifacts
 from provision.image.device import check_image_file, open_target, system_state
 from provision.image.errors import ImageError
 from provision.image.fat import FatVolume
@@ -231,6 +234,8 @@ def build_image(
     pi_ansible.decide(plan)
     chroot.interpreter_for(str(plan["target"]["arch"]))
     lock = lock_file or side_path(out, ".lock")
+    progress("checking the artifacts (from the lock where it pins them)")
+    gather_artifacts(host, cache_dir=cache_dir, lock_file=lock)
 
     part = side_path(out, ".part")
     log_path = side_path(out, ".build.log")
@@ -334,7 +339,10 @@ def _provision(part: Path, opened: Opened, root_part: Partition, host: HostPlan,
                 )
             subprocess.run(chroot.chroot_argv(root, "apt-get", "clean"), check=False,
                            capture_output=True)
+            progress("clearing the machine's identity (machine id, SSH host keys, logs)")
+            cleared = identity.clear_identity(root)
             data = {
+                "identity_cleared": identity.summary(cleared),
                 "ansible_core": bundle.ansible.version,
                 "packages": manifest.installed_packages(root),
                 "venv": venv,

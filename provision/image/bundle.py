@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from provision import __version__
-from provision.artifacts import ArtifactSettings, ensure_host_artifacts, open_cache
+from provision.artifacts import (
+    ArtifactSettings,
+    ensure_host_artifacts,
+    ensure_pi_ansible_wheel,
+    fetch_hint,
+    open_cache,
+)
+from provision.cache import ArtifactError, HashMismatch
 from provision.image import pi_ansible
 from provision.image.planning import HostPlan
 from provision.tools import repo_root
@@ -68,6 +75,30 @@ def _copy_files(files: list[Path], dest: Path) -> None:
         shutil.copyfile(path, dest / path.name)  # follows the cache's links
 
 
+def gather_artifacts(
+    host: HostPlan, *, cache_dir: Path | None = None, lock_file: Path | None = None
+) -> tuple[dict[str, Any], pi_ansible.PiAnsible, Path]:
+    """Every file the bundle carries, in the cache: (the host's artifacts mapping, the
+    Pi's Ansible, its wheel). The Pi's Ansible comes first: the one file only a bundle
+    needs. With a lock the files are those it pins (platforms it lacks are added); a file
+    that cannot be had is refused naming `coralpi fetch`. Cheap the second time in one
+    process (``image build`` calls it before writing anything, then for the bundle)."""
+    settings = ArtifactSettings.from_vars(host.variables, cache_dir=cache_dir,
+                                          lock_file=lock_file)
+    cache = open_cache(cache_dir)
+    choice = pi_ansible.decide(host.plan)
+    try:
+        wheel = ensure_pi_ansible_wheel(host.plan, choice, cache, lock_path=lock_file)
+        arts = ensure_host_artifacts(host.plan, settings, cache, lock_path=lock_file)
+    except HashMismatch:
+        raise
+    except ArtifactError as exc:
+        if lock_file is None or not lock_file.is_file() or "coralpi fetch" in str(exc):
+            raise
+        raise ArtifactError(str(exc) + fetch_hint(lock_file)) from None
+    return arts, choice, wheel
+
+
 def build_bundle(
     host: HostPlan,
     route: str,
@@ -78,12 +109,7 @@ def build_bundle(
 ) -> Bundle:
     """Fill ``staging/coralpi`` (fresh) and return it."""
     plan = dict(host.plan)
-    settings = ArtifactSettings.from_vars(host.variables, cache_dir=cache_dir,
-                                          lock_file=lock_file)
-    cache = open_cache(cache_dir)
-    arts = ensure_host_artifacts(plan, settings, cache, lock_path=lock_file)
-    choice = pi_ansible.decide(plan)
-    wheel = pi_ansible.fetch_wheel(choice, plan, cache)
+    arts, choice, wheel = gather_artifacts(host, cache_dir=cache_dir, lock_file=lock_file)
 
     root = staging / BUNDLE_NAME
     if root.exists():

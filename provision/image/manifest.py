@@ -16,9 +16,9 @@ from typing import Any
 
 #: Differences two builds from the same base and lock still have (and why).
 STILL_DIFFERS = (
-    "the output image's sha256: ext4 keeps inode times, and apt, dpkg and ansible write "
-    "logs and state with the build's date (/var/log, /var/lib/apt, /var/cache/debconf, the "
-    "local fact's build time)",
+    "the output image's sha256: ext4 keeps inode times, and dpkg and ansible write state "
+    "with the build's date (/var/lib/dpkg, /var/cache/debconf, the local fact's build time; "
+    "the logs, apt's lists and the machine's identity are cleared: identity_cleared)",
     "Debian's own byte-code outside the venv (py3compile at package install) and ld.so.cache",
     "apt's package lists, when the mirror published new versions between the builds "
     "(then the installed versions differ too, and compare() says which)",

@@ -18,23 +18,30 @@ other dependencies taken from Debian: ``python3-yaml``, ``python3-jinja2`` (with
 
 The first boot therefore needs Debian's mirror or the apt proxy for those few packages,
 which the roles need anyway (python3-venv, python3-numpy, ...).
+
+The wheel is a lock entry like every other file a card installs: ``coralpi lock`` records
+it (a ``[[shared]]`` wheel: pure Python, one file for every platform) for each platform a
+first-boot bundle can serve, ``coralpi fetch`` downloads it, and ``image prepare`` /
+``image build`` take it from the cache by its sha256
+(:func:`provision.artifacts.ensure_pi_ansible_wheel`).
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from provision import downloads, wheels
 from provision.cache import ArtifactCache
 from provision.downloads import Source
 from provision.image.errors import ImageError
+from provision.lockfile import Artifact, Lock
 from provision.matrix import load_matrix
 from provision.targets import version_tuple
 
@@ -97,38 +104,61 @@ def decide(plan: dict[str, Any], version: str | None = None) -> PiAnsible:
     return PiAnsible(version, DEBIAN_DEPENDENCIES, reason)
 
 
-def fetch_wheel(choice: PiAnsible, plan: dict[str, Any], cache: ArtifactCache) -> Path:
-    """The ansible-core wheel, resolved once per version (recorded in the cache) and then
-    taken from the cache by its sha256 with no network."""
-    record = cache.root / "pi-ansible" / f"ansible-core-{choice.version}.json"
-    found: dict[str, str] | None = None
-    if record.is_file():
-        found = json.loads(record.read_text())
-    if found is None:
-        py = plan["python_runtime"]
-        spec = wheels.WheelSpec(
-            python=str(plan["target"]["python"]),
-            python_tag=str(py["python_tag"]),
-            platform_tags=tuple(py["platform_tags"]),
-            arch=str(plan["target"]["arch"]),
+def is_pi_ansible(art: Artifact, version: str | None = None) -> bool:
+    """Whether a lock entry is the Pi's ansible-core wheel (of ``version``, if given)."""
+    project = canonicalize_name(art.name.split("-", 1)[0])
+    return (art.kind == "wheel" and project == "ansible-core"
+            and (version is None or art.version == version))
+
+
+def locked(lock: Lock | None, version: str) -> Artifact | None:
+    """The lock's shared entry for ansible-core ``version``, if it has one."""
+    if lock is None:
+        return None
+    return next((a for a in lock.shared if is_pi_ansible(a, version)), None)
+
+
+def lock_reason(choice: PiAnsible) -> str:
+    return f"image prepare/build (first-boot bundle): {choice.reason}"
+
+
+def resolve_artifact(choice: PiAnsible, plan: dict[str, Any], cache: ArtifactCache,
+                     pins: Mapping[str, str]) -> Artifact:
+    """Find ansible-core ``choice.version``'s one wheel on the index, download and check
+    it, and record it as a lock entry (network)."""
+    py = plan["python_runtime"]
+    spec = wheels.WheelSpec(
+        python=str(plan["target"]["python"]),
+        python_tag=str(py["python_tag"]),
+        platform_tags=tuple(py["platform_tags"]),
+        arch=str(plan["target"]["arch"]),
+    )
+    res = wheels.resolve(spec, [f"ansible-core=={choice.version}"], exclude=FROM_DEBIAN)
+    chosen = [w for w in res.wheels if w.name == "ansible-core"]
+    others = [w.name for w in res.wheels if w.name != "ansible-core"]
+    if not chosen or others:
+        raise ImageError(
+            f"ansible-core {choice.version}: expected its one wheel, pip chose "
+            f"{[w.filename for w in res.wheels]}"
         )
-        res = wheels.resolve(spec, [f"ansible-core=={choice.version}"], exclude=FROM_DEBIAN)
-        chosen = [w for w in res.wheels if w.name == "ansible-core"]
-        others = [w.name for w in res.wheels if w.name != "ansible-core"]
-        if not chosen or others:
-            raise ImageError(
-                f"ansible-core {choice.version}: expected its one wheel, pip chose "
-                f"{[w.filename for w in res.wheels]}"
-            )
-        wheel = chosen[0]
-        found = {"filename": wheel.filename, "url": wheel.url, "sha256": wheel.sha256 or ""}
+    wheel = chosen[0]
+    pinned = pins.get(wheel.url) or pins.get(wheel.filename)
     got = downloads.fetch(
         cache,
-        Source("wheel", found["filename"], found["url"], found["sha256"] or None,
+        Source("wheel", wheel.filename, wheel.url, pinned or wheel.sha256,
                "coralpi_pip_index_url"),
     )
-    if not record.is_file():
-        found["sha256"] = got.sha256
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps(found, indent=2) + "\n")
-    return got.path
+    return Artifact("wheel", wheel.filename, choice.version, wheel.url, got.sha256, got.size,
+                    lock_reason(choice))
+
+
+def lock_entry(plan: dict[str, Any], cache: ArtifactCache, pins: Mapping[str, str],
+               previous: Lock | None) -> Artifact | None:
+    """What ``coralpi lock`` records for the Pi's Ansible of ``plan``: the previous lock's
+    entry when it has this version (no network), else a new one; None when no first-boot
+    bundle can serve the plan (its Python cannot run this ansible-core)."""
+    try:
+        choice = decide(plan)
+    except ImageError:
+        return None
+    return locked(previous, choice.version) or resolve_artifact(choice, plan, cache, pins)
