@@ -7,7 +7,8 @@ This kernel has no vfat: a card's boot partition is copied out with mtools befor
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -66,3 +67,35 @@ def mounted_root(image: Path, mnt: Path, *, readonly: bool = False) -> Iterator[
         yield mnt
     finally:
         subprocess.run(["umount", "-d", str(mnt)], check=False)
+
+
+@contextmanager
+def booted(root: Path, boot: Path, log: Path, name: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``systemd-nspawn --boot --private-network`` (no network at all) on ``root``, with
+    ``boot`` bound on /boot/firmware; on leaving, the container is powered off by the PID
+    started here (SIGTERM: nspawn halts its systemd; SIGKILL after two minutes)."""
+    argv = ["systemd-nspawn", "--boot", "--directory", str(root), "--register=no",
+            "--keep-unit", "--private-network", f"--bind={boot}:/boot/firmware",
+            f"--machine={name}"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_for(done: Callable[[], bool], procs: list[subprocess.Popen[bytes]],
+             timeout: float) -> float:
+    """Seconds until ``done()``; returns early when a container ended or at ``timeout``."""
+    start = time.monotonic()
+    while not done() and all(p.poll() is None for p in procs) \
+            and time.monotonic() - start < timeout:
+        time.sleep(1)
+    return time.monotonic() - start

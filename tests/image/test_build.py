@@ -24,15 +24,17 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
-from booting import extract_boot, fat_of, mounted_root, tree_mib, write_back_boot
+from booting import booted, extract_boot, fat_of, mounted_root, tree_mib, wait_for, write_back_boot
 from conftest import CORALPI, REPO, coralpi, sha256
 from standin_images import CONFIG_TXT, StandinSpec, build
 
 from provision.image import chroot, manifest
+from provision.image.identity import SSH_UNIT
 from provision.image.partitions import find_root_partition, read_table
 from testfleet import Fleet, HostSpec
 from testfleet.binfmt import BinfmtUse
@@ -135,6 +137,53 @@ def test_image_root_has_the_stack_and_the_first_boot_unit(golden: dict[str, Any]
         assert not list((root / "var/cache/apt/archives").glob("*.deb"))
 
 
+def test_image_carries_no_identity_and_two_booted_copies_differ(
+    golden: dict[str, Any], workdir: Path
+) -> None:
+    """No cloned identity: the built image has an empty machine-id and no SSH host keys,
+    and two cards copied from it come up with their own (booted with no network)."""
+    image = Path(golden["out"])
+    cleared = {e["path"]: e["action"] for e in manifest.load(Path(golden["manifest"]))[
+        "identity_cleared"]}
+    assert cleared.get("/var/log/dpkg.log") == "truncated", cleared
+    with mounted_root(image, workdir / "identity-root", readonly=True) as root:
+        assert (root / "etc/machine-id").read_text() == ""
+        assert not list((root / "etc/ssh").glob("ssh_host_*"))
+        assert (root / "etc/systemd/system/multi-user.target.wants" / SSH_UNIT).is_symlink()
+        assert not list((root / "var/lib/apt/lists").glob("*_*"))
+        assert not list((root / "var/lib/dhcp").glob("*.leases"))
+        assert not (root / "root/.bash_history").exists()
+        assert (root / "var/log/dpkg.log").read_text() == ""
+    seen = []
+    with ExitStack() as stack:
+        procs, roots = [], []
+        for card in ("card1", "card2"):
+            copy = workdir / f"{card}.img"
+            subprocess.run(["cp", "--sparse=always", str(image), str(copy)], check=True)
+            stack.callback(copy.unlink)
+            boot = workdir / f"{card}.bootfs"
+            extract_boot(copy, boot)
+            root = stack.enter_context(mounted_root(copy, workdir / f"{card}-root"))
+            procs.append(stack.enter_context(booted(root, boot, workdir / f"{card}.log",
+                                                    f"coralpi-{card}")))
+            roots.append(root)
+
+        def up() -> bool:
+            return all((r / "etc/ssh/ssh_host_ed25519_key.pub").is_file()
+                       and (r / "etc/machine-id").read_text().strip() for r in roots)
+
+        seconds = wait_for(up, procs, BOOT_TIMEOUT)
+        assert up(), (workdir / "card1.log").read_text(errors="replace")[-3000:]
+        print(f"two copies booted to their own machine id and host keys: {seconds:.0f}s")
+        for root in roots:
+            seen.append(((root / "etc/machine-id").read_text().strip(),
+                         (root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[1]))
+    (id1, key1), (id2, key2) = seen
+    assert len(id1) == 32 and len(id2) == 32
+    assert id1 != id2, "two cards from one image share a machine id"
+    assert key1 != key2, "two cards from one image share an SSH host key"
+
+
 def test_first_boot_unit_writes_verify_report_to_boot_partition_with_no_network(
     golden: dict[str, Any], workdir: Path
 ) -> None:
@@ -143,26 +192,9 @@ def test_first_boot_unit_writes_verify_report_to_boot_partition_with_no_network(
     extract_boot(image, boot)
     with mounted_root(image, workdir / "boot-root") as root:
         status = boot / "coralpi-report" / "firstboot-verify.status"
-        argv = ["systemd-nspawn", "--boot", "--directory", str(root), "--register=no",
-                "--keep-unit", "--private-network", f"--bind={boot}:/boot/firmware",
-                "--machine=coralpi-golden"]
         log = workdir / "golden-boot.log"
-        start = time.monotonic()
-        with log.open("wb") as out:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT)
-            try:
-                while not status.exists() and proc.poll() is None \
-                        and time.monotonic() - start < BOOT_TIMEOUT:
-                    time.sleep(1)
-                seconds = time.monotonic() - start
-            finally:
-                proc.terminate()  # nspawn halts the container's systemd
-                try:
-                    proc.wait(timeout=120)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        with booted(root, boot, log, "coralpi-golden") as proc:
+            seconds = wait_for(status.exists, [proc], BOOT_TIMEOUT)
         assert status.exists(), log.read_text(errors="replace")[-3000:]
         print(f"first boot to verify report: {seconds:.0f}s")
         assert (root / "var/lib/coralpi/firstboot-verify.done").is_file()
