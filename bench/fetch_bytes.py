@@ -26,18 +26,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from provision import lockfile  # noqa: E402
-from provision.artifacts import (  # noqa: E402
+from provision.artifacts import lockfile  # noqa: E402
+from provision.artifacts.cache import ArtifactCache  # noqa: E402
+from provision.artifacts.service import (  # noqa: E402
     ArtifactSettings,
     build_lock,
     ensure_host_artifacts,
     fetch_lock,
     runtime_debs,
 )
-from provision.cache import ArtifactCache  # noqa: E402
-from provision.commands.lock_cmd import platform_target  # noqa: E402
-from provision.matrix import resolve  # noqa: E402
-from provision.targets import Choices  # noqa: E402
+from provision.planning.matrix import platform_target, resolve  # noqa: E402
+from provision.planning.targets import Choices  # noqa: E402
 from verify.assets import PINNED, SMOKE_FILES  # noqa: E402
 
 TESTDATA = ROOT / ".." / "shared" / "testdata" / "coral"

@@ -30,13 +30,18 @@ from typing import Any
 
 import pytest
 
-from provision import artifacts, lockfile
-from provision.artifacts import ArtifactSettings, build_lock, ensure_host_artifacts, fetch_lock
-from provision.cache import ArtifactCache, ArtifactError, HashMismatch
-from provision.downloads import Source
-from provision.image import pi_ansible
-from provision.matrix import resolve
-from provision.targets import Choices, Target
+from provision.artifacts import lockfile, pi_ansible
+from provision.artifacts import service as artifacts
+from provision.artifacts.cache import ArtifactCache, ArtifactError, HashMismatch
+from provision.artifacts.downloads import Source
+from provision.artifacts.service import (
+    ArtifactSettings,
+    build_lock,
+    ensure_host_artifacts,
+    fetch_lock,
+)
+from provision.planning.matrix import resolve
+from provision.planning.targets import Choices, Target
 from verify.assets import PINNED, SMOKE_FILES
 
 ROOT = Path(__file__).resolve().parents[1]

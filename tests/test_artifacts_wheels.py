@@ -1,4 +1,4 @@
-"""The dependency walk of provision.wheels on recorded pip reports (no network).
+"""The dependency walk of provision.artifacts.wheels on recorded pip reports (no network).
 
 Each fake index answers like `pip install --dry-run --no-deps --report`: one item per
 requested name, with the wheel's Requires-Dist.
@@ -13,8 +13,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from provision import wheels
-from provision.cache import ArtifactError
+from provision.artifacts import wheels
+from provision.artifacts.cache import ArtifactError
 
 INDEX: dict[str, dict[str, Any]] = {
     "ai-edge-litert": {"version": "2.3.0", "requires": [

@@ -10,9 +10,9 @@ import argparse
 import time
 from typing import Any
 
-from provision.artifacts import fetch_lock, open_cache
+from provision.artifacts.lockfile import read
+from provision.artifacts.service import fetch_lock, open_cache
 from provision.commands.lock_cmd import add_common_artifact_args
-from provision.lockfile import read
 
 HELP = "download everything coralpi.lock pins into the artifact cache (sha256-checked)"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from provision.errors import ConfigError, CoralpiError
-from provision.fleet import FleetOptions, interrupted_exit_code, run_fleet
+from provision.fleet.report import FleetReport, render
+from provision.fleet.run import FleetOptions, interrupted_exit_code, run_fleet
 from provision.redaction import redact
-from provision.report import FleetReport, render
 from provision.tools import repo_root
 
 DEFAULT_INVENTORY = repo_root() / "inventory" / "localhost.yml"

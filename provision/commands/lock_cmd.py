@@ -14,9 +14,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from provision.artifacts import ArtifactSettings, build_lock, open_cache
+from provision.artifacts.lockfile import DEFAULT_LOCK_NAME, Lock, read_if_exists, write_if_changed
+from provision.artifacts.service import ArtifactSettings, build_lock, open_cache
 from provision.errors import ConfigError
-from provision.lockfile import DEFAULT_LOCK_NAME, Lock, read_if_exists, write_if_changed
+from provision.planning.matrix import platform_target
 
 HELP = "pin every wheel, runtime .deb, key and asset the fleet installs into coralpi.lock"
 
@@ -82,25 +83,6 @@ def parse_pins(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def platform_target(spec: str) -> Any:
-    """`bookworm/aarch64/3.11` -> a Target with that release's os id and glibc."""
-    from provision.matrix import load_matrix
-    from provision.targets import Target
-
-    parts = spec.strip().split("/")
-    if len(parts) != 3:
-        raise ConfigError(
-            f"--platform {spec!r}: expected CODENAME/ARCH/PYVER, e.g. bookworm/aarch64/3.11"
-        )
-    codename, arch, python = parts
-    releases = load_matrix().releases
-    rel = releases.get(codename.lower())
-    if rel is None:
-        raise ConfigError(f"--platform {spec!r}: unknown release {codename!r} "
-                          f"(known: {', '.join(sorted(releases))})")
-    return Target(rel.os_ids[0], rel.name, arch, python.removeprefix("python"), rel.glibc)
-
-
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     over: dict[str, Any] = {}
     if args.runtime:
@@ -116,13 +98,13 @@ def collect_hosts(
     args: argparse.Namespace, extra: Mapping[str, Any]
 ) -> list[tuple[str, dict[str, Any], ArtifactSettings]]:
     """(label, plan dict, settings) for every inventory host and --platform."""
-    from provision.matrix import resolve
-    from provision.targets import choices_from_vars, target_from_facts
+    from provision.planning.matrix import resolve
+    from provision.planning.targets import choices_from_vars, target_from_facts
 
     out: list[tuple[str, dict[str, Any], ArtifactSettings]] = []
     if args.inventory is not None:
-        from provision.inventory import load_inventory
-        from provision.probe import gather_facts
+        from provision.planning.inventory import load_inventory
+        from provision.planning.probe import gather_facts
 
         hosts = load_inventory(args.inventory, args.limit)
         facts = gather_facts(args.inventory, args.limit)

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from provision.errors import ConfigError, CoralpiError, UnsupportedTarget
-from provision.matrix import controller_supports, load_matrix, resolve
-from provision.plan import Plan
-from provision.targets import ARCHS, Choices, Target, choices_from_vars, target_from_facts
+from provision.planning.matrix import controller_supports, load_matrix, resolve
+from provision.planning.plan import Plan
+from provision.planning.targets import ARCHS, Choices, Target, choices_from_vars, target_from_facts
 
 # (inventory, limit) -> {inventory_hostname: facts}. Each host's mapping holds the probe
-# facts (see provision.targets.target_from_facts) and the host's `coralpi_*` variables.
+# facts (see provision.planning.targets.target_from_facts) and the host's `coralpi_*` variables.
 FactsProvider = Callable[[Path, str | None], Mapping[str, Mapping[str, Any]]]
 
 # A provider may map a host to {PROBE_ERROR: "why"} when it could not be probed.
@@ -132,14 +132,14 @@ def controller_check(plan: Plan) -> tuple[bool, str]:
 
 
 def default_facts_provider() -> FactsProvider:
-    """The probe play (``provision.probe``) plus the inventory's ``coralpi_*`` variables
-    (``provision.inventory``); both are imported only when real hosts are planned."""
+    """The probe play (``provision.planning.probe``) plus the inventory's ``coralpi_*`` variables
+    (``provision.planning.inventory``); both are imported only when real hosts are planned."""
     try:
-        probe = importlib.import_module("provision.probe")
-        inventory_mod = importlib.import_module("provision.inventory")
+        probe = importlib.import_module("provision.planning.probe")
+        inventory_mod = importlib.import_module("provision.planning.inventory")
     except ImportError as exc:
         raise ConfigError(
-            f"plan -i needs the probe (provision.probe), which cannot be imported: {exc}"
+            f"plan -i needs the probe (provision.planning.probe), which cannot be imported: {exc}"
         ) from None
     probe_hosts = getattr(probe, "probe_hosts", None)
     load_inventory = getattr(inventory_mod, "load_inventory", None)
@@ -227,8 +227,8 @@ def plan_rows(plan: Plan) -> list[tuple[str, str, str]]:
 
 def image_line(plan: Plan) -> str:
     """Whether `coralpi image prepare/build` can serve this target, and which Ansible then
-    runs on the Pi itself (provision.image.pi_ansible decides)."""
-    from provision.image import pi_ansible
+    runs on the Pi itself (provision.artifacts.pi_ansible decides)."""
+    from provision.artifacts import pi_ansible
 
     try:
         choice = pi_ansible.decide(plan.to_dict())

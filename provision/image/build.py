@@ -36,9 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from provision import __version__
-from provision.cache import sha256_file
+from provision.artifacts import pi_ansible
+from provision.artifacts.cache import sha256_file
 from provision.errors import HostFailed
-from provision.image import chroot, identity, manifest, pi_ansible
+from provision.image import chroot, identity, manifest
 from provision.image.bundle import BUNDLE_NAME, build_bundle, card_files, gather_artifacts
 from provision.image.device import check_image_file, open_target, system_state
 from provision.image.errors import ImageError

@@ -10,7 +10,7 @@ Pi sees it under ``/boot/firmware/coralpi/``::
     playbooks/            site.yml, provision.yml, verify.yml and roles/
     verify/               the verify package (playbooks/../verify, as the role expects)
     artifacts/            wheels/, debs/, keyring/, assets/ (the locked files)
-    ansible/              the ansible-core wheel (see provision.image.pi_ansible)
+    ansible/              the ansible-core wheel (see provision.artifacts.pi_ansible)
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from provision import __version__
-from provision.artifacts import (
+from provision.artifacts import pi_ansible
+from provision.artifacts.cache import ArtifactError, HashMismatch
+from provision.artifacts.service import (
     ArtifactSettings,
     ensure_host_artifacts,
     ensure_pi_ansible_wheel,
     fetch_hint,
     open_cache,
 )
-from provision.cache import ArtifactError, HashMismatch
-from provision.image import pi_ansible
 from provision.image.planning import HostPlan
 from provision.tools import repo_root
 

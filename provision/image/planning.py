@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provision.commands.lock_cmd import platform_target
 from provision.errors import ConfigError
 from provision.image.errors import ImageError
 from provision.image.rootfs_probe import RootInfo
-from provision.inventory import check_variables
-from provision.matrix import resolve
-from provision.targets import Target, choices_from_vars, target_from_facts
+from provision.planning.inventory import check_variables
+from provision.planning.matrix import platform_target, resolve
+from provision.planning.targets import Target, choices_from_vars, target_from_facts
 
 #: Releases whose first-boot hook ``image prepare`` writes, and the hook each uses.
 HOOKS = {"bookworm": "firstrun", "trixie": "cloud-init"}
@@ -44,8 +43,8 @@ def from_platform(spec: str, variables: Mapping[str, Any],
 
 def from_inventory(inventory: Path, limit: str | None,
                    extra: Mapping[str, Any]) -> HostPlan:
-    from provision.inventory import load_inventory
-    from provision.probe import gather_facts
+    from provision.planning.inventory import load_inventory
+    from provision.planning.probe import gather_facts
 
     if not limit:
         raise ConfigError("image prepare -i INVENTORY needs --limit HOST (one card, one host)")

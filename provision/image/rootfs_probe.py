@@ -14,7 +14,7 @@ from pathlib import Path
 
 from provision.errors import ConfigError
 from provision.image.errors import ImageError
-from provision.targets import normalize_arch
+from provision.planning.targets import normalize_arch
 
 
 @dataclass(frozen=True)

@@ -287,7 +287,7 @@ def converged(
 # -- tests ------------------------------------------------------------------------------------
 
 def test_probe_writes_what_the_planner_reads(roles_fleet: Fleet, workdir: Path) -> None:
-    from provision.targets import target_from_facts
+    from provision.planning.targets import target_from_facts
 
     probe_dir = workdir / "probe"
     probe_dir.mkdir(exist_ok=True)

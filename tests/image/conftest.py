@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from provision.cache import sha256_file
+from provision.artifacts.cache import sha256_file
 from testfleet import Fleet, HostSpec
 from testfleet.mirror import debian_mirror
 from testfleet.paths import cache_root

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from provision import cli, fleet
-from provision.report import FleetReport
+from provision import cli
+from provision.fleet import run as fleet
+from provision.fleet.report import FleetReport
 
 
 def _interrupted_step(*args: Any, **kwargs: Any) -> None:

@@ -16,8 +16,8 @@ import pytest
 
 from provision.commands.fleet_args import parse_extra_vars
 from provision.errors import ConfigError
-from provision.fleet import last_failed_hosts, rollout_vars
-from provision.inventory import InventoryHost
+from provision.fleet.run import last_failed_hosts, rollout_vars
+from provision.planning.inventory import InventoryHost
 
 CORALPI = str(Path(sys.executable).parent / "coralpi")
 

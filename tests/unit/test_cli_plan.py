@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from provision.commands import plan_cmd
-from provision.matrix import resolve
-from provision.targets import Choices, Target
+from provision.planning.matrix import resolve
+from provision.planning.targets import Choices, Target
 
 ROOT = Path(__file__).resolve().parents[2]
 CORALPI = Path(sys.executable).with_name("coralpi")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from provision.artifacts import ArtifactSettings, needs_coral_key
-from provision.matrix import resolve
-from provision.targets import Choices, Target
+from provision.artifacts.service import ArtifactSettings, needs_coral_key
+from provision.planning.matrix import resolve
+from provision.planning.targets import Choices, Target
 
 
 def _plan(codename: str, arch: str, python: str, accelerator: str = "usb") -> dict[str, object]:

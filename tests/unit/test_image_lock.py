@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from provision import lockfile
-from provision.image import pi_ansible
+from provision.artifacts import lockfile, pi_ansible
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from provision.errors import ConfigError
-from provision.inventory import check_variables, load_inventory, parse_inventory_listing
+from provision.planning.inventory import check_variables, load_inventory, parse_inventory_listing
 
 
 def test_listing_collects_hosts_and_their_coralpi_variables() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from provision import keyring
-from provision.keyring import KeyringError
+from provision.artifacts import keyring
+from provision.artifacts.keyring import KeyringError
 
 pytestmark = pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg is not installed")
 

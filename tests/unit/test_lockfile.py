@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from provision import lockfile
-from provision.lockfile import Artifact, Lock, LockError, PlatformInputs, PlatformLock
+from provision.artifacts import lockfile
+from provision.artifacts.lockfile import Artifact, Lock, LockError, PlatformInputs, PlatformLock
 
 SHA_A = "a" * 64
 SHA_B = "0123456789abcdef" * 4
@@ -123,7 +123,7 @@ def test_missing_lock_says_how_to_create_it(tmp_path: Path) -> None:
 
 
 def test_wheel_file_name_is_unquoted_from_the_index_url() -> None:
-    from provision.wheels import _wheel_from_report
+    from provision.artifacts.wheels import _wheel_from_report
 
     wheel = _wheel_from_report(
         {

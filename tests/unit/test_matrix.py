@@ -10,15 +10,15 @@ import pytest
 from packaging import _manylinux
 
 from provision.errors import ConfigError, UnsupportedTarget
-from provision.matrix import (
+from provision.planning.matrix import (
     controller_supports,
     load_matrix,
     merge_specifiers,
     platform_tags,
     resolve,
 )
-from provision.plan import Plan
-from provision.targets import Choices, Target
+from provision.planning.plan import Plan
+from provision.planning.targets import Choices, Target
 
 PI4 = "Raspberry Pi 4 Model B Rev 1.4"
 PI5 = "Raspberry Pi 5 Model B Rev 1.0"

@@ -6,7 +6,7 @@ import io
 import json
 from pathlib import Path
 
-from provision.report import FleetReport, render
+from provision.fleet.report import FleetReport, render
 
 PLAN = {
     "target": {

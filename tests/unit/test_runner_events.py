@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from provision.runner import EventTracker, HostProgress, mark_interrupted
+from provision.driver.runner import EventTracker, HostProgress, mark_interrupted
 
 
 def _event(name: str, host: str, task: str = "t", role: str = "", **data: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ CHILD = textwrap.dedent(
     """
     import json, signal, sys, time
     from pathlib import Path
-    from provision.runner import RunInterrupted, run_playbook
+    from provision.driver.runner import RunInterrupted, run_playbook
 
     # As when started from a terminal: a job started in the background of a script (as CI
     # may run this suite) inherits SIGINT ignored, and the runner restores what it found.
@@ -128,7 +128,7 @@ def test_ctrl_c_ends_ansible_playbook_and_reports_the_task(tmp_path: Path) -> No
 
 
 def test_own_children_lists_exactly_the_processes_this_one_started() -> None:
-    from provision.runner import _own_children
+    from provision.driver.runner import _own_children
 
     child = subprocess.Popen(["sleep", "30"])
     try:
@@ -140,7 +140,7 @@ def test_own_children_lists_exactly_the_processes_this_one_started() -> None:
 
 
 def test_own_children_without_the_kernels_children_files(tmp_path: Path) -> None:
-    from provision.runner import _own_children
+    from provision.driver.runner import _own_children
 
     (tmp_path / "self" / "task" / "1").mkdir(parents=True)  # no `children` file
     me = os.getpid()

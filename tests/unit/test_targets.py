@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from provision.errors import ConfigError
-from provision.targets import (
+from provision.planning.targets import (
     Choices,
     Target,
     choices_from_vars,

@@ -1,7 +1,7 @@
 """Host -> plan: a pure function over the data table in ``matrix.toml``.
 
-:func:`resolve` decides, for one :class:`~provision.targets.Target` and the user's
-:class:`~provision.targets.Choices`, which libedgetpu runtime, Python inference runtime,
+:func:`resolve` decides, for one :class:`~provision.planning.targets.Target` and the user's
+:class:`~provision.planning.targets.Choices`, which libedgetpu runtime, Python inference runtime,
 numpy, OpenCV, camera setup and venv the host gets, each with the reason why. A combination
 that cannot work raises :class:`~provision.errors.UnsupportedTarget` naming the nearest one
 that does. No I/O besides reading the data table once.
@@ -18,8 +18,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from provision.errors import ConfigError, UnsupportedTarget
-from provision.matrix_data import load_matrix_data
-from provision.plan import (
+from provision.planning.matrix_data import load_matrix_data
+from provision.planning.plan import (
     CameraDecision,
     ControllerDecision,
     NumpyDecision,
@@ -29,7 +29,7 @@ from provision.plan import (
     RuntimeDecision,
     VenvDecision,
 )
-from provision.targets import ARCHS, Choices, Target, version_tuple
+from provision.planning.targets import ARCHS, Choices, Target, version_tuple
 
 # ---------------------------------------------------------------------------------------
 # The data table, typed.
@@ -829,3 +829,20 @@ def controller_supports(plan: Plan, ansible_core_version: str) -> tuple[bool, st
         f"ansible-core{plan.controller.ansible_core}, so `coralpi apply` will refuse; run "
         f"coralpi from a venv with pip install 'ansible-core{plan.controller.ansible_core}'"
     )
+
+
+def platform_target(spec: str) -> Target:
+    """`bookworm/aarch64/3.11` (a ``--platform`` value) -> a Target with that release's os
+    id and glibc."""
+    parts = spec.strip().split("/")
+    if len(parts) != 3:
+        raise ConfigError(
+            f"--platform {spec!r}: expected CODENAME/ARCH/PYVER, e.g. bookworm/aarch64/3.11"
+        )
+    codename, arch, python = parts
+    releases = load_matrix().releases
+    rel = releases.get(codename.lower())
+    if rel is None:
+        raise ConfigError(f"--platform {spec!r}: unknown release {codename!r} "
+                          f"(known: {', '.join(sorted(releases))})")
+    return Target(rel.os_ids[0], rel.name, arch, python.removeprefix("python"), rel.glibc)

@@ -17,16 +17,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from provision.artifacts import ArtifactSettings, ensure_host_artifacts
-from provision.cache import ArtifactError
+from provision.artifacts.cache import ArtifactError
+from provision.artifacts.service import ArtifactSettings, ensure_host_artifacts
+from provision.driver.runner import HostProgress, RunInterrupted, RunResult, run_playbook
 from provision.errors import ConfigError, CoralpiError
-from provision.inventory import InventoryHost, check_variables, load_inventory
-from provision.matrix import controller_supports, resolve
-from provision.probe import probe_hosts
-from provision.progress import live_progress
-from provision.report import FleetReport
-from provision.runner import HostProgress, RunInterrupted, RunResult, run_playbook
-from provision.targets import choices_from_vars, target_from_facts
+from provision.fleet.progress import live_progress
+from provision.fleet.report import FleetReport
+from provision.planning.inventory import InventoryHost, check_variables, load_inventory
+from provision.planning.matrix import controller_supports, resolve
+from provision.planning.probe import probe_hosts
+from provision.planning.targets import choices_from_vars, target_from_facts
 from provision.tools import playbook
 
 

@@ -31,7 +31,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from provision.cache import ArtifactCache, ArtifactError, HashMismatch
+from provision.artifacts.cache import ArtifactCache, ArtifactError, HashMismatch
 
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 60.0

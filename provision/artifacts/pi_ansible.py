@@ -23,7 +23,7 @@ The wheel is a lock entry like every other file a card installs: ``coralpi lock`
 it (a ``[[shared]]`` wheel: pure Python, one file for every platform) for each platform a
 first-boot bundle can serve, ``coralpi fetch`` downloads it, and ``image prepare`` /
 ``image build`` take it from the cache by its sha256
-(:func:`provision.artifacts.ensure_pi_ansible_wheel`).
+(:func:`provision.artifacts.service.ensure_pi_ansible_wheel`).
 """
 
 from __future__ import annotations
@@ -37,13 +37,13 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from provision import downloads, wheels
-from provision.cache import ArtifactCache
-from provision.downloads import Source
-from provision.image.errors import ImageError
-from provision.lockfile import Artifact, Lock
-from provision.matrix import load_matrix
-from provision.targets import version_tuple
+from provision.artifacts import downloads, wheels
+from provision.artifacts.cache import ArtifactCache
+from provision.artifacts.downloads import Source
+from provision.artifacts.lockfile import Artifact, Lock
+from provision.errors import ConfigError
+from provision.planning.matrix import load_matrix
+from provision.planning.targets import version_tuple
 
 #: Debian packages that give the ansible-core wheel its dependencies on the Pi.
 DEBIAN_DEPENDENCIES = (
@@ -71,11 +71,11 @@ def controller_version() -> str:
     try:
         return metadata.version("ansible-core")
     except metadata.PackageNotFoundError:
-        raise ImageError("ansible-core is not installed beside coralpi") from None
+        raise ConfigError("ansible-core is not installed beside coralpi") from None
 
 
 def decide(plan: dict[str, Any], version: str | None = None) -> PiAnsible:
-    """The Ansible the Pi of ``plan`` runs itself; ImageError when none can."""
+    """The Ansible the Pi of ``plan`` runs itself; ConfigError when none can."""
     version = version or controller_version()
     python = str(plan["target"]["python"])
     line = ".".join(version.split(".")[:2])
@@ -83,14 +83,14 @@ def decide(plan: dict[str, Any], version: str | None = None) -> PiAnsible:
     if rows:
         low, high = rows[0].controller_python
         if not version_tuple(low) <= version_tuple(python) <= version_tuple(high):
-            raise ImageError(
+            raise ConfigError(
                 f"the Pi's python {python} cannot run ansible-core {line} (its controller "
                 f"Python range is {low} to {high}), and a first-boot bundle runs Ansible on "
                 "the Pi itself"
             )
     spec = SpecifierSet(str(plan["controller"]["ansible_core"]))
     if not spec.contains(Version(version), prereleases=True):
-        raise ImageError(
+        raise ConfigError(
             f"{plan['target']['codename']} with python {python} needs ansible-core{spec}; "
             f"this controller has {version}, which the bundle would carry to the Pi"
         )
@@ -137,7 +137,7 @@ def resolve_artifact(choice: PiAnsible, plan: dict[str, Any], cache: ArtifactCac
     chosen = [w for w in res.wheels if w.name == "ansible-core"]
     others = [w.name for w in res.wheels if w.name != "ansible-core"]
     if not chosen or others:
-        raise ImageError(
+        raise ConfigError(
             f"ansible-core {choice.version}: expected its one wheel, pip chose "
             f"{[w.filename for w in res.wheels]}"
         )
@@ -159,6 +159,6 @@ def lock_entry(plan: dict[str, Any], cache: ArtifactCache, pins: Mapping[str, st
     bundle can serve the plan (its Python cannot run this ansible-core)."""
     try:
         choice = decide(plan)
-    except ImageError:
+    except ConfigError:
         return None
     return locked(previous, choice.version) or resolve_artifact(choice, plan, cache, pins)

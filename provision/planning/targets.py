@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from provision.errors import ConfigError
-from provision.matrix_data import codename_for_version, release_names
+from provision.planning.matrix_data import codename_for_version, release_names
 
 ARCHS = ("x86_64", "aarch64", "armv7l")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from provision.targets import Choices, Target
+from provision.planning.targets import Choices, Target
 
 
 @dataclass(frozen=True)

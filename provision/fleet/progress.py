@@ -13,8 +13,8 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from provision.driver.runner import HostProgress
 from provision.redaction import redact
-from provision.runner import HostProgress
 
 _STYLE = {"ok": "green", "failed": "red", "unreachable": "red", "interrupted": "yellow"}
 

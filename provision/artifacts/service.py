@@ -4,16 +4,16 @@ For each distinct target platform of a fleet (codename / arch / Python + the cho
 change the files) this module finds, downloads, checks and records:
 
 - the wheels of the plan's ``pip_requirements`` for that exact platform
-  (:mod:`provision.wheels`; numpy left out when the plan takes it from apt),
+  (:mod:`provision.artifacts.wheels`; numpy left out when the plan takes it from apt),
 - both community runtime .debs (std and max, so switching needs no new download) when the
   plan's runtime source is ``community-deb``,
 - the Coral apt signing key, checked by fingerprint and turned into a binary keyring
-  (:mod:`provision.keyring`) when the Coral apt source is used,
+  (:mod:`provision.artifacts.keyring`) when the Coral apt source is used,
 - the smoke-test assets verify needs, from commit-pinned URLs with fixed sha256 pins,
 - the ansible-core wheel a first-boot bundle or golden image runs on the Pi itself
-  (:mod:`provision.image.pi_ansible`), for every platform such a bundle can serve.
+  (:mod:`provision.artifacts.pi_ansible`), for every platform such a bundle can serve.
 
-``build_lock()`` writes what it found into a :class:`~provision.lockfile.Lock`;
+``build_lock()`` writes what it found into a :class:`~provision.artifacts.lockfile.Lock`;
 ``fetch_lock()`` fills a cache from a lock; ``ensure_host_artifacts()`` gives the apply
 command the ``artifacts`` mapping of docs/DESIGN.md section 1 for one host, resolving each
 platform once per process however many hosts share it.
@@ -29,11 +29,10 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from provision import downloads, keyring, lockfile, wheels
-from provision.cache import ArtifactCache, ArtifactError, HashMismatch
-from provision.downloads import Source
-from provision.image import pi_ansible
-from provision.lockfile import Artifact, Lock, PlatformInputs, PlatformLock
+from provision.artifacts import downloads, keyring, lockfile, pi_ansible, wheels
+from provision.artifacts.cache import ArtifactCache, ArtifactError, HashMismatch
+from provision.artifacts.downloads import Source
+from provision.artifacts.lockfile import Artifact, Lock, PlatformInputs, PlatformLock
 from verify.assets import PINNED as ASSET_PINS
 from verify.assets import SMOKE_FILES
 
@@ -65,7 +64,7 @@ class ArtifactSettings:
     #: True/False forces the Coral apt source on/off; None: on when the runtime comes from it.
     coral_source_enabled: bool | None = None
     #: Controller-side, not inventory variables: cache root (None: the default, see
-    #: provision.cache) and the lock file that pins files (None: no lock).
+    #: provision.artifacts.cache) and the lock file that pins files (None: no lock).
     cache_dir: Path | None = None
     lock_file: Path | None = None
     #: Extra sha256 pins, keyed by URL or by file name: how a file served over plain http

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provision.runner import HostProgress, RunResult, run_playbook
+from provision.driver.runner import HostProgress, RunResult, run_playbook
 from provision.tools import playbook
 
 

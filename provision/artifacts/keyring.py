@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from provision.cache import ArtifactError
+from provision.artifacts.cache import ArtifactError
 
 #: Fingerprints seen in public configs pinning packages.cloud.google.com/apt/doc/apt-key.gpg
 #: (FIELD-NOTES.md): the older "Google Cloud Packages Automatic Signing Key" and the 2021

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.errors import ConfigError
-from provision.targets import parse_bool
+from provision.planning.targets import parse_bool
 from provision.tools import tool_path
 
 #: Every inventory variable coralpi reads, with a one-line meaning (also in README.md).

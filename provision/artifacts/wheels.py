@@ -4,7 +4,7 @@ pip does the index work: ``pip install --dry-run --report`` with ``--only-binary
 ``--python-version X.Y --implementation cp --abi cpXY`` and one ``--platform`` per tag the
 target accepts (pip takes ``--platform`` literally, so every tag from the plan is passed).
 The report names each chosen file's URL and the sha256 the index publishes for it; the
-files are then downloaded by :mod:`provision.downloads` and checked against that digest.
+files are then downloaded by :mod:`provision.artifacts.downloads` and checked against that digest.
 So every wheel hash is pinned by the index, not trusted on first use.
 
 Dependencies are walked here rather than by pip, with ``--no-deps`` at every step:
@@ -38,7 +38,7 @@ from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvir
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from provision.cache import ArtifactError
+from provision.artifacts.cache import ArtifactError
 
 PYPI_INDEX = "https://pypi.org/simple"
 _MAX_ROUNDS = 12
