@@ -33,14 +33,13 @@ from provision.artifacts import downloads, keyring, lockfile, pi_ansible, wheels
 from provision.artifacts.cache import ArtifactCache, ArtifactError, HashMismatch
 from provision.artifacts.downloads import Source
 from provision.artifacts.lockfile import Artifact, Lock, PlatformInputs, PlatformLock
+from provision.planning.variables import BY_NAME, parse_bool
 from verify.assets import PINNED as ASSET_PINS
 from verify.assets import SMOKE_FILES
 
-DEFAULT_CORAL_REPO_URL = "https://packages.cloud.google.com/apt"
-DEFAULT_COMMUNITY_RUNTIME_URL = (
-    "https://github.com/feranick/libedgetpu/releases/download/16.0TF2.17.1-1"
-)
-DEFAULT_ASSETS_URL = "https://raw.githubusercontent.com/google-coral/test_data"
+DEFAULT_CORAL_REPO_URL = BY_NAME["coralpi_coral_repo_url"].default
+DEFAULT_COMMUNITY_RUNTIME_URL = BY_NAME["coralpi_community_runtime_url"].default
+DEFAULT_ASSETS_URL = BY_NAME["coralpi_assets_url"].default
 KEYRING_NAME = "coral-archive-keyring.gpg"
 
 #: The inventory setting each kind of artifact's URL comes from (named in errors).
@@ -96,8 +95,8 @@ class ArtifactSettings:
             )
         fprs = tuple(keyring.normalize_fingerprint(f) for f in fprs)
         enabled = variables.get("coralpi_coral_source_enabled")
-        if enabled is not None and not isinstance(enabled, bool):
-            enabled = str(enabled).strip().lower() in {"true", "yes", "on", "1"}
+        if enabled is not None:
+            enabled = parse_bool("coralpi_coral_source_enabled", enabled)
         return cls(
             coral_repo_url=text("coralpi_coral_repo_url", DEFAULT_CORAL_REPO_URL),
             community_runtime_url=text(

@@ -8,7 +8,6 @@ allowed set is a configuration error naming the host, the variable and what is a
 
 from __future__ import annotations
 
-import difflib
 import json
 import subprocess
 from collections.abc import Mapping
@@ -17,35 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from provision.errors import ConfigError
-from provision.planning.targets import parse_bool
+from provision.planning.variables import REGISTRY, check
 from provision.tools import tool_path
 
-#: Every inventory variable coralpi reads, with a one-line meaning (also in README.md).
-KNOWN_VARIABLES: dict[str, str] = {
-    "coralpi_runtime": "Edge TPU runtime variant: std or max",
-    "coralpi_accept_max_eula": "must be true to install the max (overclocked) runtime",
-    "coralpi_accelerator": "usb or pcie",
-    "coralpi_opencv": "OpenCV from apt or pip",
-    "coralpi_camera": "configure the camera (true/false)",
-    "coralpi_allow_reboot": "reboot a host when the camera configuration changed",
-    "coralpi_user": "user put into plugdev/apex",
-    "coralpi_coral_repo_url": "Coral apt repository or a mirror of it",
-    "coralpi_coral_key_fingerprints": "accepted fingerprints of Coral's apt signing key",
-    "coralpi_coral_source_enabled": "configure the Coral apt source at all",
-    "coralpi_community_runtime_url": "base URL of the community libedgetpu .debs",
-    "coralpi_assets_url": "base URL of the smoke-test assets (Coral's test_data layout)",
-    "coralpi_apt_proxy": "apt proxy for the hosts, e.g. http://10.0.0.1:3142",
-    "coralpi_pip_index_url": "extra wheel index for wheels PyPI lacks (piwheels)",
-    "coralpi_serial": "rolling batches: hosts per batch (a number or a percentage)",
-    "coralpi_max_fail_percentage": "stop the run when more than this % of a batch fails",
-}
-
-_BOOL_VARIABLES = {
-    "coralpi_accept_max_eula",
-    "coralpi_camera",
-    "coralpi_allow_reboot",
-    "coralpi_coral_source_enabled",
-}
+#: Every inventory variable coralpi reads, with a one-line meaning (from the registry,
+#: provision.planning.variables; also in README.md and inventory/group_vars/all.yml).
+KNOWN_VARIABLES: dict[str, str] = {v.name: v.help for v in REGISTRY}
 
 
 @dataclass(frozen=True)
@@ -57,25 +33,9 @@ class InventoryHost:
 
 
 def check_variables(host: str, hostvars: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the host's coralpi_* variables, refusing unknown names and non-boolean flags."""
-    chosen: dict[str, Any] = {}
-    for name, value in hostvars.items():
-        if not name.startswith("coralpi_") or name in {"coralpi_plans", "coralpi_plan"}:
-            continue
-        if name not in KNOWN_VARIABLES:
-            close = difflib.get_close_matches(name, KNOWN_VARIABLES, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ConfigError(
-                f"host {host}: unknown variable {name}{hint}; "
-                f"known: {', '.join(sorted(KNOWN_VARIABLES))}"
-            )
-        if name in _BOOL_VARIABLES:
-            try:
-                value = parse_bool(name, value)
-            except ConfigError as exc:
-                raise ConfigError(f"host {host}: {exc}") from exc
-        chosen[name] = value
-    return chosen
+    """Return the host's coralpi_* variables, refusing unknown names and values their kind
+    does not allow (booleans read as Ansible reads them)."""
+    return dict(check(host, hostvars))
 
 
 def parse_inventory_listing(listing: Mapping[str, Any], limit: str | None) -> list[InventoryHost]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from provision.errors import ConfigError
 from provision.planning.matrix_data import codename_for_version, release_names
+from provision.planning.variables import BY_NAME, parse_bool
 
 ARCHS = ("x86_64", "aarch64", "armv7l")
 
@@ -120,30 +121,15 @@ class Target:
         return asdict(self)
 
 
-RUNTIMES = ("std", "max")
-ACCELERATORS = ("usb", "pcie")
-OPENCV_SOURCES = ("apt", "pip")
+RUNTIMES = BY_NAME["coralpi_runtime"].choices
+ACCELERATORS = BY_NAME["coralpi_accelerator"].choices
+OPENCV_SOURCES = BY_NAME["coralpi_opencv"].choices
 
 
 def _one_of(variable: str, value: object, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise ConfigError(f"{variable}: {value!r} is not one of {', '.join(allowed)}")
     return value
-
-
-def parse_bool(variable: str, value: object) -> bool:
-    """Ansible-style booleans: true/false, yes/no, on/off, 1/0 (any case)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("true", "yes", "on", "1", "y"):
-            return True
-        if text in ("false", "no", "off", "0", "n", ""):
-            return False
-    raise ConfigError(f"{variable}: {value!r} is not a boolean (true or false)")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,118 @@
+"""The registry of every inventory variable coralpi reads (``coralpi_*``): one place.
+
+Each :class:`Variable` has its name, kind, allowed values, default (as the user writes it),
+one line of help and whether its value may hold a secret. The registry feeds:
+
+- inventory checking (:func:`provision.planning.inventory.check_variables`): unknown names
+  are refused with the nearest known one and booleans read by :func:`parse_bool`, before
+  any host is touched; the plan's choices take their allowed values from here;
+- the choices and artifact settings read from a host's variables (one rule for booleans);
+- the documentation: ``inventory/group_vars/all.yml`` and the README's table, which a test
+  compares with this registry (``tests/unit/test_variables_registry.py``).
+
+Kinds: ``choice`` (one of ``choices``), ``bool`` (Ansible's spellings, see
+:func:`parse_bool`), ``url``, ``text``, ``user``, ``fingerprints`` (a list), ``batch``
+(a number or a percentage) and ``percent`` (0-100).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from provision.errors import ConfigError
+
+
+def parse_bool(variable: str, value: object) -> bool:
+    """Ansible-style booleans: true/false, yes/no, on/off, 1/0 (any case)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("true", "yes", "on", "1", "y"):
+            return True
+        if text in ("false", "no", "off", "0", "n", ""):
+            return False
+    raise ConfigError(f"{variable}: {value!r} is not a boolean (true or false)")
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    kind: str
+    default: str  # as written in group_vars/all.yml; "" for none
+    help: str
+    choices: tuple[str, ...] = ()
+    secret: bool = False
+
+
+REGISTRY: tuple[Variable, ...] = (
+    Variable("coralpi_runtime", "choice", "std", "Edge TPU runtime variant: std or max",
+             ("std", "max")),
+    Variable("coralpi_accept_max_eula", "bool", "false",
+             "must be true to install the max (overclocked) runtime"),
+    Variable("coralpi_accelerator", "choice", "usb", "usb or pcie", ("usb", "pcie")),
+    Variable("coralpi_opencv", "choice", "apt", "OpenCV from apt or pip", ("apt", "pip")),
+    Variable("coralpi_camera", "bool", "true", "configure the camera (true/false)"),
+    Variable("coralpi_allow_reboot", "bool", "false",
+             "reboot a host when the camera configuration changed"),
+    Variable("coralpi_user", "user", "pi", "user put into plugdev/apex"),
+    Variable("coralpi_coral_repo_url", "url", "https://packages.cloud.google.com/apt",
+             "Coral apt repository or a mirror of it"),
+    Variable("coralpi_coral_key_fingerprints", "fingerprints", "",
+             "accepted fingerprints of Coral's apt signing key"),
+    Variable("coralpi_coral_source_enabled", "bool", "true",
+             "configure the Coral apt source at all"),
+    Variable("coralpi_community_runtime_url", "url",
+             "https://github.com/feranick/libedgetpu/releases/download/16.0TF2.17.1-1",
+             "base URL of the community libedgetpu .debs"),
+    Variable("coralpi_assets_url", "url", "https://raw.githubusercontent.com/google-coral/test_data",
+             "base URL of the smoke-test assets (Coral's test_data layout)"),
+    Variable("coralpi_apt_proxy", "url", '""',
+             "apt proxy for the hosts, e.g. http://10.0.0.1:3142", secret=True),
+    Variable("coralpi_pip_index_url", "url", "",
+             "extra wheel index for wheels PyPI lacks (piwheels)", secret=True),
+    Variable("coralpi_serial", "batch", "",
+             "rolling batches: hosts per batch (a number or a percentage)"),
+    Variable("coralpi_max_fail_percentage", "percent", "100",
+             "stop the run when more than this % of a batch fails"),
+)
+
+BY_NAME: dict[str, Variable] = {v.name: v for v in REGISTRY}
+
+#: Names coralpi itself passes to the playbooks (never set by users, never refused).
+INTERNAL = frozenset({"coralpi_plans", "coralpi_plan"})
+
+
+def check_value(variable: Variable, value: object) -> object:
+    """The value as coralpi uses it (a bool for ``bool``); ConfigError when not allowed.
+    Choices are checked where the plan's choices are made
+    (:class:`provision.planning.targets.Choices`, from the same registry), so that every
+    host's bad choice is named in one message."""
+    if variable.kind == "bool":
+        return parse_bool(variable.name, value)
+    return value
+
+
+def check(host: str, hostvars: Mapping[str, object]) -> dict[str, object]:
+    """A host's ``coralpi_*`` variables, checked against the registry (others ignored)."""
+    chosen: dict[str, object] = {}
+    for name, value in hostvars.items():
+        if not name.startswith("coralpi_") or name in INTERNAL:
+            continue
+        variable = BY_NAME.get(name)
+        if variable is None:
+            close = difflib.get_close_matches(name, BY_NAME, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(
+                f"host {host}: unknown variable {name}{hint}; "
+                f"known: {', '.join(sorted(BY_NAME))}"
+            )
+        try:
+            chosen[name] = check_value(variable, value)
+        except ConfigError as exc:
+            raise ConfigError(f"host {host}: {exc}") from exc
+    return chosen
