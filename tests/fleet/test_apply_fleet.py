@@ -126,20 +126,15 @@ def test_venv_imports_runtime_and_opencv_on_every_host(coral_fleet: Fleet) -> No
 
 
 def test_check_mode_reports_no_change_and_changes_nothing(coral_fleet: Fleet, runs: Path) -> None:
-    before = coral_fleet.ssh(
-        "pi2",
-        "cat /etc/ansible/facts.d/coralpi.fact; ls -la --time-style=full-iso /opt/coralpi/venv/bin",
-    )
+    state = ("cat /etc/ansible/facts.d/coralpi.fact; "
+             "ls -la --time-style=full-iso /opt/coralpi/venv/bin")
+    before = {h: coral_fleet.ssh(h, state).stdout for h in ("pi2", "pi3")}
     rc, report, output = coralpi(
-        "apply", "-i", str(coral_fleet.inventory_path), "--check", "--limit", "pi2", runs=runs
+        "apply", "-i", str(coral_fleet.inventory_path), "--check", "--limit", "pi2,pi3", runs=runs
     )
     assert rc == 0, output
-    assert rows(report)["pi2"]["changed"] == 0
-    after = coral_fleet.ssh(
-        "pi2",
-        "cat /etc/ansible/facts.d/coralpi.fact; ls -la --time-style=full-iso /opt/coralpi/venv/bin",
-    )
-    assert before.stdout == after.stdout
+    assert rows(report)["pi2"]["changed"] == 0 and rows(report)["pi3"]["changed"] == 0
+    assert {h: coral_fleet.ssh(h, state).stdout for h in ("pi2", "pi3")} == before
 
 
 def test_switch_std_to_max_and_back(coral_fleet: Fleet, runs: Path) -> None:
@@ -162,6 +157,12 @@ def test_switch_std_to_max_and_back(coral_fleet: Fleet, runs: Path) -> None:
     assert "install ok installed" not in installed(coral_fleet, "pi1", "libedgetpu1-std")
     fact = json.loads(str(coral_fleet.ssh("pi1", "cat /etc/ansible/facts.d/coralpi.fact").stdout))
     assert fact["runtime_variant"] == "max"
+    answers = str(coral_fleet.ssh("pi1", "debconf-show libedgetpu1-max").stdout)
+    assert "libedgetpu/accepted-eula: true" in answers
+    assert "libedgetpu/install-confirm-max: true" in answers
+    rc, report, output = coralpi("apply", "-i", inv, "--limit", "pi1", "-e", "coralpi_runtime=max",
+                                 "-e", "coralpi_accept_max_eula=true", runs=runs)
+    assert rc == 0 and rows(report)["pi1"]["changed"] == 0, output
 
     rc, report, output = coralpi("apply", "-i", inv, "--limit", "pi1", runs=runs)
     assert rc == 0, output
