@@ -1,7 +1,8 @@
 """The ``coralpi`` command line: one entry point, one module per subcommand.
 
 Errors become exit codes here and only here: 0 ok, 1 usage / configuration / unsupported
-target, 2 a check or host failed (see :mod:`provision.errors`).
+target, 2 a check or host failed, 128 + the signal when interrupted (see
+:mod:`provision.errors`). Commands return 0 or raise.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         return int(func(args))
     except CoralpiError as exc:
-        print(f"coralpi: {exc}", file=sys.stderr)
+        if exc.message:
+            print(exc.message if exc.bare else f"coralpi: {exc}", file=sys.stderr)
         return exc.exit_code
     except SystemExit as exc:  # --help / --version
         return exc.code if isinstance(exc.code, int) else 0

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 
 class CoralpiError(Exception):
-    """Base of every error coralpi raises on purpose. ``exit_code`` is what the CLI returns."""
+    """Base of every error coralpi raises on purpose. ``exit_code`` is what the CLI returns.
+    An empty message means it was already told (e.g. the fleet report names the failed
+    hosts); ``bare`` messages are printed without the ``coralpi:`` prefix."""
 
     exit_code: int = 1
+    bare: bool = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -44,3 +47,13 @@ class HostFailed(CoralpiError):
     """A host or check failed while applying or verifying (exit code 2)."""
 
     exit_code = 2
+
+
+class Interrupted(CoralpiError):
+    """A run stopped by a signal: exit status 128 + the signal (130 for Ctrl-C, 143 for
+    SIGTERM), as shells report it."""
+
+    def __init__(self, message: str, signum: int, *, bare: bool = False) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+        self.bare = bare

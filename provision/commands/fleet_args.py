@@ -3,62 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
-from typing import Any
+import signal
 
-from provision.errors import ConfigError, CoralpiError
+from provision.commands import options
+from provision.errors import CoralpiError, HostFailed, Interrupted
 from provision.fleet.report import FleetReport, render
-from provision.fleet.run import FleetOptions, interrupted_exit_code, run_fleet
+from provision.fleet.run import FleetOptions, run_fleet
 from provision.redaction import redact
-from provision.tools import repo_root
-
-DEFAULT_INVENTORY = repo_root() / "inventory" / "localhost.yml"
-DEFAULT_LOCK = Path("coralpi.lock")
 
 
 def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-i",
-        "--inventory",
-        type=Path,
-        default=DEFAULT_INVENTORY,
-        help="Ansible inventory (default: inventory/localhost.yml, this machine)",
-    )
-    parser.add_argument("-l", "--limit", help="only hosts matching this Ansible pattern")
-    parser.add_argument(
-        "-e",
-        "--extra-vars",
-        dest="extra_vars",
-        action="append",
-        default=[],
-        metavar="VAR=VALUE",
-        help="set an inventory variable for every host (repeatable)",
-    )
-    parser.add_argument("--json", action="store_true", help="print the fleet report as JSON")
+    options.add_inventory(parser, "Ansible inventory (default: inventory/localhost.yml, "
+                          "this machine)", default=options.DEFAULT_INVENTORY)
+    options.add_limit(parser, "only hosts matching this Ansible pattern")
+    options.add_extra_vars(parser, "set an inventory variable for every host (repeatable)")
+    options.add_json(parser, "print the fleet report as JSON")
     parser.add_argument(
         "--retry-failed",
         action="store_true",
         help="only the hosts that failed in the last run of this command",
     )
-    parser.add_argument("--runs-dir", type=Path, help="where run directories go")
-    parser.add_argument("--cache-dir", type=Path, help="artifact cache (default XDG cache)")
-    parser.add_argument(
-        "--lock",
-        type=Path,
-        help="lock file pinning every artifact (default: ./coralpi.lock when it exists)",
-    )
-
-
-def parse_extra_vars(items: list[str]) -> dict[str, Any]:
-    """`-e VAR=VALUE` pairs; anything else is a usage error naming the item."""
-    result: dict[str, Any] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ConfigError(f"-e {item!r}: expected VAR=VALUE")
-        result[name.strip()] = value
-    return result
+    options.add_runs_dir(parser)
+    options.add_cache_dir(parser)
+    options.add_lock(parser, "lock file pinning every artifact (default: ./coralpi.lock "
+                     "when it exists)")
 
 
 def options_from_args(args: argparse.Namespace) -> FleetOptions:
@@ -67,11 +35,11 @@ def options_from_args(args: argparse.Namespace) -> FleetOptions:
         limit=args.limit,
         check=getattr(args, "check", False),
         diff=getattr(args, "diff", False),
-        extra_vars=parse_extra_vars(args.extra_vars),
+        extra_vars=options.parse_extra_vars(args.extra_vars),
         runs_root=args.runs_dir,
         cache_dir=args.cache_dir,
         retry_failed=args.retry_failed,
-        lock_file=args.lock or (DEFAULT_LOCK if DEFAULT_LOCK.exists() else None),
+        lock_file=args.lock or (options.DEFAULT_LOCK if options.DEFAULT_LOCK.exists() else None),
     )
 
 
@@ -89,18 +57,21 @@ def interrupted_message(report: FleetReport) -> str:
 
 
 def run_fleet_command(command: str, args: argparse.Namespace) -> int:
-    """Run `apply` or `verify` and print the report; the exit status (0 all good, 2 a
-    host failed, 130 interrupted by Ctrl-C). Secrets in URLs never reach the terminal."""
+    """Run `apply` or `verify` and print the report; 0 when every host is good, else
+    HostFailed (exit 2) or Interrupted (130 for Ctrl-C). Secrets in URLs never reach the
+    terminal."""
     try:
         report = run_fleet(command, options_from_args(args))
     except KeyboardInterrupt:
-        print(f"coralpi {command}: interrupted before any host was touched", file=sys.stderr)
-        return 130
+        raise Interrupted(f"coralpi {command}: interrupted before any host was touched",
+                          signal.SIGINT, bare=True) from None
     except CoralpiError as exc:
         exc.message = redact(exc.message)
         raise
     render(report, as_json=args.json)
     if report.interrupted:
-        print(interrupted_message(report), file=sys.stderr)
-        return interrupted_exit_code(report)
-    return 2 if report.failed else 0
+        raise Interrupted(interrupted_message(report),
+                          signal.Signals[report.interrupted].value, bare=True)
+    if report.failed:
+        raise HostFailed("")  # the report names the failed hosts
+    return 0

@@ -19,8 +19,8 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from provision.commands.lock_cmd import parse_vars
-from provision.errors import ConfigError
+from provision.commands import options
+from provision.errors import ConfigError, Interrupted
 from provision.image import planning
 from provision.image.build import DEFERRED, build_image
 from provision.image.prepare import REPORT_DIR, prepare
@@ -33,19 +33,19 @@ def _add_host_args(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--platform", metavar="CODENAME/ARCH/PYVER",
                        help="the Pi's platform, e.g. bookworm/aarch64/3.11")
-    where.add_argument("-i", "--inventory", type=Path,
-                       help="inventory with a host of the same kind (use with --limit HOST)")
-    parser.add_argument("-l", "--limit", help="with -i: the one host the image is for")
+    options.add_inventory(where, "inventory with a host of the same kind (use with --limit "
+                          "HOST)")
+    options.add_limit(parser, "with -i: the one host the image is for")
     parser.add_argument("--board", default=planning.DEFAULT_BOARD,
                         help="with --platform: board model (default: %(default)s)")
-    parser.add_argument("-e", "--var", action="append", default=[], metavar="NAME=VALUE",
-                        help="a coralpi_* setting, e.g. coralpi_apt_proxy=http://10.0.0.1:3142")
-    parser.add_argument("--cache-dir", type=Path, metavar="DIR", help="artifact cache")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    options.add_extra_vars(parser, "a coralpi_* setting, e.g. "
+                           "coralpi_apt_proxy=http://10.0.0.1:3142")
+    options.add_cache_dir(parser)
+    options.add_json(parser)
 
 
 def _host_plan(args: argparse.Namespace) -> partial[planning.HostPlan]:
-    extra = parse_vars(args.var)
+    extra = options.parse_extra_vars(args.extra_vars, coralpi_only=True)
     if args.inventory is not None:
         return partial(planning.from_inventory, args.inventory, args.limit, extra)
     if args.limit:
@@ -74,8 +74,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     prep.add_argument("--ssh-key", type=Path, metavar="FILE",
                       help="OpenSSH public key(s) to authorise for coralpi_user (default pi)")
     _add_host_args(prep)
-    prep.add_argument("--lock", type=Path, metavar="FILE",
-                      help="lock file pinning every artifact (platform added when missing)")
+    options.add_lock(prep, "lock file pinning every artifact (platform added when missing)")
     prep.add_argument("--yes", action="store_true",
                       help="write to a block device without asking")
     prep.add_argument("--dry-run", action="store_true",
@@ -97,9 +96,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     build.add_argument("--out", type=Path, required=True, metavar="OUT.img",
                        help="the image to write")
     _add_host_args(build)
-    build.add_argument("--lock", type=Path, metavar="FILE",
-                       help="lock file pinning every artifact (default OUT.lock; the "
-                       "platform is added when missing)")
+    options.add_lock(build, "lock file pinning every artifact (default OUT.lock; the "
+                     "platform is added when missing)")
     build.add_argument("--grow-mib", type=int, default=1536, metavar="MIB",
                        help="grow the root partition by this much (default: %(default)s)")
     build.add_argument("--force", action="store_true", help="replace OUT if it exists")
@@ -109,7 +107,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)
-    return 1
+    raise ConfigError("")  # the help says what to give
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -165,10 +163,9 @@ def run_build(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt as exc:
         signum = int(exc.args[0]) if isinstance(exc, _Stopped) else signal.SIGINT
-        print(f"coralpi: image build interrupted ({signal.Signals(signum).name}): the "
-              "chroot's processes were stopped and everything unmounted; no image was "
-              f"written (log: {args.out}.build.log)", file=sys.stderr)
-        return 128 + signum
+        raise Interrupted(f"image build interrupted ({signal.Signals(signum).name}): the "
+                          "chroot's processes were stopped and everything unmounted; no "
+                          f"image was written (log: {args.out}.build.log)", signum) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -11,43 +11,38 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from provision.artifacts.lockfile import DEFAULT_LOCK_NAME, Lock, read_if_exists, write_if_changed
+from provision.artifacts.lockfile import Lock, read_if_exists, write_if_changed
 from provision.artifacts.service import ArtifactSettings, build_lock, open_cache
+from provision.commands import options
 from provision.errors import ConfigError
 from provision.planning.matrix import platform_target
+from provision.planning.variables import BY_NAME
 
 HELP = "pin every wheel, runtime .deb, key and asset the fleet installs into coralpi.lock"
 
 
 def add_common_artifact_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--lock", type=Path, default=Path(DEFAULT_LOCK_NAME), metavar="FILE",
-        help=f"lock file (default: ./{DEFAULT_LOCK_NAME})",
-    )
-    parser.add_argument(
-        "--cache-dir", type=Path, default=None, metavar="DIR",
-        help="artifact cache (default: $CORALPI_CACHE_DIR or $XDG_CACHE_HOME/coralpi)",
-    )
+    options.add_lock(parser, f"lock file (default: ./{options.DEFAULT_LOCK})",
+                     default=options.DEFAULT_LOCK)
+    options.add_cache_dir(parser)
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser("lock", help=HELP, description=HELP)
-    parser.add_argument("-i", "--inventory", type=Path, help="inventory whose hosts to lock for")
-    parser.add_argument("-l", "--limit", help="only these inventory hosts (Ansible pattern)")
+    options.add_inventory(parser, "inventory whose hosts to lock for")
+    options.add_limit(parser, "only these inventory hosts (Ansible pattern)")
     parser.add_argument(
         "--platform", action="append", default=[], metavar="CODENAME/ARCH/PYVER",
         help="a target platform without a host, e.g. bookworm/aarch64/3.11 (repeatable)",
     )
-    parser.add_argument("--runtime", choices=("std", "max"), help="override coralpi_runtime")
-    parser.add_argument("--opencv", choices=("apt", "pip"), help="override coralpi_opencv")
-    parser.add_argument(
-        "-e", "--var", action="append", default=[], metavar="NAME=VALUE",
-        help="a coralpi_* setting for every target, e.g. "
-        "coralpi_community_runtime_url=https://mirror/... (repeatable)",
-    )
+    parser.add_argument("--runtime", choices=BY_NAME["coralpi_runtime"].choices,
+                        help="override coralpi_runtime")
+    parser.add_argument("--opencv", choices=BY_NAME["coralpi_opencv"].choices,
+                        help="override coralpi_opencv")
+    options.add_extra_vars(parser, "a coralpi_* setting for every target, e.g. "
+                           "coralpi_community_runtime_url=https://mirror/... (repeatable)")
     parser.add_argument(
         "--pin", action="append", default=[], metavar="URL_OR_FILE=SHA256",
         help="pin a file (by URL or file name) served over plain http before its first "
@@ -60,16 +55,6 @@ def register(sub: Any) -> argparse.ArgumentParser:
     add_common_artifact_args(parser)
     parser.set_defaults(func=run)
     return parser
-
-
-def parse_vars(items: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.startswith("coralpi_"):
-            raise ConfigError(f"-e {item!r}: expected coralpi_NAME=VALUE")
-        out[name] = value
-    return out
 
 
 def parse_pins(items: Sequence[str]) -> dict[str, str]:
@@ -142,7 +127,7 @@ def summarize(lock: Lock) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    extra = {**parse_vars(args.var), **_overrides(args)}
+    extra = {**options.parse_extra_vars(args.extra_vars, coralpi_only=True), **_overrides(args)}
     hosts = collect_hosts(args, extra)
     cache = open_cache(args.cache_dir)
     previous = read_if_exists(args.lock)

@@ -16,10 +16,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
+from provision.commands import options
 from provision.errors import ConfigError, CoralpiError, UnsupportedTarget
 from provision.planning.matrix import controller_supports, load_matrix, resolve
 from provision.planning.plan import Plan
 from provision.planning.targets import ARCHS, Choices, Target, choices_from_vars, target_from_facts
+from provision.planning.variables import BY_NAME
 
 # (inventory, limit) -> {inventory_hostname: facts}. Each host's mapping holds the probe
 # facts (see provision.planning.targets.target_from_facts) and the host's `coralpi_*` variables.
@@ -53,19 +55,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="CODENAME",
         help="release codename: buster, bullseye, bookworm, trixie, jammy, noble",
     )
-    where.add_argument("-i", "--inventory", help="Ansible inventory: plan its real hosts")
+    options.add_inventory(where, "Ansible inventory: plan its real hosts")
     where.add_argument(
         "--all",
         dest="all_rows",
         action="store_true",
         help="summarise every release x architecture with the release's own python",
     )
-    parser.add_argument("--limit", help="with -i: only hosts matching this pattern")
+    options.add_limit(parser, "with -i: only hosts matching this pattern")
     parser.add_argument("--arch", help="x86_64, aarch64 or armv7l (aliases amd64, arm64, armhf)")
     parser.add_argument("--python", help="target python X.Y")
     parser.add_argument("--glibc", help="target glibc X.Y (default: the release's)")
     parser.add_argument("--board", help="board model as in /proc/device-tree/model")
-    parser.add_argument("--runtime", choices=["std", "max"], default=None)
+    parser.add_argument("--runtime", choices=BY_NAME["coralpi_runtime"].choices, default=None)
     parser.add_argument(
         "--accept-max-eula",
         action="store_const",
@@ -73,8 +75,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="accept the max runtime's licence terms (needed for --runtime max)",
     )
-    parser.add_argument("--accelerator", choices=["usb", "pcie"], default=None)
-    parser.add_argument("--opencv", choices=["apt", "pip"], default=None)
+    parser.add_argument("--accelerator", choices=BY_NAME["coralpi_accelerator"].choices,
+                        default=None)
+    parser.add_argument("--opencv", choices=BY_NAME["coralpi_opencv"].choices, default=None)
     parser.add_argument(
         "--no-camera",
         dest="camera",
@@ -86,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--pip-index-url", default=None, help="extra index for wheels PyPI lacks (piwheels-style)"
     )
-    parser.add_argument("--json", action="store_true", help="print JSON (docs/DESIGN.md 1)")
+    options.add_json(parser, "print JSON (docs/DESIGN.md 1)")
     parser.set_defaults(func=run)
 
 
@@ -164,7 +167,7 @@ def default_facts_provider() -> FactsProvider:
 
 
 def plan_inventory(
-    inventory: str,
+    inventory: str | Path,
     limit: str | None,
     overrides: Mapping[str, Any],
     facts_provider: FactsProvider | None = None,

@@ -235,11 +235,6 @@ def _signal_name(signum: int | None) -> str:
     return signal.Signals(signum or signal.SIGINT).name
 
 
-def interrupted_exit_code(report: FleetReport) -> int:
-    """128 + the signal that stopped the run (130 for Ctrl-C), as shells report it."""
-    return 128 + signal.Signals[report.interrupted or "SIGINT"].value
-
-
 def _probe_plan_and_run(
     command: str,
     options: FleetOptions,

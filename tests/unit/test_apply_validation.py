@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from provision.commands.fleet_args import parse_extra_vars
+from provision.commands.options import parse_extra_vars
 from provision.errors import ConfigError
 from provision.fleet.run import last_failed_hosts, rollout_vars
 from provision.planning.inventory import InventoryHost
