@@ -74,7 +74,7 @@ def main() -> int:
         server, thread, base = _serve(docroot)
         try:
             for filename in runtime_debs(plan).values():
-                data = (filename.encode() * (STANDIN_DEB_BYTES // len(filename) + 1))
+                data = filename.encode() * (STANDIN_DEB_BYTES // len(filename) + 1)
                 data = data[:STANDIN_DEB_BYTES]
                 (docroot / "runtime" / filename).write_bytes(data)
                 pins[f"{base}/runtime/{filename}"] = hashlib.sha256(data).hexdigest()
@@ -85,8 +85,9 @@ def main() -> int:
             settings = ArtifactSettings.from_vars(variables)
 
             start = time.monotonic()
-            lock = build_lock([(plan, settings)], ArtifactCache.open(tmp / "lock-cache"),
-                              extra_pins=pins)
+            lock = build_lock(
+                [(plan, settings)], ArtifactCache.open(tmp / "lock-cache"), extra_pins=pins
+            )
             lock_s = time.monotonic() - start
             lock_path = tmp / "coralpi.lock"
             lockfile.write_if_changed(lock_path, lock)
@@ -122,18 +123,24 @@ def main() -> int:
 
     (plat,) = lock.platforms.values()
     print(f"platform: {plat.id}")
-    print(f"files in lock: {len(lock.all_artifacts())} "
-          f"({sum(1 for a in plat.artifacts if a.kind == 'wheel')} wheel(s) from PyPI)")
+    print(
+        f"files in lock: {len(lock.all_artifacts())} "
+        f"({sum(1 for a in plat.artifacts if a.kind == 'wheel')} wheel(s) from PyPI)"
+    )
     print(f"coralpi lock (resolve + first download): {lock_s:.2f} s")
     print(f"bytes downloaded, 1-host fleet: {figures[1]}")
     print(f"bytes downloaded, 3-host fleet: {figures[3]}")
     print(f"equal: {figures[1] == figures[3]}")
     for hosts, (size, took) in unlocked.items():
         print(f"bytes downloaded without a lock, {hosts}-host fleet: {size} ({took:.2f} s)")
-    print(f"fetch, cold cache: {cold.files_downloaded} file(s), {cold.bytes_downloaded} bytes, "
-          f"{cold_s:.3f} s")
-    print(f"fetch, warm cache: {warm.files_downloaded} file(s), {warm.bytes_downloaded} bytes, "
-          f"{warm_s:.3f} s")
+    print(
+        f"fetch, cold cache: {cold.files_downloaded} file(s), {cold.bytes_downloaded} bytes, "
+        f"{cold_s:.3f} s"
+    )
+    print(
+        f"fetch, warm cache: {warm.files_downloaded} file(s), {warm.bytes_downloaded} bytes, "
+        f"{warm_s:.3f} s"
+    )
     ok = figures[1] == figures[3] == unlocked[1][0] == unlocked[3][0]
     return 0 if ok and warm.bytes_downloaded == 0 else 1
 

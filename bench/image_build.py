@@ -40,39 +40,82 @@ def timed(argv: list[str]) -> tuple[float, subprocess.CompletedProcess[str]]:
 
 
 def main() -> int:
-    recipe = RootfsRecipe("bookworm", "amd64", debian_mirror(),
-                          include=(*INCLUDE, "systemd", "systemd-sysv", "dbus"))
+    recipe = RootfsRecipe(
+        "bookworm", "amd64", debian_mirror(), include=(*INCLUDE, "systemd", "systemd-sysv", "dbus")
+    )
     tree = ensure_rootfs(recipe, cache_root()).tree
     with tempfile.TemporaryDirectory(prefix="coralpi-bench-build-") as tmp_name:
         tmp = Path(tmp_name)
-        with Fleet(tmp / "fleet", [HostSpec("pi1", "bookworm"),
-                                   HostSpec("pi2", "bookworm")]) as fleet:
+        with Fleet(
+            tmp / "fleet", [HostSpec("pi1", "bookworm"), HostSpec("pi2", "bookworm")]
+        ) as fleet:
             assert fleet.standin is not None
             inv = str(fleet.inventory_path)
             lock = tmp / "coralpi.lock"
             pins = fleet.pin_args()
-            subprocess.run([CORALPI, "lock", "-i", inv, "--lock", str(lock), *pins],
-                           check=True, capture_output=True, cwd=ROOT)
-            base = build(tmp / "base.img", StandinSpec("bookworm", root_tree=tree,
-                                                       root_mib=tree_mib(tree) + 128), tmp)
-            build_s, proc = timed(["ip", "netns", "exec", fleet.host("pi1").netns, CORALPI,
-                                   "image", "build", "--base", str(base), "--out",
-                                   str(tmp / "golden.img"), "-i", inv, "--limit", "pi1",
-                                   "--lock", str(lock), "--json"])
+            subprocess.run(
+                [CORALPI, "lock", "-i", inv, "--lock", str(lock), *pins],
+                check=True,
+                capture_output=True,
+                cwd=ROOT,
+            )
+            base = build(
+                tmp / "base.img",
+                StandinSpec("bookworm", root_tree=tree, root_mib=tree_mib(tree) + 128),
+                tmp,
+            )
+            build_s, proc = timed(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    fleet.host("pi1").netns,
+                    CORALPI,
+                    "image",
+                    "build",
+                    "--base",
+                    str(base),
+                    "--out",
+                    str(tmp / "golden.img"),
+                    "-i",
+                    inv,
+                    "--limit",
+                    "pi1",
+                    "--lock",
+                    str(lock),
+                    "--json",
+                ]
+            )
             if proc.returncode != 0:
                 print(proc.stderr[-3000:], file=sys.stderr)
                 return 1
             summary = json.loads(proc.stdout)
-            apply_s, proc = timed([CORALPI, "apply", "-i", inv, "--limit", "pi2", "--lock",
-                                   str(lock), "--runs-dir", str(tmp / "runs"), "--json"])
+            apply_s, proc = timed(
+                [
+                    CORALPI,
+                    "apply",
+                    "-i",
+                    inv,
+                    "--limit",
+                    "pi2",
+                    "--lock",
+                    str(lock),
+                    "--runs-dir",
+                    str(tmp / "runs"),
+                    "--json",
+                ]
+            )
             if proc.returncode != 0:
                 print(proc.stderr[-3000:], file=sys.stderr)
                 return 1
-    print(f"image build (bookworm amd64, chroot, incl. Ansible install, copy, grow, "
-          f"manifest): {build_s:.1f}s ({summary['packages']} packages, "
-          f"{summary['venv_files']} venv files)")
-    print(f"apply on one fresh host (same platform and lock, first converge + verify): "
-          f"{apply_s:.1f}s")
+    print(
+        f"image build (bookworm amd64, chroot, incl. Ansible install, copy, grow, "
+        f"manifest): {build_s:.1f}s ({summary['packages']} packages, "
+        f"{summary['venv_files']} venv files)"
+    )
+    print(
+        f"apply on one fresh host (same platform and lock, first converge + verify): {apply_s:.1f}s"
+    )
     print(f"build / apply: {build_s / apply_s:.2f}x")
     return 0
 

@@ -44,8 +44,12 @@ def main() -> int:
             assert fleet.standin is not None
             lock = tmp / "coralpi.lock"
             pins = fleet.pin_args()
-            subprocess.run([CORALPI, "lock", "-i", str(fleet.inventory_path), "--lock",
-                            str(lock), *pins], check=True, capture_output=True, cwd=ROOT)
+            subprocess.run(
+                [CORALPI, "lock", "-i", str(fleet.inventory_path), "--lock", str(lock), *pins],
+                check=True,
+                capture_output=True,
+                cwd=ROOT,
+            )
             start = time.monotonic()
             host = from_inventory(fleet.inventory_path, "pi1", {})
             probe_s = time.monotonic() - start
@@ -58,15 +62,16 @@ def main() -> int:
                 cards.append(build(tmp / f"card{n}.img", StandinSpec("bookworm"), tmp))
             times = []
             for n, card in enumerate(cards):
-                result = prepare(card, f"coral{n:02d}", lambda: host, bundle=bundle,
-                                 lock_file=lock)
+                result = prepare(card, f"coral{n:02d}", lambda: host, bundle=bundle, lock_file=lock)
                 times.append(result.seconds)
         finally:
             fleet.down()
     print(f"probe + plan of the inventory host: {probe_s:.1f}s")
     print(f"bundle built once: {build_s:.1f}s, {size / 2**20:.1f} MiB")
-    print(f"{args.cards} cards from that bundle: total {sum(times):.1f}s, per card median "
-          f"{statistics.median(times):.2f}s (min {min(times):.2f}s, max {max(times):.2f}s)")
+    print(
+        f"{args.cards} cards from that bundle: total {sum(times):.1f}s, per card median "
+        f"{statistics.median(times):.2f}s (min {min(times):.2f}s, max {max(times):.2f}s)"
+    )
     return 0
 
 

@@ -70,8 +70,16 @@ def main() -> int:
     if not TESTDATA.is_dir():
         raise SystemExit(f"test data not found at {TESTDATA}")
 
-    verify_cmd = [args.python, "-m", "verify", "--json", "--assets", str(TESTDATA),
-                  "--count", str(args.count)]
+    verify_cmd = [
+        args.python,
+        "-m",
+        "verify",
+        "--json",
+        "--assets",
+        str(TESTDATA),
+        "--count",
+        str(args.count),
+    ]
     bare_cmd = [args.python, "-c", BARE, str(TESTDATA), str(args.count)]
 
     # one warm-up each (page cache, .pyc files), not counted
@@ -93,10 +101,10 @@ def main() -> int:
     print(f"python: {args.python}")
     print(f"bare inference top-1: {bare_out.strip()}; verify top-1: {verify_top}")
     print(f"reps {args.reps}, count {args.count}")
-    print("verify  (s): " + " ".join(f"{t:.3f}" for t in verify_times)
-          + f"  median {verify_med:.3f}")
-    print("bare    (s): " + " ".join(f"{t:.3f}" for t in bare_times)
-          + f"  median {bare_med:.3f}")
+    print(
+        "verify  (s): " + " ".join(f"{t:.3f}" for t in verify_times) + f"  median {verify_med:.3f}"
+    )
+    print("bare    (s): " + " ".join(f"{t:.3f}" for t in bare_times) + f"  median {bare_med:.3f}")
     print(f"ratio verify/bare: {ratio:.2f}x (goal <= 1.5x)")
     return 0 if ratio <= 1.5 else 1
 

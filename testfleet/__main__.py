@@ -1,9 +1,9 @@
 """``python -m testfleet``: bring a fleet up (foreground), tear one down, show status.
 
-    python -m testfleet build [--image bookworm/arm64 ...]   # warm the caches, print timings
-    python -m testfleet up WORKDIR [--host pi1:bookworm --host pi4:bookworm/arm64 ...]
-    python -m testfleet status [WORKDIR]
-    python -m testfleet down WORKDIR | --stale
+python -m testfleet build [--image bookworm/arm64 ...]   # warm the caches, print timings
+python -m testfleet up WORKDIR [--host pi1:bookworm --host pi4:bookworm/arm64 ...]
+python -m testfleet status [WORKDIR]
+python -m testfleet down WORKDIR | --stale
 """
 
 from __future__ import annotations
@@ -46,12 +46,18 @@ def cmd_build(args: argparse.Namespace) -> int:
         for image in images:
             built = ensure_rootfs(recipe_for(image.suite, image.arch), cache)
             report[f"rootfs {image.suite}/{image.arch}"] = {
-                "action": built.action, "seconds": built.seconds, "tarball": str(built.tarball)}
+                "action": built.action,
+                "seconds": built.seconds,
+                "tarball": str(built.tarball),
+            }
     finally:
         qemu.close()
     standin = standin_coral.ensure_standin(cache)
-    report["stand-in coral"] = {"action": standin.action, "seconds": standin.seconds,
-                                "fingerprint": standin.key_fingerprint}
+    report["stand-in coral"] = {
+        "action": standin.action,
+        "seconds": standin.seconds,
+        "fingerprint": standin.key_fingerprint,
+    }
     report["total seconds"] = round(time.monotonic() - start, 2)
     print(json.dumps(report, indent=2))
     return 0
@@ -108,14 +114,16 @@ def _live(slot: int) -> bool:
 def cmd_status(args: argparse.Namespace) -> int:
     rows = []
     for state, live in _states(args.workdir):
-        rows.append({
-            "slot": state.slot,
-            "workdir": str(state.workdir),
-            "owner": "running" if live else "gone (stale: `down --stale` cleans it)",
-            "bridge": state.bridge,
-            "netns": state.netns,
-            "procs": [{"role": p.role, "pid": p.pid, "alive": p.alive()} for p in state.procs],
-        })
+        rows.append(
+            {
+                "slot": state.slot,
+                "workdir": str(state.workdir),
+                "owner": "running" if live else "gone (stale: `down --stale` cleans it)",
+                "bridge": state.bridge,
+                "netns": state.netns,
+                "procs": [{"role": p.role, "pid": p.pid, "alive": p.alive()} for p in state.procs],
+            }
+        )
     print(json.dumps(rows, indent=2))
     return 0
 
@@ -126,8 +134,11 @@ def cmd_down(args: argparse.Namespace) -> int:
     elif args.workdir:
         states = [FleetState.load(Path(args.workdir) / "state.json")]
         if _live(states[0].slot) and not args.force:
-            print(f"fleet in {args.workdir} is owned by a running process; "
-                  "stop that process or pass --force", file=sys.stderr)
+            print(
+                f"fleet in {args.workdir} is owned by a running process; "
+                "stop that process or pass --force",
+                file=sys.stderr,
+            )
             return 1
     else:
         print("down: give WORKDIR or --stale", file=sys.stderr)
@@ -145,12 +156,16 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m testfleet", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m testfleet",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build or reuse the cached images")
-    build.add_argument("--image", action="append",
-                       help="SUITE[/ARCH], e.g. bookworm/arm64 (repeatable)")
+    build.add_argument(
+        "--image", action="append", help="SUITE[/ARCH], e.g. bookworm/arm64 (repeatable)"
+    )
     up = sub.add_parser("up", help="bring a fleet up and keep it until interrupted")
     up.add_argument("workdir")
     up.add_argument("--host", action="append", help="NAME:SUITE[/ARCH] (repeatable)")

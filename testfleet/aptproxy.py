@@ -66,8 +66,11 @@ def _chown_tree(directory: Path) -> None:
     except KeyError:
         return
     for root, dirs, files in os.walk(directory):
-        for name in [root, *(os.path.join(root, d) for d in dirs),
-                     *(os.path.join(root, f) for f in files)]:
+        for name in [
+            root,
+            *(os.path.join(root, d) for d in dirs),
+            *(os.path.join(root, f) for f in files),
+        ]:
             os.lchown(name, entry.pw_uid, entry.pw_gid)
 
 
@@ -78,14 +81,17 @@ def start_proxy(address: str, workdir: Path, cache: Path) -> AptProxy:
     logs.mkdir(parents=True, exist_ok=True)
     _chown_tree(logs)
     (conf / "acng.conf").write_text(
-        CONFIG.format(cache=cache_dir, logs=logs, socket=conf / "socket", port=PORT,
-                      address=address)
+        CONFIG.format(
+            cache=cache_dir, logs=logs, socket=conf / "socket", port=PORT, address=address
+        )
     )
     _chown_tree(conf)
     with (conf / "stdout.log").open("ab") as out:
         popen = subprocess.Popen(
             ["apt-cacher-ng", "-c", str(conf)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     proxy = AptProxy(

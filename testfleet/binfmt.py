@@ -55,8 +55,10 @@ def entry_name(arch: str) -> str:
 def _interpreter(arch: str) -> Path:
     qemu = MAGIC[arch][0]
     # Debian's wrapper name tells qemu it runs with the P (preserve argv[0]) flag.
-    for candidate in (Path(f"/usr/libexec/qemu-binfmt/{qemu}-binfmt-P"),
-                      Path(f"/usr/bin/qemu-{qemu}-static")):
+    for candidate in (
+        Path(f"/usr/libexec/qemu-binfmt/{qemu}-binfmt-P"),
+        Path(f"/usr/bin/qemu-{qemu}-static"),
+    ):
         if candidate.exists():
             return candidate
     raise FleetError(f"{arch} hosts need qemu-user-static (qemu-{qemu}-static not found)")
@@ -90,8 +92,7 @@ class BinfmtUse:
                 for arch in sorted(self.arches):
                     if not (BINFMT / entry_name(arch)).exists():
                         _, magic, mask = MAGIC[arch]
-                        line = (f":{entry_name(arch)}:M::{magic}:{mask}:"
-                                f"{_interpreter(arch)}:POCF")
+                        line = f":{entry_name(arch)}:M::{magic}:{mask}:{_interpreter(arch)}:POCF"
                         (BINFMT / "register").write_text(line)
             except BaseException:
                 os.close(fd)

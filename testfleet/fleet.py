@@ -65,8 +65,13 @@ class Fleet:
             raise FleetError(f"host_vars for unknown hosts: {sorted(unknown)}")
         self.workdir = Path(workdir).resolve()
         self.specs = [
-            HostSpec(h.name, h.suite, h.arch,
-                     {**h.vars, **dict((host_vars or {}).get(h.name, {}))}, h.tree)
+            HostSpec(
+                h.name,
+                h.suite,
+                h.arch,
+                {**h.vars, **dict((host_vars or {}).get(h.name, {}))},
+                h.tree,
+            )
             for h in hosts
         ]
         self.extra_group_vars = dict(group_vars or {})
@@ -139,8 +144,12 @@ class Fleet:
     def ssh_command(self, host: HostRef, command: str | Sequence[str]) -> list[str]:
         target = self.host(host)
         remote = command if isinstance(command, str) else shlex.join(command)
-        return ["ssh", *ssh_options(self.key_file, self.control_dir), f"pi@{target.address}",
-                remote]
+        return [
+            "ssh",
+            *ssh_options(self.key_file, self.control_dir),
+            f"pi@{target.address}",
+            remote,
+        ]
 
     def ssh(
         self,
@@ -157,8 +166,12 @@ class Fleet:
         if become:
             remote = f"sudo -n sh -c {shlex.quote(remote)}"
         return subprocess.run(
-            self.ssh_command(host, remote), input=input, capture_output=True, text=True,
-            timeout=timeout, check=check,
+            self.ssh_command(host, remote),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
         )
 
     def set_link(self, host: HostRef, up: bool) -> None:
@@ -171,9 +184,16 @@ class Fleet:
         network.set_link(target.veth, up)
         if not up:
             subprocess.run(
-                ["ssh", *ssh_options(self.key_file, self.control_dir), "-O", "exit",
-                 f"pi@{target.address}"],
-                capture_output=True, timeout=10, check=False,
+                [
+                    "ssh",
+                    *ssh_options(self.key_file, self.control_dir),
+                    "-O",
+                    "exit",
+                    f"pi@{target.address}",
+                ],
+                capture_output=True,
+                timeout=10,
+                check=False,
             )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -281,8 +301,11 @@ class Fleet:
         authorized = (self.key_file.with_suffix(".pub")).read_text()
         for index, spec in enumerate(self.specs):
             host = Host(
-                spec=spec, index=index, address=self.slot.host_address(index),
-                netns=self.slot.netns(spec.name), veth=self.slot.veth(index),
+                spec=spec,
+                index=index,
+                address=self.slot.host_address(index),
+                netns=self.slot.netns(spec.name),
+                veth=self.slot.veth(index),
                 dir=self.workdir / "hosts" / spec.name,
             )
             self.hosts.append(host)
@@ -290,8 +313,9 @@ class Fleet:
             state.veths.append(host.veth)
             state.save()
             network.create_host_network(self.slot, spec.name, index)
-            hostops.prepare_host_dir(host, authorized_key=authorized, apt_proxy=self._proxy.url,
-                                   direct_hosts=[address])
+            hostops.prepare_host_dir(
+                host, authorized_key=authorized, apt_proxy=self._proxy.url, direct_hosts=[address]
+            )
         self._timed("network", start)
 
         start = time.monotonic()
@@ -320,8 +344,20 @@ class Fleet:
         self.key_file.parent.mkdir(parents=True, exist_ok=True)
         self.control_dir.mkdir(parents=True, exist_ok=True)
         if not self.key_file.exists():
-            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "coralpi-testfleet",
-                 "-f", self.key_file])
+            run(
+                [
+                    "ssh-keygen",
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "coralpi-testfleet",
+                    "-f",
+                    self.key_file,
+                ]
+            )
 
     def _wait_ready(self, timeout: float = 30) -> None:
         assert self._proxy is not None and self._http is not None

@@ -116,14 +116,33 @@ def prepare_host_dir(
 def start_host(host: Host, lower: Path, log: Path) -> None:
     """Start the host's namespaces and sshd (returns at once; see wait_ssh)."""
     argv = [
-        "ip", "netns", "exec", host.netns,
-        "unshare", "--mount", "--pid", "--uts", "--ipc", "--fork", "--kill-child",
-        "--propagation", "private",
-        "sh", "-c", START_SCRIPT, "start-host", str(lower), str(host.dir), host.name,
+        "ip",
+        "netns",
+        "exec",
+        host.netns,
+        "unshare",
+        "--mount",
+        "--pid",
+        "--uts",
+        "--ipc",
+        "--fork",
+        "--kill-child",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        START_SCRIPT,
+        "start-host",
+        str(lower),
+        str(host.dir),
+        host.name,
     ]
     with log.open("ab") as out:
         host.popen = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     host.unshare = ProcRecord.of(f"unshare:{host.name}", host.popen.pid)
@@ -159,4 +178,3 @@ def wait_port(address: str, port: int, timeout: float) -> bool:
 
 def describe(host: Host) -> str:
     return f"{host.name} ({host.spec.suite}/{host.spec.arch}) at {host.address} in {host.netns}"
-

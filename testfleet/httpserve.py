@@ -81,9 +81,19 @@ class HttpServer:
 def start_http(address: str, site: Path, log: Path) -> HttpServer:
     with log.open("ab") as out:
         popen = subprocess.Popen(
-            [sys.executable, "-m", "http.server", "--bind", address, "--directory", str(site),
-             str(PORT)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "http.server",
+                "--bind",
+                address,
+                "--directory",
+                str(site),
+                str(PORT),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     return HttpServer(f"http://{address}:{PORT}", popen, ProcRecord.of("http", popen.pid))

@@ -14,17 +14,28 @@ GROUP = "coralpi_fleet"
 def ssh_options(key_file: Path, control_dir: Path) -> list[str]:
     """OpenSSH options shared by Ansible and Fleet.ssh (host keys are throwaway)."""
     return [
-        "-o", "StrictHostKeyChecking=no",
-        "-o", "UserKnownHostsFile=/dev/null",
-        "-o", "LogLevel=ERROR",
-        "-o", "IdentitiesOnly=yes",
-        "-o", f"IdentityFile={key_file}",
-        "-o", "ConnectTimeout=5",
-        "-o", "ServerAliveInterval=5",
-        "-o", "ServerAliveCountMax=2",
-        "-o", "ControlMaster=auto",
-        "-o", "ControlPersist=60s",
-        "-o", f"ControlPath={control_dir}/%C",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        f"IdentityFile={key_file}",
+        "-o",
+        "ConnectTimeout=5",
+        "-o",
+        "ServerAliveInterval=5",
+        "-o",
+        "ServerAliveCountMax=2",
+        "-o",
+        "ControlMaster=auto",
+        "-o",
+        "ControlPersist=60s",
+        "-o",
+        f"ControlPath={control_dir}/%C",
     ]
 
 
@@ -37,7 +48,8 @@ def build_inventory(
 ) -> dict[str, Any]:
     """hosts: (inventory name, address, extra host vars) in order."""
     common_args = " ".join(
-        opt for opt in ssh_options(key_file, control_dir)
+        opt
+        for opt in ssh_options(key_file, control_dir)
         if opt != "-o" and not opt.startswith("IdentityFile=")
     )
     common_args = " ".join(f"-o {opt}" for opt in common_args.split())

@@ -67,9 +67,7 @@ def netns_names() -> list[str]:
 def _addresses() -> list[str]:
     out = run(["ip", "-j", "-4", "addr", "show"]).stdout
     return [
-        str(info["local"])
-        for link in json.loads(out or "[]")
-        for info in link.get("addr_info", [])
+        str(info["local"]) for link in json.loads(out or "[]") for info in link.get("addr_info", [])
     ]
 
 
@@ -95,8 +93,10 @@ def claim_slot(preferred: int | None = None) -> tuple[Slot, int]:
             os.close(fd)
             continue
         return slot, fd
-    raise FleetError("no free test-fleet network slot (10.123.N.0/24); run `python -m testfleet "
-                     "down --stale` to clean up after crashed runs")
+    raise FleetError(
+        "no free test-fleet network slot (10.123.N.0/24); run `python -m testfleet "
+        "down --stale` to clean up after crashed runs"
+    )
 
 
 def create_bridge(slot: Slot) -> None:

@@ -136,8 +136,7 @@ def _extract(tarball: Path, tree: Path) -> None:
     if tree.exists():
         shutil.rmtree(tree)
     tree.mkdir(parents=True)
-    run(["tar", "--use-compress-program=zstd -d", "--numeric-owner", "-xpf", tarball,
-         "-C", tree])
+    run(["tar", "--use-compress-program=zstd -d", "--numeric-owner", "-xpf", tarball, "-C", tree])
 
 
 def _build(recipe: RootfsRecipe, cache: Path, base: Path) -> None:
@@ -150,17 +149,19 @@ def _build(recipe: RootfsRecipe, cache: Path, base: Path) -> None:
     debs.mkdir(parents=True, exist_ok=True)
     log = base / "build.log"
     foreign = recipe.arch != native_arch()
-    steps = [[
-        "debootstrap",
-        f"--variant={recipe.variant}",
-        f"--arch={recipe.arch}",
-        f"--include={','.join(recipe.include)}",
-        f"--cache-dir={debs}",
-        *(["--foreign"] if foreign else []),
-        recipe.suite,
-        str(building),
-        recipe.mirror,
-    ]]
+    steps = [
+        [
+            "debootstrap",
+            f"--variant={recipe.variant}",
+            f"--arch={recipe.arch}",
+            f"--include={','.join(recipe.include)}",
+            f"--cache-dir={debs}",
+            *(["--foreign"] if foreign else []),
+            recipe.suite,
+            str(building),
+            recipe.mirror,
+        ]
+    ]
     if foreign:
         steps.append(["chroot", str(building), "/debootstrap/debootstrap", "--second-stage"])
     with log.open("w") as out:
@@ -175,16 +176,29 @@ def _build(recipe: RootfsRecipe, cache: Path, base: Path) -> None:
     run(["sh", "-c", PREPARE_SCRIPT, "prepare", building])
     (base / "recipe.json").write_text(
         json.dumps(
-            {"suite": recipe.suite, "arch": recipe.arch, "mirror": recipe.mirror,
-             "include": list(recipe.include), "variant": recipe.variant},
+            {
+                "suite": recipe.suite,
+                "arch": recipe.arch,
+                "mirror": recipe.mirror,
+                "include": list(recipe.include),
+                "variant": recipe.variant,
+            },
             indent=2,
         )
         + "\n"
     )
     partial = base / "rootfs.tar.zst.part"
-    run(["sh", "-c",
-         'tar --numeric-owner --xattrs -C "$1" -cf - . | zstd -q -T0 -3 -f -o "$2"',
-         "pack", building, partial], timeout=1800)
+    run(
+        [
+            "sh",
+            "-c",
+            'tar --numeric-owner --xattrs -C "$1" -cf - . | zstd -q -T0 -3 -f -o "$2"',
+            "pack",
+            building,
+            partial,
+        ],
+        timeout=1800,
+    )
     partial.rename(base / "rootfs.tar.zst")
     tree = base / "tree"
     if tree.exists():

@@ -188,10 +188,27 @@ def available_arches() -> tuple[str, ...]:
 
 def _recipe_key(arches: tuple[str, ...]) -> str:
     payload = json.dumps(
-        [LIBRARY_SOURCE, UDEV_RULES, POSTINST, POSTRM, MAX_TEMPLATES, MAX_CONFIG, MAX_PREINST,
-         COMMUNITY_MAX_EXTRA_TEMPLATE, OFFICIAL_VERSION, COMMUNITY_UPSTREAM, COMMUNITY_DISTS,
-         SUITE, KEY_UID, NO_DEVICE_MESSAGE, _control("std", "0", "amd64", 0), arches,
-         [ARCHES[a] for a in arches], MISSING_FROM_POOL, 3]
+        [
+            LIBRARY_SOURCE,
+            UDEV_RULES,
+            POSTINST,
+            POSTRM,
+            MAX_TEMPLATES,
+            MAX_CONFIG,
+            MAX_PREINST,
+            COMMUNITY_MAX_EXTRA_TEMPLATE,
+            OFFICIAL_VERSION,
+            COMMUNITY_UPSTREAM,
+            COMMUNITY_DISTS,
+            SUITE,
+            KEY_UID,
+            NO_DEVICE_MESSAGE,
+            _control("std", "0", "amd64", 0),
+            arches,
+            [ARCHES[a] for a in arches],
+            MISSING_FROM_POOL,
+            3,
+        ]
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -231,9 +248,24 @@ def _build_deb(
     libdir.mkdir(parents=True)
     source = work / "libedgetpu_standin.c"
     source.write_text(LIBRARY_SOURCE)
-    run([compiler, "-shared", "-fPIC", "-O2", "-s", "-Wall", "-Werror", "-fvisibility=hidden",
-         f'-DNO_DEVICE_MESSAGE="{NO_DEVICE_MESSAGE}"', f'-DSTANDIN_VARIANT="{variant}"',
-         "-Wl,-soname,libedgetpu.so.1", "-o", libdir / "libedgetpu.so.1.0", source])
+    run(
+        [
+            compiler,
+            "-shared",
+            "-fPIC",
+            "-O2",
+            "-s",
+            "-Wall",
+            "-Werror",
+            "-fvisibility=hidden",
+            f'-DNO_DEVICE_MESSAGE="{NO_DEVICE_MESSAGE}"',
+            f'-DSTANDIN_VARIANT="{variant}"',
+            "-Wl,-soname,libedgetpu.so.1",
+            "-o",
+            libdir / "libedgetpu.so.1.0",
+            source,
+        ]
+    )
     (libdir / "libedgetpu.so.1").symlink_to("libedgetpu.so.1.0")
     rules = pkg / "lib" / "udev" / "rules.d"
     rules.mkdir(parents=True)
@@ -257,19 +289,31 @@ def _build_deb(
 
 
 def _pool_path(variant: str, version: str, arch: str) -> Path:
-    return Path("pool", COMPONENT, "libe", "libedgetpu",
-                f"libedgetpu1-{variant}_{version}_{arch}.deb")
+    return Path(
+        "pool", COMPONENT, "libe", "libedgetpu", f"libedgetpu1-{variant}_{version}_{arch}.deb"
+    )
 
 
 def _gpg(home: Path, *args: str, input_text: str | None = None) -> str:
-    return run(["gpg", "--homedir", str(home), "--batch", "--no-tty", *args],
-               input_text=input_text).stdout
+    return run(
+        ["gpg", "--homedir", str(home), "--batch", "--no-tty", *args], input_text=input_text
+    ).stdout
 
 
 def _make_key(home: Path) -> str:
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _gpg(home, "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key",
-         KEY_UID, "rsa3072", "sign", "never")
+    _gpg(
+        home,
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        KEY_UID,
+        "rsa3072",
+        "sign",
+        "never",
+    )
     for line in _gpg(home, "--with-colons", "--list-secret-keys").splitlines():
         fields = line.split(":")
         if fields[0] == "fpr":
@@ -290,22 +334,44 @@ def _write_repo(repo: Path, home: Path, fingerprint: str, arches: tuple[str, ...
     release = run(
         [
             "apt-ftparchive",
-            "-o", "APT::FTPArchive::Release::Origin=coral-edgetpu-stable (coralpi stand-in)",
-            "-o", "APT::FTPArchive::Release::Label=coral-edgetpu-stable",
-            "-o", f"APT::FTPArchive::Release::Suite={SUITE}",
-            "-o", f"APT::FTPArchive::Release::Codename={SUITE}",
-            "-o", f"APT::FTPArchive::Release::Components={COMPONENT}",
-            "-o", f"APT::FTPArchive::Release::Architectures={' '.join(arches)}",
-            "release", ".",
+            "-o",
+            "APT::FTPArchive::Release::Origin=coral-edgetpu-stable (coralpi stand-in)",
+            "-o",
+            "APT::FTPArchive::Release::Label=coral-edgetpu-stable",
+            "-o",
+            f"APT::FTPArchive::Release::Suite={SUITE}",
+            "-o",
+            f"APT::FTPArchive::Release::Codename={SUITE}",
+            "-o",
+            f"APT::FTPArchive::Release::Components={COMPONENT}",
+            "-o",
+            f"APT::FTPArchive::Release::Architectures={' '.join(arches)}",
+            "release",
+            ".",
         ],
         cwd=dist,
     ).stdout
     (dist / "Release").write_text(release)
-    sign = ["--pinentry-mode", "loopback", "--passphrase", "", "--local-user", fingerprint,
-            "--digest-algo", "SHA256"]
+    sign = [
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+        "--local-user",
+        fingerprint,
+        "--digest-algo",
+        "SHA256",
+    ]
     _gpg(home, *sign, "--clearsign", "--output", str(dist / "InRelease"), str(dist / "Release"))
-    _gpg(home, *sign, "--armor", "--detach-sign", "--output", str(dist / "Release.gpg"),
-         str(dist / "Release"))
+    _gpg(
+        home,
+        *sign,
+        "--armor",
+        "--detach-sign",
+        "--output",
+        str(dist / "Release.gpg"),
+        str(dist / "Release"),
+    )
     (repo / "doc").mkdir()
     (repo / "doc" / "apt-key.gpg").write_text(_gpg(home, "--armor", "--export", fingerprint))
 
@@ -346,11 +412,21 @@ def ensure_standin(cache: Path) -> StandinCoral:
                 repo = root / "coral-apt"
                 for variant in VARIANTS:
                     for arch in arches:
-                        _build_deb(work, variant, OFFICIAL_VERSION, arch, False,
-                                   repo / _pool_path(variant, OFFICIAL_VERSION, arch))
+                        _build_deb(
+                            work,
+                            variant,
+                            OFFICIAL_VERSION,
+                            arch,
+                            False,
+                            repo / _pool_path(variant, OFFICIAL_VERSION, arch),
+                        )
                         for dist in COMMUNITY_DISTS:
                             _build_deb(
-                                work, variant, f"{COMMUNITY_UPSTREAM}.{dist}", arch, True,
+                                work,
+                                variant,
+                                f"{COMMUNITY_UPSTREAM}.{dist}",
+                                arch,
+                                True,
                                 root / "community" / community_deb_name(variant, dist, arch),
                             )
                 _write_repo(repo, home, fingerprint, arches)

@@ -88,7 +88,9 @@ def close_control_sockets(control_dir: str) -> None:
         if sock.is_socket():
             subprocess.run(
                 ["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "fleet-host"],
-                capture_output=True, timeout=10, check=False,
+                capture_output=True,
+                timeout=10,
+                check=False,
             )
 
 
@@ -103,8 +105,7 @@ def teardown(
     inits = [p for p in state.procs if p.role.startswith("init:")]
     for rec in inits:
         rec.signal(signal.SIGKILL)
-    _reap([p for p in state.procs if p.role.startswith("unshare:")], popens, problems,
-          first=None)
+    _reap([p for p in state.procs if p.role.startswith("unshare:")], popens, problems, first=None)
     _reap(inits, popens, problems, first=None)
     services = [p for p in state.procs if not p.role.startswith(("init:", "unshare:"))]
     _reap(services, popens, problems, first=signal.SIGTERM)

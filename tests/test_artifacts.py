@@ -67,13 +67,30 @@ def gpg_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[bytes, s
     env = dict(os.environ, GNUPGHOME=str(home))
     gpg = ["gpg", "--batch", "--quiet", "--passphrase", "", "--pinentry-mode", "loopback"]
     try:
-        subprocess.run([*gpg, "--quick-generate-key", "Stand-in Coral <coral@example.invalid>",
-                        "ed25519", "sign", "never"], env=env, check=True, capture_output=True)
-        out = subprocess.run([*gpg, "--list-keys", "--with-colons"], env=env, check=True,
-                             capture_output=True, text=True).stdout
+        subprocess.run(
+            [
+                *gpg,
+                "--quick-generate-key",
+                "Stand-in Coral <coral@example.invalid>",
+                "ed25519",
+                "sign",
+                "never",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        out = subprocess.run(
+            [*gpg, "--list-keys", "--with-colons"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         fpr = next(ln.split(":")[9] for ln in out.splitlines() if ln.startswith("fpr:"))
-        armored = subprocess.run([*gpg, "--armor", "--export", fpr], env=env, check=True,
-                                 capture_output=True).stdout
+        armored = subprocess.run(
+            [*gpg, "--armor", "--export", fpr], env=env, check=True, capture_output=True
+        ).stdout
         yield armored, fpr
     finally:
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
@@ -126,19 +143,20 @@ standin_lookups: list[str] = []
 
 
 @pytest.fixture(autouse=True)
-def standin_pi_ansible(request: pytest.FixtureRequest, tmp_path: Path,
-                       monkeypatch: pytest.MonkeyPatch) -> None:
+def standin_pi_ansible(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Outside `pypi` tests the index look-up for the Pi's ansible-core wheel is a STAND-IN:
     a file named like the real wheel, served by the test's `upstream` (else a file:// URL),
     with its sha256 as an index publishes it; the real code downloads, checks and caches it."""
     if request.node.get_closest_marker("pypi"):
         return
     standin_lookups.clear()
-    served = request.getfixturevalue("upstream") if "upstream" in request.fixturenames \
-        else None
+    served = request.getfixturevalue("upstream") if "upstream" in request.fixturenames else None
 
-    def resolve_standin(choice: pi_ansible.PiAnsible, plan: dict[str, Any],
-                        cache: ArtifactCache, pins: Any) -> lockfile.Artifact:
+    def resolve_standin(
+        choice: pi_ansible.PiAnsible, plan: dict[str, Any], cache: ArtifactCache, pins: Any
+    ) -> lockfile.Artifact:
         standin_lookups.append(choice.version)
         name = f"ansible_core-{choice.version}-py3-none-any.whl"
         docroot = served["docroot"] if served else tmp_path
@@ -147,11 +165,12 @@ def standin_pi_ansible(request: pytest.FixtureRequest, tmp_path: Path,
         path.write_bytes(b"STAND-IN ansible-core wheel " + choice.version.encode())
         url = f"{served['base']}/standin-index/{name}" if served else path.as_uri()
         published = hashlib.sha256(path.read_bytes()).hexdigest()
-        got = artifacts.downloads.fetch(cache, Source("wheel", name, url,
-                                                      pins.get(url) or published,
-                                                      "coralpi_pip_index_url"))
-        return lockfile.Artifact("wheel", name, choice.version, url, got.sha256, got.size,
-                                 pi_ansible.lock_reason(choice))
+        got = artifacts.downloads.fetch(
+            cache, Source("wheel", name, url, pins.get(url) or published, "coralpi_pip_index_url")
+        )
+        return lockfile.Artifact(
+            "wheel", name, choice.version, url, got.sha256, got.size, pi_ansible.lock_reason(choice)
+        )
 
     monkeypatch.setattr(pi_ansible, "resolve_artifact", resolve_standin)
 
@@ -163,8 +182,9 @@ def closed_port() -> int:
     return port
 
 
-def plan_for(codename: str, arch: str, python: str, glibc: str, *, wheels: bool = False,
-             **choices: Any) -> dict[str, Any]:
+def plan_for(
+    codename: str, arch: str, python: str, glibc: str, *, wheels: bool = False, **choices: Any
+) -> dict[str, Any]:
     plan = resolve(Target("debian", codename, arch, python, glibc), Choices(**choices)).to_dict()
     if not wheels:  # keep PyPI out of tests not marked `pypi`
         plan["pip_requirements"] = []
@@ -179,8 +199,9 @@ def settings(upstream: dict[str, Any], **extra: Any) -> ArtifactSettings:
     return ArtifactSettings.from_vars({**upstream["vars"], **extra})
 
 
-def _pinned_lock(upstream: dict[str, Any], cache: ArtifactCache,
-                 plans: list[dict[str, Any]], **extra: Any) -> lockfile.Lock:
+def _pinned_lock(
+    upstream: dict[str, Any], cache: ArtifactCache, plans: list[dict[str, Any]], **extra: Any
+) -> lockfile.Lock:
     s = settings(upstream, **extra)
     return build_lock([(p, s) for p in plans], cache, extra_pins=upstream["pins"])
 
@@ -188,8 +209,7 @@ def _pinned_lock(upstream: dict[str, Any], cache: ArtifactCache,
 # ------------------------------------------------------------------------ lock
 
 
-def test_lock_pins_debs_assets_and_is_byte_stable(upstream: dict[str, Any],
-                                                  tmp_path: Path) -> None:
+def test_lock_pins_debs_assets_and_is_byte_stable(upstream: dict[str, Any], tmp_path: Path) -> None:
     cache = ArtifactCache.open(tmp_path / "cache")
     lock = _pinned_lock(upstream, cache, [bookworm_amd64()])
     path = tmp_path / "coralpi.lock"
@@ -212,16 +232,18 @@ def test_lock_pins_debs_assets_and_is_byte_stable(upstream: dict[str, Any],
     # Same inputs again: nothing is downloaded, the file is not rewritten.
     stat = path.stat()
     downloaded = cache.stats.files_downloaded
-    again = build_lock([(bookworm_amd64(), settings(upstream))], cache,
-                       previous=lockfile.read(path))
+    again = build_lock(
+        [(bookworm_amd64(), settings(upstream))], cache, previous=lockfile.read(path)
+    )
     assert cache.stats.files_downloaded == downloaded
     assert lockfile.write_if_changed(path, again) is False
     assert path.read_text() == text
     assert path.stat().st_mtime_ns == stat.st_mtime_ns
 
 
-def test_lock_records_the_pis_ansible_once_and_fetch_gets_it(upstream: dict[str, Any],
-                                                             tmp_path: Path) -> None:
+def test_lock_records_the_pis_ansible_once_and_fetch_gets_it(
+    upstream: dict[str, Any], tmp_path: Path
+) -> None:
     """The ansible-core wheel a first-boot bundle or golden image installs is a lock entry
     (STAND-IN wheel, see standin_pi_ansible): recorded once, kept, fetched like the rest."""
     cache = ArtifactCache.open(tmp_path / "cache")
@@ -277,8 +299,9 @@ def test_changed_upstream_bytes_are_refused(upstream: dict[str, Any], tmp_path: 
     assert not list((tmp_path / "other-cache").glob(f"deb/*/{DEB_STD}"))
 
 
-def test_a_source_sending_more_than_the_pinned_size_is_cut_off(upstream: dict[str, Any],
-                                                                tmp_path: Path) -> None:
+def test_a_source_sending_more_than_the_pinned_size_is_cut_off(
+    upstream: dict[str, Any], tmp_path: Path
+) -> None:
     cache = ArtifactCache.open(tmp_path / "cache")
     lock = _pinned_lock(upstream, cache, [bookworm_amd64()])
     (upstream["docroot"] / "runtime" / DEB_MAX).write_bytes(b"x" * 10_000_000)
@@ -292,8 +315,9 @@ def test_a_source_sending_more_than_the_pinned_size_is_cut_off(upstream: dict[st
 # ------------------------------------------------------------------------ fetch / cache
 
 
-def test_fetch_downloads_once_then_reuses_and_refuses_tampering(upstream: dict[str, Any],
-                                                                tmp_path: Path) -> None:
+def test_fetch_downloads_once_then_reuses_and_refuses_tampering(
+    upstream: dict[str, Any], tmp_path: Path
+) -> None:
     lock = _pinned_lock(upstream, ArtifactCache.open(tmp_path / "lock-cache"), [bookworm_amd64()])
     cache = ArtifactCache.open(tmp_path / "cache")
     first = fetch_lock(lock, cache)
@@ -326,18 +350,27 @@ def test_unreachable_mirrors_name_their_setting(tmp_path: Path) -> None:
     port = closed_port()
     cache = ArtifactCache.open(tmp_path / "cache")
     cases = [
-        ("coralpi_community_runtime_url", bookworm_amd64(),
-         {"coralpi_community_runtime_url": f"https://127.0.0.1:{port}/rt"}),
-        ("coralpi_coral_repo_url", plan_for("bullseye", "aarch64", "3.9", "2.31"),
-         {"coralpi_coral_repo_url": f"http://127.0.0.1:{port}/apt"}),
+        (
+            "coralpi_community_runtime_url",
+            bookworm_amd64(),
+            {"coralpi_community_runtime_url": f"https://127.0.0.1:{port}/rt"},
+        ),
+        (
+            "coralpi_coral_repo_url",
+            plan_for("bullseye", "aarch64", "3.9", "2.31"),
+            {"coralpi_coral_repo_url": f"http://127.0.0.1:{port}/apt"},
+        ),
     ]
     for setting, plan, variables in cases:
         with pytest.raises(ArtifactError) as err:
             build_lock([(plan, ArtifactSettings.from_vars(variables))], cache)
         text = str(err.value)
         assert setting in text and "cannot reach" in text and f"127.0.0.1:{port}" in text
-    lock = lockfile.Lock(shared=tuple(artifacts.asset_artifacts(
-        ArtifactSettings(assets_url=f"http://127.0.0.1:{port}/td"))))
+    lock = lockfile.Lock(
+        shared=tuple(
+            artifacts.asset_artifacts(ArtifactSettings(assets_url=f"http://127.0.0.1:{port}/td"))
+        )
+    )
     with pytest.raises(ArtifactError, match="coralpi_assets_url") as err:
         fetch_lock(lock, cache)
     assert "connection refused" in str(err.value)
@@ -346,15 +379,18 @@ def test_unreachable_mirrors_name_their_setting(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------ per host
 
 
-def test_fleet_of_one_platform_costs_one_download(upstream: dict[str, Any],
-                                                  tmp_path: Path) -> None:
+def test_fleet_of_one_platform_costs_one_download(upstream: dict[str, Any], tmp_path: Path) -> None:
     def run(hosts: int, root: Path) -> tuple[int, list[dict[str, Any]]]:
         cache = ArtifactCache.open(root)
         lock_path = tmp_path / f"{root.name}.lock"
-        lockfile.write_if_changed(lock_path, _pinned_lock(
-            upstream, ArtifactCache.open(tmp_path / "lock-cache"), [bookworm_amd64()]))
-        out = [ensure_host_artifacts(bookworm_amd64(), upstream["vars"], cache,
-                                     lock_path=lock_path) for _ in range(hosts)]
+        lockfile.write_if_changed(
+            lock_path,
+            _pinned_lock(upstream, ArtifactCache.open(tmp_path / "lock-cache"), [bookworm_amd64()]),
+        )
+        out = [
+            ensure_host_artifacts(bookworm_amd64(), upstream["vars"], cache, lock_path=lock_path)
+            for _ in range(hosts)
+        ]
         return cache.stats.bytes_downloaded, out
 
     one, _ = run(1, tmp_path / "c1")
@@ -370,11 +406,14 @@ def test_fleet_of_one_platform_costs_one_download(upstream: dict[str, Any],
     assert os.listdir(art["wheels_dir"]) == []
 
 
-def test_a_mirror_chosen_after_locking_serves_the_pinned_files(upstream: dict[str, Any],
-                                                               tmp_path: Path) -> None:
+def test_a_mirror_chosen_after_locking_serves_the_pinned_files(
+    upstream: dict[str, Any], tmp_path: Path
+) -> None:
     lock_path = tmp_path / "coralpi.lock"
-    lockfile.write_if_changed(lock_path, _pinned_lock(
-        upstream, ArtifactCache.open(tmp_path / "lock-cache"), [bookworm_amd64()]))
+    lockfile.write_if_changed(
+        lock_path,
+        _pinned_lock(upstream, ArtifactCache.open(tmp_path / "lock-cache"), [bookworm_amd64()]),
+    )
     before = lock_path.read_bytes()
     (upstream["docroot"] / "mirror").symlink_to(upstream["docroot"] / "runtime")
     moved = {**upstream["vars"], "coralpi_community_runtime_url": f"{upstream['base']}/mirror"}
@@ -387,12 +426,12 @@ def test_a_mirror_chosen_after_locking_serves_the_pinned_files(upstream: dict[st
     for name in (DEB_STD, DEB_MAX):
         (upstream["docroot"] / "mirror" / name).write_bytes(b"not the pinned file")
     with pytest.raises(HashMismatch):
-        ensure_host_artifacts(bookworm_amd64(), moved, tmp_path / "cache-2",
-                              lock_path=lock_path)
+        ensure_host_artifacts(bookworm_amd64(), moved, tmp_path / "cache-2", lock_path=lock_path)
 
 
-def test_coral_apt_plan_gets_a_fingerprint_checked_keyring(upstream: dict[str, Any],
-                                                           tmp_path: Path) -> None:
+def test_coral_apt_plan_gets_a_fingerprint_checked_keyring(
+    upstream: dict[str, Any], tmp_path: Path
+) -> None:
     plan = plan_for("bullseye", "aarch64", "3.9", "2.31")
     assert plan["runtime"]["source"] == "coral-apt"
     lock_path = tmp_path / "coralpi.lock"
@@ -411,15 +450,18 @@ def test_coral_apt_plan_gets_a_fingerprint_checked_keyring(upstream: dict[str, A
 
     # The default accepted list does not hold the stand-in key: refused, found key listed.
     with pytest.raises(ArtifactError) as err:
-        ensure_host_artifacts(plan, {k: v for k, v in upstream["vars"].items()
-                                     if k != "coralpi_coral_key_fingerprints"},
-                              tmp_path / "cache2")
+        ensure_host_artifacts(
+            plan,
+            {k: v for k, v in upstream["vars"].items() if k != "coralpi_coral_key_fingerprints"},
+            tmp_path / "cache2",
+        )
     assert upstream["fingerprint"] in str(err.value)
     assert "Found:" in str(err.value)
 
 
 def test_pins_by_file_name_trust_a_plain_http_mirror_without_a_lock(
-        upstream: dict[str, Any], tmp_path: Path) -> None:
+    upstream: dict[str, Any], tmp_path: Path
+) -> None:
     by_name = {url.rsplit("/", 1)[1]: sha for url, sha in upstream["pins"].items()}
     s = ArtifactSettings.from_vars(upstream["vars"], cache_dir=tmp_path / "cache", pins=by_name)
     art = ensure_host_artifacts(bookworm_amd64(), s)
@@ -443,10 +485,24 @@ def test_cli_lock_unreachable_mirror_exits_1_without_traceback(tmp_path: Path) -
         pytest.skip("provision/cli.py is not there yet")
     port = closed_port()
     proc = subprocess.run(
-        [sys.executable, "-m", "provision", "lock", "--platform", "bookworm/x86_64/3.11",
-         "-e", f"coralpi_community_runtime_url=https://127.0.0.1:{port}/rt",
-         "--lock", str(tmp_path / "coralpi.lock"), "--cache-dir", str(tmp_path / "cache")],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "provision",
+            "lock",
+            "--platform",
+            "bookworm/x86_64/3.11",
+            "-e",
+            f"coralpi_community_runtime_url=https://127.0.0.1:{port}/rt",
+            "--lock",
+            str(tmp_path / "coralpi.lock"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
     assert proc.returncode == 1, proc.stderr
     assert "coralpi_community_runtime_url" in proc.stderr
@@ -462,12 +518,16 @@ def _local_platform_id() -> str:
     import platform
 
     release = dict(
-        line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines()
+        line.split("=", 1)
+        for line in Path("/etc/os-release").read_text().splitlines()
         if "=" in line
     )
-    py = subprocess.run(["/usr/bin/python3", "-c",
-                         "import sys; print('%d.%d' % sys.version_info[:2])"],
-                        capture_output=True, text=True, check=True).stdout.strip()
+    py = subprocess.run(
+        ["/usr/bin/python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     codename = release.get("VERSION_CODENAME", "").strip('"')
     return f"{codename}/{platform.machine()}/python{py}/opencv-apt"
 
@@ -490,13 +550,30 @@ def test_cli_lock_from_the_local_inventory(upstream: dict[str, Any], tmp_path: P
                 path.write_bytes(b"stand-in " + name.encode())
             pins += ["--pin", f"{name}={hashlib.sha256(path.read_bytes()).hexdigest()}"]
     lock = tmp_path / "coralpi.lock"
-    cmd = [sys.executable, "-m", "provision", "lock", "-i", str(ROOT / "inventory/localhost.yml"),
-           "--lock", str(lock), "--cache-dir", str(tmp_path / "cache"), *pins]
+    cmd = [
+        sys.executable,
+        "-m",
+        "provision",
+        "lock",
+        "-i",
+        str(ROOT / "inventory/localhost.yml"),
+        "--lock",
+        str(lock),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        *pins,
+    ]
     for name in ("coralpi_assets_url", "coralpi_community_runtime_url", "coralpi_coral_repo_url"):
         cmd += ["-e", f"{name}={upstream['vars'][name]}"]
     cmd += ["-e", f"coralpi_coral_key_fingerprints={upstream['fingerprint']}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600,
-                          env=dict(os.environ, CORALPI_NO_PROGRESS="1"))
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        env=dict(os.environ, CORALPI_NO_PROGRESS="1"),
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     locked = lockfile.read(lock)
     assert list(locked.platforms) == [expected]
@@ -507,33 +584,56 @@ def test_cli_lock_twice_then_fetch(upstream: dict[str, Any], tmp_path: Path) -> 
     if not (ROOT / "provision" / "cli.py").exists():
         pytest.skip("provision/cli.py is not there yet")
     lock = tmp_path / "coralpi.lock"
-    cmd = [sys.executable, "-m", "provision", "lock", "--platform", "bookworm/x86_64/3.11",
-           "--lock", str(lock), "--cache-dir", str(tmp_path / "cache")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "provision",
+        "lock",
+        "--platform",
+        "bookworm/x86_64/3.11",
+        "--lock",
+        str(lock),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     for name, value in upstream["vars"].items():
         if name != "coralpi_coral_key_fingerprints":
             cmd += ["-e", f"{name}={value}"]
     for url, sha in upstream["pins"].items():
         cmd += ["--pin", f"{url.rsplit('/', 1)[1]}={sha}"]
     env = dict(os.environ, CORALPI_NO_PROGRESS="1")
-    first = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env,
-                           timeout=300)
+    first = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert first.returncode == 0, first.stderr
     assert "written" in first.stdout
     text, mtime = lock.read_bytes(), lock.stat().st_mtime_ns
     assert b"tflite_runtime-2.14.0-cp311-cp311-" in text and DEB_MAX.encode() in text
-    second = subprocess.run(cmd[:-2 * len(upstream["pins"])], capture_output=True, text=True,
-                            cwd=tmp_path, env=env, timeout=300)  # pins now come from the lock
+    second = subprocess.run(
+        cmd[: -2 * len(upstream["pins"])],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )  # pins now come from the lock
     assert second.returncode == 0, second.stderr
     assert "unchanged" in second.stdout
     assert lock.read_bytes() == text and lock.stat().st_mtime_ns == mtime
-    fetch = [sys.executable, "-m", "provision", "fetch", "--lock", str(lock),
-             "--cache-dir", str(tmp_path / "fresh")]
-    got = subprocess.run(fetch, capture_output=True, text=True, cwd=tmp_path, env=env,
-                         timeout=300)
+    fetch = [
+        sys.executable,
+        "-m",
+        "provision",
+        "fetch",
+        "--lock",
+        str(lock),
+        "--cache-dir",
+        str(tmp_path / "fresh"),
+    ]
+    got = subprocess.run(fetch, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert got.returncode == 0, got.stderr
     assert "0 downloaded" not in got.stdout
-    again = subprocess.run(fetch, capture_output=True, text=True, cwd=tmp_path, env=env,
-                           timeout=300)
+    again = subprocess.run(
+        fetch, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
+    )
     assert "(0 downloaded, 0.0 MB" in again.stdout
 
 
@@ -550,11 +650,15 @@ def pypi_cache(tmp_path_factory: pytest.TempPathFactory) -> ArtifactCache:
 @pytest.mark.pypi
 @pytest.mark.parametrize(
     ("arch", "tag"),
-    [("aarch64", "manylinux_2_34_aarch64"), ("armv7l", "manylinux_2_34_armv7l"),
-     ("x86_64", "x86_64")],
+    [
+        ("aarch64", "manylinux_2_34_aarch64"),
+        ("armv7l", "manylinux_2_34_armv7l"),
+        ("x86_64", "x86_64"),
+    ],
 )
-def test_tflite_runtime_wheels_for_bookworm(upstream: dict[str, Any], pypi_cache: ArtifactCache,
-                                            arch: str, tag: str) -> None:
+def test_tflite_runtime_wheels_for_bookworm(
+    upstream: dict[str, Any], pypi_cache: ArtifactCache, arch: str, tag: str
+) -> None:
     plan = plan_for("bookworm", arch, "3.11", "2.36", wheels=True)
     assert plan["pip_requirements"] == ["tflite-runtime==2.14.0"]
     deb_arch = {"aarch64": "arm64", "armv7l": "armhf", "x86_64": "amd64"}[arch]
@@ -564,12 +668,14 @@ def test_tflite_runtime_wheels_for_bookworm(upstream: dict[str, Any], pypi_cache
         name = f"libedgetpu1-{variant}_16.0tf2.17.1-1.bookworm_{deb_arch}.deb"
         if name not in (DEB_STD, DEB_MAX):
             shutil.copy(docroot / "runtime" / DEB_STD, docroot / "runtime" / name)
-        pins.setdefault(f"{upstream['base']}/runtime/{name}", upstream["pins"][
-            f"{upstream['base']}/runtime/{DEB_STD}"])
+        pins.setdefault(
+            f"{upstream['base']}/runtime/{name}",
+            upstream["pins"][f"{upstream['base']}/runtime/{DEB_STD}"],
+        )
     lock = build_lock([(plan, settings(upstream))], pypi_cache, extra_pins=pins)
     wheels = _wheels(lock)
     assert len(wheels) == 1, wheels  # numpy comes from apt: not downloaded
-    (name, art), = wheels.items()
+    ((name, art),) = wheels.items()
     assert name.startswith("tflite_runtime-2.14.0-cp311-cp311-") and tag in name
     assert art.url.startswith("https://files.pythonhosted.org/")
     path = pypi_cache.path("wheel", art.sha256, name)
@@ -585,8 +691,9 @@ def test_tflite_runtime_wheels_for_bookworm(upstream: dict[str, Any], pypi_cache
 
 
 @pytest.mark.pypi
-def test_ai_edge_litert_with_dependencies_for_trixie_aarch64(upstream: dict[str, Any],
-                                                             pypi_cache: ArtifactCache) -> None:
+def test_ai_edge_litert_with_dependencies_for_trixie_aarch64(
+    upstream: dict[str, Any], pypi_cache: ArtifactCache
+) -> None:
     plan = plan_for("trixie", "aarch64", "3.13", "2.41", wheels=True)
     plan = copy.deepcopy(plan)
     plan["runtime"]["source"] = "coral-apt"  # no runtime .debs needed for this wheel test

@@ -20,8 +20,13 @@ pytestmark = pytest.mark.skipif(not TESTDATA.is_dir(), reason="Coral test data n
 
 
 def run_verify(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "verify", "--json", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "verify", "--json", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_parrot_is_a_scarlet_macaw_on_the_cpu() -> None:
@@ -52,10 +57,16 @@ def test_parrot_is_a_scarlet_macaw_on_the_cpu() -> None:
 
 def test_an_edgetpu_model_without_the_delegate_is_explained(tmp_path: Path) -> None:
     pytest.importorskip("tflite_runtime.interpreter")
-    done = run_verify("--model", str(TESTDATA / "mobilenet_v2_1.0_224_inat_bird_quant_edgetpu"
-                                                 ".tflite"),
-                      "--labels", str(TESTDATA / "inat_bird_labels.txt"),
-                      "--image", str(TESTDATA / "parrot.jpg"), "--count", "1")
+    done = run_verify(
+        "--model",
+        str(TESTDATA / "mobilenet_v2_1.0_224_inat_bird_quant_edgetpu.tflite"),
+        "--labels",
+        str(TESTDATA / "inat_bird_labels.txt"),
+        "--image",
+        str(TESTDATA / "parrot.jpg"),
+        "--count",
+        "1",
+    )
     assert done.returncode == 2
     document = json.loads(done.stdout)
     checks = {c["name"]: c for c in document["checks"]}
@@ -66,10 +77,18 @@ def test_an_edgetpu_model_without_the_delegate_is_explained(tmp_path: Path) -> N
 
 def test_own_model_labels_and_image_with_an_expected_label() -> None:
     pytest.importorskip("tflite_runtime.interpreter")
-    done = run_verify("--model", str(TESTDATA / "mobilenet_v2_1.0_224_quant.tflite"),
-                      "--labels", str(TESTDATA / "imagenet_labels.txt"),
-                      "--image", str(TESTDATA / "parrot.jpg"), "--count", "2",
-                      "--expect", "tench, Tinca tinca")
+    done = run_verify(
+        "--model",
+        str(TESTDATA / "mobilenet_v2_1.0_224_quant.tflite"),
+        "--labels",
+        str(TESTDATA / "imagenet_labels.txt"),
+        "--image",
+        str(TESTDATA / "parrot.jpg"),
+        "--count",
+        "2",
+        "--expect",
+        "tench, Tinca tinca",
+    )
     document = json.loads(done.stdout)
     assert document["smoke"]["model"] == str(TESTDATA / "mobilenet_v2_1.0_224_quant.tflite")
     assert document["smoke"]["top"][0]["label"] == "macaw"
@@ -105,19 +124,28 @@ def test_delegate_that_finds_no_device_falls_back_to_the_cpu(tmp_path: Path) -> 
         pytest.skip("no C compiler to build the stand-in runtime")
     source = tmp_path / "standin.c"
     source.write_text(STAND_IN_DELEGATE)
-    subprocess.run([compiler, "-shared", "-fPIC", "-o", str(tmp_path / "libedgetpu.so.1"),
-                    str(source)], check=True, capture_output=True)
+    subprocess.run(
+        [compiler, "-shared", "-fPIC", "-o", str(tmp_path / "libedgetpu.so.1"), str(source)],
+        check=True,
+        capture_output=True,
+    )
     env = {**os.environ, "LD_LIBRARY_PATH": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "verify", "--json", "--assets", str(TESTDATA),
-                           "--count", "2"], cwd=REPO, capture_output=True, text=True,
-                          timeout=300, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "verify", "--json", "--assets", str(TESTDATA), "--count", "2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     document = json.loads(done.stdout)
     smoke = document["smoke"]
     assert smoke["device"] == "cpu"
     assert smoke["top"][0]["label"] == MACAW
     assert "Failed to load delegate" not in smoke["note"]  # translated, not raw
-    assert smoke["note"].startswith("no Edge TPU usable: the runtime loaded but found no "
-                                    "Edge TPU (no accelerator attached)")
+    assert smoke["note"].startswith(
+        "no Edge TPU usable: the runtime loaded but found no Edge TPU (no accelerator attached)"
+    )
     checks = {c["name"]: c for c in document["checks"]}
     assert checks["smoke_edgetpu"]["status"] == "warn"
     assert "found no Edge TPU" in checks["smoke_edgetpu"]["detail"]

@@ -113,11 +113,14 @@ def test_urls() -> None:
     assert assets.url_for(pinned, None) == (
         "https://raw.githubusercontent.com/google-coral/test_data/"
         "168d89da6ae4132e5e4bda90b76fc128cd1fe560/"
-        "mobilenet_v2_1.0_224_inat_bird_quant_edgetpu.tflite")
+        "mobilenet_v2_1.0_224_inat_bird_quant_edgetpu.tflite"
+    )
     assert assets.url_for(pinned, "http://mirror/coral/") == (
-        "http://mirror/coral/mobilenet_v2_1.0_224_inat_bird_quant_edgetpu.tflite")
+        "http://mirror/coral/mobilenet_v2_1.0_224_inat_bird_quant_edgetpu.tflite"
+    )
     assert assets.url_for(pinned, "http://m/{commit}/x/{file}") == (
-        f"http://m/{pinned.commit}/x/{pinned.file}")
+        f"http://m/{pinned.commit}/x/{pinned.file}"
+    )
 
 
 def test_cache_location_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -129,8 +132,14 @@ def test_cache_location_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
 
 def _verify(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "verify", "--json", "--count", "1", *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "verify", "--json", "--count", "1", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 def test_verify_downloads_from_a_mirror(mirror: tuple[str, Path]) -> None:
@@ -144,8 +153,9 @@ def test_verify_downloads_from_a_mirror(mirror: tuple[str, Path]) -> None:
     # the Edge TPU model is only fetched when the delegate loads (it cannot here)
     assert cached == {assets.CPU_MODEL, assets.LABELS, assets.IMAGE}
 
-    refused = _verify("--assets-url", url + "/bad", env={**env, "XDG_CACHE_HOME":
-                                                         str(tmp / "xdg2")})
+    refused = _verify(
+        "--assets-url", url + "/bad", env={**env, "XDG_CACHE_HOME": str(tmp / "xdg2")}
+    )
     assert refused.returncode == 2
     checks = {c["name"]: c for c in json.loads(refused.stdout)["checks"]}
     assert checks["smoke"]["status"] == "fail"

@@ -30,22 +30,54 @@ class Asset:
 PINNED: dict[str, Asset] = {
     asset.file: asset
     for asset in (
-        Asset("mobilenet_v2_1.0_224_inat_bird_quant.tflite", 3579500,
-              "350fcd8cf1df1560060d464595dfed8b174b05792788052896004848d9ad04f9", _OLD),
-        Asset("mobilenet_v2_1.0_224_inat_bird_quant_edgetpu.tflite", 4105964,
-              "8bcc4b9ec9c417835f7c63c995705b535dc56245deb42830ef71ed2e8ef18928", _NEW),
-        Asset("inat_bird_labels.txt", 37146,
-              "a16108dfe3f8daff015b87a97ab6a17e717b9b1bccd719f6d8f747746d7b9277", _OLD),
-        Asset("parrot.jpg", 596977,
-              "a8fba9e7e29439fa414c13129aad661f2289ff891231920a7c33641b076f1833", _OLD),
-        Asset("mobilenet_v2_1.0_224_quant.tflite", 3610798,
-              "7aad0c74c5e3c06e5eb3c827e13304fdd68a83da6087d92ee169c24ff9fd4776", _OLD),
-        Asset("mobilenet_v2_1.0_224_quant_edgetpu.tflite", 4090478,
-              "93f21e950980fe452c7e9e108744d1a2e423a2cfd166235078400f88c758ea67", _NEW),
-        Asset("imagenet_labels.txt", 21686,
-              "b8aaeb5630c62626a7d124a05c0e14230a7ffdd2136a31d0190a4fb71c1d82f1", _OLD),
-        Asset("owl.jpg", 155944,
-              "ea9a0e3943bbd0acaeb472a6e66e777d13cf76646f9e42e84cafa931cc8a5bf7", _OLD),
+        Asset(
+            "mobilenet_v2_1.0_224_inat_bird_quant.tflite",
+            3579500,
+            "350fcd8cf1df1560060d464595dfed8b174b05792788052896004848d9ad04f9",
+            _OLD,
+        ),
+        Asset(
+            "mobilenet_v2_1.0_224_inat_bird_quant_edgetpu.tflite",
+            4105964,
+            "8bcc4b9ec9c417835f7c63c995705b535dc56245deb42830ef71ed2e8ef18928",
+            _NEW,
+        ),
+        Asset(
+            "inat_bird_labels.txt",
+            37146,
+            "a16108dfe3f8daff015b87a97ab6a17e717b9b1bccd719f6d8f747746d7b9277",
+            _OLD,
+        ),
+        Asset(
+            "parrot.jpg",
+            596977,
+            "a8fba9e7e29439fa414c13129aad661f2289ff891231920a7c33641b076f1833",
+            _OLD,
+        ),
+        Asset(
+            "mobilenet_v2_1.0_224_quant.tflite",
+            3610798,
+            "7aad0c74c5e3c06e5eb3c827e13304fdd68a83da6087d92ee169c24ff9fd4776",
+            _OLD,
+        ),
+        Asset(
+            "mobilenet_v2_1.0_224_quant_edgetpu.tflite",
+            4090478,
+            "93f21e950980fe452c7e9e108744d1a2e423a2cfd166235078400f88c758ea67",
+            _NEW,
+        ),
+        Asset(
+            "imagenet_labels.txt",
+            21686,
+            "b8aaeb5630c62626a7d124a05c0e14230a7ffdd2136a31d0190a4fb71c1d82f1",
+            _OLD,
+        ),
+        Asset(
+            "owl.jpg",
+            155944,
+            "ea9a0e3943bbd0acaeb472a6e66e777d13cf76646f9e42e84cafa931cc8a5bf7",
+            _OLD,
+        ),
     )
 }
 
@@ -81,12 +113,16 @@ def check_file(path: str, asset: Asset) -> None:
     except OSError as exc:
         raise AssetError(f"{asset.file}: not found at {path}") from exc
     if size != asset.size:
-        raise AssetError(f"{asset.file}: {path} has {size} bytes, {asset.size} pinned: "
-                         "refusing a wrong or truncated file")
+        raise AssetError(
+            f"{asset.file}: {path} has {size} bytes, {asset.size} pinned: "
+            "refusing a wrong or truncated file"
+        )
     actual = sha256_of(path)
     if actual != asset.sha256:
-        raise AssetError(f"{asset.file}: sha256 {actual} at {path} does not match the pinned "
-                         f"{asset.sha256}: refusing a corrupt or substituted file")
+        raise AssetError(
+            f"{asset.file}: sha256 {actual} at {path} does not match the pinned "
+            f"{asset.sha256}: refusing a corrupt or substituted file"
+        )
 
 
 def url_for(asset: Asset, base_url: str | None) -> str:
@@ -115,20 +151,25 @@ def download(asset: Asset, url: str, dest: str, timeout: float = 60.0) -> None:
                             break
                         size += len(chunk)
                         if size > asset.size:
-                            raise AssetError(f"{asset.file}: {url} sends more than the pinned "
-                                             f"{asset.size} bytes: refused")
+                            raise AssetError(
+                                f"{asset.file}: {url} sends more than the pinned "
+                                f"{asset.size} bytes: refused"
+                            )
                         digest.update(chunk)
                         out.write(chunk)
             except urllib.error.HTTPError as exc:
-                raise AssetError(f"{asset.file}: download from {url} failed: HTTP {exc.code} "
-                                 f"{exc.reason}") from exc
+                raise AssetError(
+                    f"{asset.file}: download from {url} failed: HTTP {exc.code} {exc.reason}"
+                ) from exc
             except (urllib.error.URLError, OSError) as exc:
                 reason = getattr(exc, "reason", None) or exc
                 raise AssetError(f"{asset.file}: download from {url} failed: {reason}") from exc
         if size != asset.size or digest.hexdigest() != asset.sha256:
-            raise AssetError(f"{asset.file}: {url} sent {size} bytes with sha256 "
-                             f"{digest.hexdigest()}, pinned {asset.size} bytes "
-                             f"{asset.sha256}: refused")
+            raise AssetError(
+                f"{asset.file}: {url} sent {size} bytes with sha256 "
+                f"{digest.hexdigest()}, pinned {asset.size} bytes "
+                f"{asset.sha256}: refused"
+            )
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
@@ -138,8 +179,12 @@ def download(asset: Asset, url: str, dest: str, timeout: float = 60.0) -> None:
 class AssetStore:
     """Gives the local path of a pinned asset, from `assets_dir` or the download cache."""
 
-    def __init__(self, assets_dir: str | None = None, base_url: str | None = None,
-                 cache_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        assets_dir: str | None = None,
+        base_url: str | None = None,
+        cache_dir: str | None = None,
+    ) -> None:
         self.assets_dir = assets_dir
         self.base_url = base_url
         self.cache_dir = cache_dir or default_cache_dir()

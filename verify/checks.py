@@ -47,8 +47,7 @@ class CheckResult:
             raise ValueError(f"unknown check status {self.status!r}")
 
     def to_dict(self) -> dict[str, str]:
-        return {"name": self.name, "status": self.status, "detail": self.detail,
-                "fix": self.fix}
+        return {"name": self.name, "status": self.status, "detail": self.detail, "fix": self.fix}
 
 
 def _pass(name: str, detail: str) -> CheckResult:
@@ -69,20 +68,26 @@ def check_os(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
     if sys_facts.board:
         where += f" ({sys_facts.board})"
     if sys_facts.arch == "armv6l":
-        return CheckResult(name, FAIL, where + ": no Edge TPU runtime or tflite wheels for "
-                           "armv6l (Pi Zero / Pi 1)",
-                           "use a Pi 3, 4, 5 or Zero 2 with a 32- or 64-bit OS")
-    debian_like = sys_facts.os_id in ("debian", "raspbian") or "debian" in (
-        sys_facts.os_like or "")
+        return CheckResult(
+            name,
+            FAIL,
+            where + ": no Edge TPU runtime or tflite wheels for armv6l (Pi Zero / Pi 1)",
+            "use a Pi 3, 4, 5 or Zero 2 with a 32- or 64-bit OS",
+        )
+    debian_like = sys_facts.os_id in ("debian", "raspbian") or "debian" in (sys_facts.os_like or "")
     if not debian_like:
-        return CheckResult(name, WARN, where + ": not a Debian-based system",
-                           "use Raspberry Pi OS or Debian (bullseye, bookworm, trixie)")
+        return CheckResult(
+            name,
+            WARN,
+            where + ": not a Debian-based system",
+            "use Raspberry Pi OS or Debian (bullseye, bookworm, trixie)",
+        )
     if sys_facts.arch not in SUPPORTED_ARCHES:
-        return CheckResult(name, WARN, where + ": architecture not in "
-                           + ", ".join(SUPPORTED_ARCHES), "")
+        return CheckResult(
+            name, WARN, where + ": architecture not in " + ", ".join(SUPPORTED_ARCHES), ""
+        )
     if sys_facts.os_codename not in KNOWN_CODENAMES:
-        return CheckResult(name, WARN, where + ": release not in "
-                           + ", ".join(KNOWN_CODENAMES), "")
+        return CheckResult(name, WARN, where + ": release not in " + ", ".join(KNOWN_CODENAMES), "")
     if sys_facts.os_codename == "buster":
         return _pass(name, where + " (archived release; needs an ansible-core 2.17 controller)")
     return _pass(name, where)
@@ -97,21 +102,35 @@ def check_apt_source(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
         keyring = sys_facts.keyrings.get(source.signed_by or "")
         if keyring is not None:
             coral_keys.update(keyring.fingerprints)
-    global_hits = [k.path for k in sys_facts.trusted_keyrings
-                   if set(k.fingerprints) & coral_keys]
-    global_note = ("" if not global_hits else
-                   "; the Coral key is also in apt's global keyring (" + ", ".join(global_hits)
-                   + "), which lets it sign any repository")
-    global_fix = ("remove the Google key from " + ", ".join(global_hits)
-                  + " (apt-key style); the source's signed-by keyring is enough"
-                  if global_hits else "")
+    global_hits = [k.path for k in sys_facts.trusted_keyrings if set(k.fingerprints) & coral_keys]
+    global_note = (
+        ""
+        if not global_hits
+        else "; the Coral key is also in apt's global keyring ("
+        + ", ".join(global_hits)
+        + "), which lets it sign any repository"
+    )
+    global_fix = (
+        "remove the Google key from "
+        + ", ".join(global_hits)
+        + " (apt-key style); the source's signed-by keyring is enough"
+        if global_hits
+        else ""
+    )
     if not coral:
         if exp.runtime_source == "community-deb":
-            return _skip(name, "runtime comes from the community .debs; no Coral apt source "
-                               "expected" + global_note)
+            return _skip(
+                name,
+                "runtime comes from the community .debs; no Coral apt source "
+                "expected" + global_note,
+            )
         status = FAIL if exp.runtime_source == "coral-apt" else WARN
-        return CheckResult(name, status, "no Coral apt source (coral-edgetpu-stable) "
-                           "configured" + global_note, APPLY + " (role coralpi_apt)")
+        return CheckResult(
+            name,
+            status,
+            "no Coral apt source (coral-edgetpu-stable) configured" + global_note,
+            APPLY + " (role coralpi_apt)",
+        )
     problems: list[str] = []
     notes: list[str] = []
     for source in coral:
@@ -119,8 +138,7 @@ def check_apt_source(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
         if "coral-edgetpu-stable" not in source.suites:
             dead = [s for s in source.suites if s in ("coral-cloud-stable", "coral-stable")]
             if dead:
-                problems.append(f"{label}: suite {dead[0]} is dead (404); "
-                                "use coral-edgetpu-stable")
+                problems.append(f"{label}: suite {dead[0]} is dead (404); use coral-edgetpu-stable")
         if source.signed_by is None:
             problems.append(f"{label}: no signed-by (trusts every key in apt's keyring)")
             continue
@@ -135,18 +153,25 @@ def check_apt_source(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
         if known:
             notes.append(f"{source.file} signed-by {source.signed_by} ({sorted(known)[0]})")
         else:
-            notes.append(f"{source.file} signed-by {source.signed_by}: holds "
-                         + ", ".join(keyring.fingerprints)
-                         + ", not one of Google's known keys")
+            notes.append(
+                f"{source.file} signed-by {source.signed_by}: holds "
+                + ", ".join(keyring.fingerprints)
+                + ", not one of Google's known keys"
+            )
     if problems:
-        return CheckResult(name, FAIL, "; ".join(problems) + global_note,
-                           APPLY + " (role coralpi_apt writes a signed-by source and keyring)")
+        return CheckResult(
+            name,
+            FAIL,
+            "; ".join(problems) + global_note,
+            APPLY + " (role coralpi_apt writes a signed-by source and keyring)",
+        )
     detail = "; ".join(notes)
     if global_hits:
         return CheckResult(name, WARN, detail + global_note, global_fix)
     if any("not one of Google's known keys" in note for note in notes):
-        return CheckResult(name, WARN, detail,
-                           "check the keyring against Google's published fingerprints")
+        return CheckResult(
+            name, WARN, detail, "check the keyring against Google's published fingerprints"
+        )
     return _pass(name, detail)
 
 
@@ -155,9 +180,12 @@ def check_runtime_package(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
     installed = {p: v for p, v in sys_facts.packages.items() if p in RUNTIME_PACKAGES}
     lib = sys_facts.edgetpu_library
     if len(installed) > 1:
-        return CheckResult(name, FAIL, "both " + " and ".join(sorted(installed))
-                           + " are installed (they conflict)",
-                           APPLY + " (installs exactly the chosen variant)")
+        return CheckResult(
+            name,
+            FAIL,
+            "both " + " and ".join(sorted(installed)) + " are installed (they conflict)",
+            APPLY + " (installs exactly the chosen variant)",
+        )
     if not installed:
         detail = "no libedgetpu1-std/max package installed"
         if lib:
@@ -169,12 +197,20 @@ def check_runtime_package(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
     package, version = next(iter(installed.items()))
     detail = f"{package} {version}"
     if not lib:
-        return CheckResult(name, FAIL, detail + " installed but libedgetpu.so.1 is missing",
-                           "reinstall the package: " + APPLY)
+        return CheckResult(
+            name,
+            FAIL,
+            detail + " installed but libedgetpu.so.1 is missing",
+            "reinstall the package: " + APPLY,
+        )
     variant = variant_of(package)
     if exp.runtime_variant and variant != exp.runtime_variant:
-        return CheckResult(name, FAIL, f"{detail} installed, {exp.runtime_variant} expected "
-                           f"({exp.origin})", APPLY + " (switches std/max)")
+        return CheckResult(
+            name,
+            FAIL,
+            f"{detail} installed, {exp.runtime_variant} expected ({exp.origin})",
+            APPLY + " (switches std/max)",
+        )
     if variant == "max":
         detail += " (max clock: keep the accelerator at or below 25 C ambient)"
     return _pass(name, detail)
@@ -185,16 +221,20 @@ def check_udev(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
     if sys_facts.udev_rules:
         return _pass(name, ", ".join(sys_facts.udev_rules))
     expected = bool(exp.runtime_package or exp.runtime_variant) or any(
-        p in sys_facts.packages for p in RUNTIME_PACKAGES)
-    return CheckResult(name, FAIL if expected else WARN,
-                       "no udev rules for the accelerator (1a6e:089a / 18d1:9302): only root "
-                       "can open it",
-                       "reinstall the runtime package, which ships them: " + APPLY)
+        p in sys_facts.packages for p in RUNTIME_PACKAGES
+    )
+    return CheckResult(
+        name,
+        FAIL if expected else WARN,
+        "no udev rules for the accelerator (1a6e:089a / 18d1:9302): only root can open it",
+        "reinstall the runtime package, which ships them: " + APPLY,
+    )
 
 
 def _wants_pcie(sys_facts: SystemFacts, exp: Expected) -> bool:
     return exp.accelerator == "pcie" or any(
-        (d.vendor, d.device) == PCI_IDS for d in sys_facts.pci_devices)
+        (d.vendor, d.device) == PCI_IDS for d in sys_facts.pci_devices
+    )
 
 
 def check_user_groups(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
@@ -205,32 +245,47 @@ def check_user_groups(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
     if user == "root":
         return _pass(name, "root opens the device regardless of groups")
     if not sys_facts.user_exists:
-        return CheckResult(name, FAIL, f"user {user!r} does not exist",
-                           "set coralpi_user to an existing account")
+        return CheckResult(
+            name, FAIL, f"user {user!r} does not exist", "set coralpi_user to an existing account"
+        )
     needed = ["plugdev"] + (["apex"] if _wants_pcie(sys_facts, exp) else [])
     missing = [g for g in needed if g not in sys_facts.user_groups]
     if missing:
-        return CheckResult(name, FAIL, f"{user} is not in " + ", ".join(missing)
-                           + ": 'Failed to load delegate' for that user while root works",
-                           APPLY + f" (adds {user} to " + ", ".join(missing)
-                           + "), then log in again")
+        return CheckResult(
+            name,
+            FAIL,
+            f"{user} is not in "
+            + ", ".join(missing)
+            + ": 'Failed to load delegate' for that user while root works",
+            APPLY + f" (adds {user} to " + ", ".join(missing) + "), then log in again",
+        )
     return _pass(name, f"{user} in " + ", ".join(needed))
 
 
 def check_usb_accelerator(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
     name = "usb_accelerator"
-    found = [d for d in sys_facts.usb_devices
-             if (d.vendor, d.product) in (USB_IDS_RUNNING, USB_IDS_BOOTLOADER)]
+    found = [
+        d
+        for d in sys_facts.usb_devices
+        if (d.vendor, d.product) in (USB_IDS_RUNNING, USB_IDS_BOOTLOADER)
+    ]
     if not found:
         if exp.accelerator == "pcie":
             return _skip(name, "accelerator is PCIe (choices.accelerator)")
-        return CheckResult(name, WARN, "no accelerator attached (no USB 1a6e:089a or "
-                           "18d1:9302); the smoke test runs on the CPU",
-                           "plug the Coral USB Accelerator into a USB3 (blue) port")
+        return CheckResult(
+            name,
+            WARN,
+            "no accelerator attached (no USB 1a6e:089a or "
+            "18d1:9302); the smoke test runs on the CPU",
+            "plug the Coral USB Accelerator into a USB3 (blue) port",
+        )
     device = found[0]
     ids = f"{device.vendor}:{device.product}"
-    state = ("firmware not loaded yet; the runtime loads it on first use"
-             if (device.vendor, device.product) == USB_IDS_BOOTLOADER else "firmware loaded")
+    state = (
+        "firmware not loaded yet; the runtime loads it on first use"
+        if (device.vendor, device.product) == USB_IDS_BOOTLOADER
+        else "firmware loaded"
+    )
     speed = device.speed or "unknown"
     detail = f"{ids} ({state}), link {speed} Mb/s"
     try:
@@ -239,8 +294,12 @@ def check_usb_accelerator(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
         return CheckResult(name, WARN, detail, "")
     if mbps >= 5000:
         return _pass(name, detail)
-    return CheckResult(name, WARN, detail + ": USB2 or slower costs 3-4x latency",
-                       "use a USB3 (blue) port and a USB3 cable; on a Pi 3 there is only USB2")
+    return CheckResult(
+        name,
+        WARN,
+        detail + ": USB2 or slower costs 3-4x latency",
+        "use a USB3 (blue) port and a USB3 cable; on a Pi 3 there is only USB2",
+    )
 
 
 def check_pcie_accelerator(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
@@ -248,13 +307,21 @@ def check_pcie_accelerator(sys_facts: SystemFacts, exp: Expected) -> CheckResult
     found = [d for d in sys_facts.pci_devices if (d.vendor, d.device) == PCI_IDS]
     if not found:
         if exp.accelerator == "pcie":
-            return CheckResult(name, WARN, "no accelerator attached (no PCI 1ac1:089a)",
-                               "seat the M.2/PCIe Coral; on a Pi 5 set dtparam=pciex1")
+            return CheckResult(
+                name,
+                WARN,
+                "no accelerator attached (no PCI 1ac1:089a)",
+                "seat the M.2/PCIe Coral; on a Pi 5 set dtparam=pciex1",
+            )
         return _skip(name, "no PCIe accelerator expected or present")
     if not sys_facts.apex_node:
-        return CheckResult(name, FAIL, "PCI 1ac1:089a present but /dev/apex_0 is missing",
-                           "install and load the gasket/apex driver (gasket-dkms); on a Pi 5 "
-                           "use the 4k-page kernel (kernel=kernel8.img)")
+        return CheckResult(
+            name,
+            FAIL,
+            "PCI 1ac1:089a present but /dev/apex_0 is missing",
+            "install and load the gasket/apex driver (gasket-dkms); on a Pi 5 "
+            "use the 4k-page kernel (kernel=kernel8.img)",
+        )
     return _pass(name, "PCI 1ac1:089a, /dev/apex_0")
 
 
@@ -265,39 +332,53 @@ def check_camera(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
     if exp.camera is False:
         return _skip(name, "camera not wanted (coralpi_camera: false)")
     if sys_facts.boot_config is None or sys_facts.config is None:
-        return CheckResult(name, FAIL, "no config.txt found (/boot/firmware or /boot)",
-                           "mount the boot partition")
+        return CheckResult(
+            name, FAIL, "no config.txt found (/boot/firmware or /boot)", "mount the boot partition"
+        )
     if exp.camera_config_path and exp.camera_config_path != sys_facts.boot_config:
-        return CheckResult(name, FAIL, f"camera was configured in {exp.camera_config_path}, "
-                           f"but {sys_facts.boot_config} is the config.txt in effect", APPLY)
+        return CheckResult(
+            name,
+            FAIL,
+            f"camera was configured in {exp.camera_config_path}, "
+            f"but {sys_facts.boot_config} is the config.txt in effect",
+            APPLY,
+        )
     config = sys_facts.config
     method = exp.camera_method
     if method is None:
-        method = ("raspi-config-legacy" if sys_facts.os_codename == "buster"
-                  else "camera-auto-detect")
+        method = (
+            "raspi-config-legacy" if sys_facts.os_codename == "buster" else "camera-auto-detect"
+        )
     where = sys_facts.boot_config
     if method == "raspi-config-legacy":
         start_x = config.get("start_x")
         gpu_mem = config.get("gpu_mem")
         if start_x != "1":
-            return CheckResult(name, FAIL if exp.camera else WARN,
-                               f"legacy camera stack not enabled for this board in {where} "
-                               f"(start_x={start_x})", APPLY + " (role coralpi_camera)")
+            return CheckResult(
+                name,
+                FAIL if exp.camera else WARN,
+                f"legacy camera stack not enabled for this board in {where} (start_x={start_x})",
+                APPLY + " (role coralpi_camera)",
+            )
         try:
             low = gpu_mem is not None and int(gpu_mem) < 128
         except ValueError:
             low = False
         if low:
-            return CheckResult(name, WARN, f"start_x=1 but gpu_mem={gpu_mem} (< 128)",
-                               "set gpu_mem=128: " + APPLY)
+            return CheckResult(
+                name, WARN, f"start_x=1 but gpu_mem={gpu_mem} (< 128)", "set gpu_mem=128: " + APPLY
+            )
         return _pass(name, f"start_x=1 in {where}")
     if method == "none":
         return _skip(name, "no camera method for this host")
     value = config.get("camera_auto_detect")
     if value != "1":
-        return CheckResult(name, FAIL if exp.camera else WARN,
-                           f"camera_auto_detect={value} for this board in {where}",
-                           APPLY + " (role coralpi_camera)")
+        return CheckResult(
+            name,
+            FAIL if exp.camera else WARN,
+            f"camera_auto_detect={value} for this board in {where}",
+            APPLY + " (role coralpi_camera)",
+        )
     return _pass(name, f"camera_auto_detect=1 in effect in {where}")
 
 
@@ -319,10 +400,12 @@ def check_power(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
         now.append("under-voltage since boot")
     if value & 0x40000:
         now.append("throttled since boot")
-    return CheckResult(name, WARN, f"get_throttled=0x{value:x}"
-                       + (": " + ", ".join(now) if now else ""),
-                       "use the official power supply and a powered USB hub for the "
-                       "accelerator; cool the board")
+    return CheckResult(
+        name,
+        WARN,
+        f"get_throttled=0x{value:x}" + (": " + ", ".join(now) if now else ""),
+        "use the official power supply and a powered USB hub for the accelerator; cool the board",
+    )
 
 
 # ------------------------------------------------------------------- python side
@@ -333,23 +416,46 @@ def check_python_runtime(sys_facts: SystemFacts, py: PythonFacts, exp: Expected)
     runtime = py.runtime
     if runtime.module is None:
         cause = errors.translate(runtime.error or "no inference runtime")
-        return CheckResult(name, FAIL, f"python {py.python}: {cause.cause}",
-                           cause.fix or APPLY + " (role coralpi_python)")
+        return CheckResult(
+            name,
+            FAIL,
+            f"python {py.python}: {cause.cause}",
+            cause.fix or APPLY + " (role coralpi_python)",
+        )
     detail = f"{runtime.package} {runtime.version or '?'} ({runtime.module}, python {py.python})"
     if exp.python_runtime_package and runtime.package != exp.python_runtime_package:
-        return CheckResult(name, FAIL, f"{detail}; {exp.python_runtime_package} expected "
-                           f"({exp.origin})", APPLY + " (role coralpi_python)")
+        return CheckResult(
+            name,
+            FAIL,
+            f"{detail}; {exp.python_runtime_package} expected ({exp.origin})",
+            APPLY + " (role coralpi_python)",
+        )
     if exp.python_runtime_version and runtime.version != exp.python_runtime_version:
-        return CheckResult(name, FAIL, f"{detail}; {exp.python_runtime_version} expected "
-                           f"({exp.origin})", APPLY + " (role coralpi_python)")
-    official = [v for p, v in sys_facts.packages.items()
-                if p in RUNTIME_PACKAGES and v.split("-")[0] in ("16.0", "15.0", "14.1")]
-    if (official and runtime.package == "tflite-runtime" and runtime.version
-            and not satisfies(runtime.version, "<=2.11.1")):
-        return CheckResult(name, WARN, f"{detail} with official libedgetpu {official[0]}: "
-                           "reported to segfault with tflite-runtime newer than 2.11.1",
-                           "use the community runtime built for newer TF, or tflite-runtime "
-                           "<= 2.11.1 (`coralpi plan` picks a safe pair)")
+        return CheckResult(
+            name,
+            FAIL,
+            f"{detail}; {exp.python_runtime_version} expected ({exp.origin})",
+            APPLY + " (role coralpi_python)",
+        )
+    official = [
+        v
+        for p, v in sys_facts.packages.items()
+        if p in RUNTIME_PACKAGES and v.split("-")[0] in ("16.0", "15.0", "14.1")
+    ]
+    if (
+        official
+        and runtime.package == "tflite-runtime"
+        and runtime.version
+        and not satisfies(runtime.version, "<=2.11.1")
+    ):
+        return CheckResult(
+            name,
+            WARN,
+            f"{detail} with official libedgetpu {official[0]}: "
+            "reported to segfault with tflite-runtime newer than 2.11.1",
+            "use the community runtime built for newer TF, or tflite-runtime "
+            "<= 2.11.1 (`coralpi plan` picks a safe pair)",
+        )
     return _pass(name, detail)
 
 
@@ -357,8 +463,7 @@ def check_numpy(py: PythonFacts, exp: Expected) -> CheckResult:
     name = "numpy"
     if py.numpy_version is None:
         cause = errors.translate(py.numpy_error or "numpy missing")
-        return CheckResult(name, FAIL, f"numpy does not import: {cause.cause}",
-                           cause.fix or APPLY)
+        return CheckResult(name, FAIL, f"numpy does not import: {cause.cause}", cause.fix or APPLY)
     constraint = exp.numpy_constraint or default_numpy_constraint(py.runtime.package)
     if not constraint:
         return _pass(name, f"numpy {py.numpy_version}")
@@ -367,9 +472,13 @@ def check_numpy(py: PythonFacts, exp: Expected) -> CheckResult:
     except ValueError as exc:
         return CheckResult(name, WARN, f"numpy {py.numpy_version}: {exc}", "")
     if not ok:
-        return CheckResult(name, FAIL, f"numpy {py.numpy_version} does not meet {constraint} "
-                           f"(needed by {py.runtime.package or 'the runtime'})",
-                           f"install numpy{constraint} in the venv: " + APPLY)
+        return CheckResult(
+            name,
+            FAIL,
+            f"numpy {py.numpy_version} does not meet {constraint} "
+            f"(needed by {py.runtime.package or 'the runtime'})",
+            f"install numpy{constraint} in the venv: " + APPLY,
+        )
     return _pass(name, f"numpy {py.numpy_version} meets {constraint}")
 
 
@@ -383,45 +492,65 @@ def check_opencv(py: PythonFacts, exp: Expected) -> CheckResult:
     cause = errors.translate(probe.error or "")
     expected = exp.opencv_source is not None
     if "__atomic_" in (probe.error or ""):
-        return CheckResult(name, FAIL, "import cv2: " + (probe.error or "")
-                           + " -> LD_PRELOAD of libatomic is missing",
-                           "preload libatomic (plan ld_preload "
-                           + (exp.ld_preload or "/usr/lib/arm-linux-gnueabihf/libatomic.so.1")
-                           + "): " + APPLY + " (role coralpi_opencv)")
-    return CheckResult(name, FAIL if expected else WARN, "import cv2: " + cause.cause,
-                       cause.fix or APPLY + " (role coralpi_opencv)")
+        return CheckResult(
+            name,
+            FAIL,
+            "import cv2: " + (probe.error or "") + " -> LD_PRELOAD of libatomic is missing",
+            "preload libatomic (plan ld_preload "
+            + (exp.ld_preload or "/usr/lib/arm-linux-gnueabihf/libatomic.so.1")
+            + "): "
+            + APPLY
+            + " (role coralpi_opencv)",
+        )
+    return CheckResult(
+        name,
+        FAIL if expected else WARN,
+        "import cv2: " + cause.cause,
+        cause.fix or APPLY + " (role coralpi_opencv)",
+    )
 
 
-def check_ld_preload(sys_facts: SystemFacts, py: PythonFacts, exp: Expected,
-                     lib_exists: Callable[[str], bool]) -> CheckResult:
+def check_ld_preload(
+    sys_facts: SystemFacts, py: PythonFacts, exp: Expected, lib_exists: Callable[[str], bool]
+) -> CheckResult:
     """The plan's preload (libatomic on armv7l) is in effect: set in LD_PRELOAD or
     /etc/ld.so.preload, or loaded into this very process (the venv's .pth preload)."""
     name = "ld_preload"
     ways = _preload_ways(sys_facts, py, exp.ld_preload)
     if not exp.ld_preload_known:
         if ways:
-            return _pass(name, "; ".join(f"{lib} ({how})" for lib, how in ways)
-                         + " (no expectation)")
+            return _pass(
+                name, "; ".join(f"{lib} ({how})" for lib, how in ways) + " (no expectation)"
+            )
         return _skip(name, "no plan or local fact saying whether a preload is needed")
     if exp.ld_preload is None:
         return _skip(name, "no preload needed on this platform")
     wanted = exp.ld_preload
     if not lib_exists(wanted):
-        return CheckResult(name, FAIL, f"{wanted} does not exist",
-                           "install libatomic1: " + APPLY + " (role coralpi_opencv)")
+        return CheckResult(
+            name,
+            FAIL,
+            f"{wanted} does not exist",
+            "install libatomic1: " + APPLY + " (role coralpi_opencv)",
+        )
     basename = wanted.rsplit("/", 1)[-1]
     hows = [how for lib, how in ways if lib == wanted or lib.rsplit("/", 1)[-1] == basename]
     if hows:
         return _pass(name, f"{wanted} preloaded ({', '.join(hows)})")
-    return CheckResult(name, FAIL, f"{wanted} expected to be preloaded but it is not in "
-                       "effect for this Python (not in LD_PRELOAD, /etc/ld.so.preload, or "
-                       "loaded at start-up)",
-                       "run verify with the coralpi venv's python (its coralpi-ld-preload.pth "
-                       "loads it) or " + APPLY + " (role coralpi_opencv)")
+    return CheckResult(
+        name,
+        FAIL,
+        f"{wanted} expected to be preloaded but it is not in "
+        "effect for this Python (not in LD_PRELOAD, /etc/ld.so.preload, or "
+        "loaded at start-up)",
+        "run verify with the coralpi venv's python (its coralpi-ld-preload.pth "
+        "loads it) or " + APPLY + " (role coralpi_opencv)",
+    )
 
 
-def _preload_ways(sys_facts: SystemFacts, py: PythonFacts,
-                  wanted: str | None) -> list[tuple[str, str]]:
+def _preload_ways(
+    sys_facts: SystemFacts, py: PythonFacts, wanted: str | None
+) -> list[tuple[str, str]]:
     """(library, how it is preloaded) pairs in effect for this Python."""
     ways = [(lib, "LD_PRELOAD") for lib in py.ld_preload_env]
     ways += [(lib, "/etc/ld.so.preload") for lib in sys_facts.ld_so_preload]
@@ -432,13 +561,15 @@ def _preload_ways(sys_facts: SystemFacts, py: PythonFacts,
     # /proc/self/maps shows the resolved file (libatomic.so.1 -> libatomic.so.1.2.0)
     if any(lib.rsplit("/", 1)[-1].startswith(base) for lib in py.loaded_libraries):
         pths = [p.rsplit("/", 1)[-1] for p, text in py.preload_pth.items() if base in text]
-        ways.append((wanted, "loaded at start-up by " + pths[0] if pths
-                     else "loaded in this process"))
+        ways.append(
+            (wanted, "loaded at start-up by " + pths[0] if pths else "loaded in this process")
+        )
     return ways
 
 
-def check_drift(sys_facts: SystemFacts, py: PythonFacts, exp: Expected,
-                plan_exp: Expected | None) -> CheckResult:
+def check_drift(
+    sys_facts: SystemFacts, py: PythonFacts, exp: Expected, plan_exp: Expected | None
+) -> CheckResult:
     """Installed runtime and Python runtime vs the local fact (and the plan vs the fact)."""
     name = "drift"
     fact = sys_facts.local_fact
@@ -455,39 +586,56 @@ def check_drift(sys_facts: SystemFacts, py: PythonFacts, exp: Expected,
             now = ", ".join(f"{p} {v}" for p, v in installed.items()) or "nothing"
             differences.append(f"runtime {reference.runtime_package} recorded, {now} installed")
         elif reference.runtime_version and have != reference.runtime_version:
-            differences.append(f"runtime {reference.runtime_package} {have} installed, "
-                               f"{reference.runtime_version} recorded")
-    if reference.python_runtime_version and py.runtime.version and (
+            differences.append(
+                f"runtime {reference.runtime_package} {have} installed, "
+                f"{reference.runtime_version} recorded"
+            )
+    if (
+        reference.python_runtime_version
+        and py.runtime.version
+        and (
             py.runtime.version != reference.python_runtime_version
-            or (reference.python_runtime_package
-                and py.runtime.package != reference.python_runtime_package)):
-        differences.append(f"{py.runtime.package} {py.runtime.version} imports, "
-                           f"{reference.python_runtime_package} "
-                           f"{reference.python_runtime_version} recorded")
+            or (
+                reference.python_runtime_package
+                and py.runtime.package != reference.python_runtime_package
+            )
+        )
+    ):
+        differences.append(
+            f"{py.runtime.package} {py.runtime.version} imports, "
+            f"{reference.python_runtime_package} "
+            f"{reference.python_runtime_version} recorded"
+        )
     if plan_exp is not None and fact is not None:
         recorded = _fact_fields(fact)
-        for key, planned in (("runtime_package", plan_exp.runtime_package),
-                             ("runtime_version", plan_exp.runtime_version),
-                             ("python_runtime_package", plan_exp.python_runtime_package),
-                             ("python_runtime_version", plan_exp.python_runtime_version)):
+        for key, planned in (
+            ("runtime_package", plan_exp.runtime_package),
+            ("runtime_version", plan_exp.runtime_version),
+            ("python_runtime_package", plan_exp.python_runtime_package),
+            ("python_runtime_version", plan_exp.python_runtime_version),
+        ):
             if planned and recorded.get(key) and recorded[key] != planned:
-                differences.append(f"plan wants {key}={planned}, host recorded "
-                                   f"{recorded[key]}")
+                differences.append(f"plan wants {key}={planned}, host recorded {recorded[key]}")
     origin = reference.origin or "the local fact"
     if differences:
         return CheckResult(name, FAIL, "; ".join(differences), APPLY)
     when = fact.get("provisioned_at") if fact else None
-    return _pass(name, f"installed matches the {origin}"
-                 + (f" (provisioned {when})" if when else ""))
+    return _pass(
+        name, f"installed matches the {origin}" + (f" (provisioned {when})" if when else "")
+    )
 
 
 def _fact_fields(fact: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in fact.items() if v is not None}
 
 
-def run_all(sys_facts: SystemFacts, py: PythonFacts, exp: Expected,
-            plan_exp: Expected | None = None,
-            lib_exists: Callable[[str], bool] | None = None) -> list[CheckResult]:
+def run_all(
+    sys_facts: SystemFacts,
+    py: PythonFacts,
+    exp: Expected,
+    plan_exp: Expected | None = None,
+    lib_exists: Callable[[str], bool] | None = None,
+) -> list[CheckResult]:
     exists = lib_exists or (lambda path: False)
     return [
         check_os(sys_facts, exp),
@@ -507,12 +655,14 @@ def run_all(sys_facts: SystemFacts, py: PythonFacts, exp: Expected,
     ]
 
 
-def smoke_checks(smoke: SmokeResult, sys_facts: SystemFacts,
-                 expect_label: str | None) -> list[CheckResult]:
+def smoke_checks(
+    smoke: SmokeResult, sys_facts: SystemFacts, expect_label: str | None
+) -> list[CheckResult]:
     """Judge the smoke test: was the Edge TPU used, and did it classify correctly?"""
-    attached = any((d.vendor, d.product) in (USB_IDS_RUNNING, USB_IDS_BOOTLOADER)
-                   for d in sys_facts.usb_devices) or any(
-        (d.vendor, d.device) == PCI_IDS for d in sys_facts.pci_devices)
+    attached = any(
+        (d.vendor, d.product) in (USB_IDS_RUNNING, USB_IDS_BOOTLOADER)
+        for d in sys_facts.usb_devices
+    ) or any((d.vendor, d.device) == PCI_IDS for d in sys_facts.pci_devices)
     results: list[CheckResult] = []
     cause = smoke.edgetpu_cause
     if smoke.device == "edgetpu":
@@ -520,14 +670,26 @@ def smoke_checks(smoke: SmokeResult, sys_facts: SystemFacts,
     elif smoke.device is None and smoke.error is not None and cause is None:
         results.append(_skip("smoke_edgetpu", "smoke test did not run"))
     elif attached:
-        results.append(CheckResult(
-            "smoke_edgetpu", FAIL, "accelerator attached but no Edge TPU usable: "
-            + (cause.cause if cause else "unknown"), cause.fix if cause and cause.fix else APPLY))
+        results.append(
+            CheckResult(
+                "smoke_edgetpu",
+                FAIL,
+                "accelerator attached but no Edge TPU usable: "
+                + (cause.cause if cause else "unknown"),
+                cause.fix if cause and cause.fix else APPLY,
+            )
+        )
     else:
-        results.append(CheckResult(
-            "smoke_edgetpu", WARN, "no accelerator attached; no Edge TPU usable ("
-            + (cause.cause if cause else "unknown") + "); smoke test ran on the CPU",
-            "plug in the Coral USB Accelerator (USB3 port) and run verify again"))
+        results.append(
+            CheckResult(
+                "smoke_edgetpu",
+                WARN,
+                "no accelerator attached; no Edge TPU usable ("
+                + (cause.cause if cause else "unknown")
+                + "); smoke test ran on the CPU",
+                "plug in the Coral USB Accelerator (USB3 port) and run verify again",
+            )
+        )
 
     results.append(_judge_classification(smoke, expect_label))
     return results
@@ -537,18 +699,27 @@ def _judge_classification(smoke: SmokeResult, expect_label: str | None) -> Check
     name = "smoke"
     if smoke.error is not None or not smoke.top or smoke.latency_ms is None:
         error = smoke.error
-        return CheckResult(name, FAIL,
-                           "smoke test failed: " + (error.cause if error else "no result"),
-                           error.fix if error and error.fix else APPLY)
+        return CheckResult(
+            name,
+            FAIL,
+            "smoke test failed: " + (error.cause if error else "no result"),
+            error.fix if error and error.fix else APPLY,
+        )
     best = smoke.top[0]
-    summary = (f"top-1 {best['label']!r} {best['score']:.3f} on {smoke.device}, "
-               f"median {smoke.latency_ms['median']:.1f} ms")
+    summary = (
+        f"top-1 {best['label']!r} {best['score']:.3f} on {smoke.device}, "
+        f"median {smoke.latency_ms['median']:.1f} ms"
+    )
     if smoke.label_ok is False:
-        return CheckResult(name, FAIL, f"{summary}; expected {expect_label!r} with score >= "
-                           f"{MIN_SCORE}",
-                           "a wrong result means a broken runtime, model or image: check the "
-                           "assets' sha256 and the runtime pairing (`coralpi plan`)")
+        return CheckResult(
+            name,
+            FAIL,
+            f"{summary}; expected {expect_label!r} with score >= {MIN_SCORE}",
+            "a wrong result means a broken runtime, model or image: check the "
+            "assets' sha256 and the runtime pairing (`coralpi plan`)",
+        )
     if smoke.slow:
-        return CheckResult(name, WARN, summary + "; " + smoke.note,
-                           "use a USB3 port, a powered hub and cooling")
+        return CheckResult(
+            name, WARN, summary + "; " + smoke.note, "use a USB3 port, a powered hub and cooling"
+        )
     return _pass(name, summary)

@@ -29,35 +29,60 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m verify",
-                     description="Check a Coral Edge TPU host and run the bird smoke test.")
+    parser = _Parser(
+        prog="python -m verify",
+        description="Check a Coral Edge TPU host and run the bird smoke test.",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--root", default="/", metavar="DIR",
-                        help="read the system below DIR instead of / (recorded facts)")
+    parser.add_argument(
+        "--root",
+        default="/",
+        metavar="DIR",
+        help="read the system below DIR instead of / (recorded facts)",
+    )
     parser.add_argument("--no-smoke", action="store_true", help="skip the smoke test")
-    parser.add_argument("--assets", metavar="DIR",
-                        help="directory holding the pinned smoke-test files (sha256-checked)")
-    parser.add_argument("--assets-url", metavar="URL",
-                        help="mirror to download assets from: <URL>/<file>, or a template "
-                        "with {commit} and {file}")
-    parser.add_argument("--cache-dir", metavar="DIR",
-                        help="download cache (default $XDG_CACHE_HOME/coralpi/assets)")
-    parser.add_argument("--count", type=int, default=10, metavar="N",
-                        help="timed inferences after the first (default 10)")
+    parser.add_argument(
+        "--assets",
+        metavar="DIR",
+        help="directory holding the pinned smoke-test files (sha256-checked)",
+    )
+    parser.add_argument(
+        "--assets-url",
+        metavar="URL",
+        help="mirror to download assets from: <URL>/<file>, or a template with {commit} and {file}",
+    )
+    parser.add_argument(
+        "--cache-dir", metavar="DIR", help="download cache (default $XDG_CACHE_HOME/coralpi/assets)"
+    )
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=10,
+        metavar="N",
+        help="timed inferences after the first (default 10)",
+    )
     parser.add_argument("--top-k", type=int, default=3, metavar="K")
-    parser.add_argument("--model", metavar="M", help="own model (Edge TPU or CPU) instead "
-                        "of the bird classifier; needs --labels")
+    parser.add_argument(
+        "--model",
+        metavar="M",
+        help="own model (Edge TPU or CPU) instead of the bird classifier; needs --labels",
+    )
     parser.add_argument("--labels", metavar="L")
     parser.add_argument("--image", metavar="I")
-    parser.add_argument("--expect", metavar="LABEL",
-                        help=f"expected top-1 label (default {assets.EXPECTED_LABEL!r} "
-                        "for the bird classifier)")
-    parser.add_argument("--user", metavar="NAME",
-                        help="user that runs inference (group checks); default: $SUDO_USER "
-                        "or the current user")
-    parser.add_argument("--plan", metavar="FILE",
-                        help="the plan JSON for this host (else the local fact is used)")
+    parser.add_argument(
+        "--expect",
+        metavar="LABEL",
+        help=f"expected top-1 label (default {assets.EXPECTED_LABEL!r} for the bird classifier)",
+    )
+    parser.add_argument(
+        "--user",
+        metavar="NAME",
+        help="user that runs inference (group checks); default: $SUDO_USER or the current user",
+    )
+    parser.add_argument(
+        "--plan", metavar="FILE", help="the plan JSON for this host (else the local fact is used)"
+    )
     return parser
 
 
@@ -104,13 +129,19 @@ def _default_user() -> str | None:
         return None
 
 
-def _facts_json(sys_facts: facts.SystemFacts, py: facts.PythonFacts,
-                exp: expected.Expected) -> dict[str, Any]:
-    accelerators = [f"usb {d.vendor}:{d.product} speed {d.speed}" for d in sys_facts.usb_devices
-                    if (d.vendor, d.product) in (facts.USB_IDS_RUNNING,
-                                                 facts.USB_IDS_BOOTLOADER)]
-    accelerators += [f"pci {d.vendor}:{d.device}" for d in sys_facts.pci_devices
-                     if (d.vendor, d.device) == facts.PCI_IDS]
+def _facts_json(
+    sys_facts: facts.SystemFacts, py: facts.PythonFacts, exp: expected.Expected
+) -> dict[str, Any]:
+    accelerators = [
+        f"usb {d.vendor}:{d.product} speed {d.speed}"
+        for d in sys_facts.usb_devices
+        if (d.vendor, d.product) in (facts.USB_IDS_RUNNING, facts.USB_IDS_BOOTLOADER)
+    ]
+    accelerators += [
+        f"pci {d.vendor}:{d.device}"
+        for d in sys_facts.pci_devices
+        if (d.vendor, d.device) == facts.PCI_IDS
+    ]
     return {
         "os_id": sys_facts.os_id,
         "os_codename": sys_facts.os_codename,
@@ -122,12 +153,16 @@ def _facts_json(sys_facts: facts.SystemFacts, py: facts.PythonFacts,
         "python": py.python,
         "python_executable": py.executable,
         "user": sys_facts.user,
-        "runtime_packages": {p: v for p, v in sys_facts.packages.items()
-                             if p in facts.RUNTIME_PACKAGES},
+        "runtime_packages": {
+            p: v for p, v in sys_facts.packages.items() if p in facts.RUNTIME_PACKAGES
+        },
         "edgetpu_library": sys_facts.edgetpu_library,
         "accelerators": accelerators,
-        "python_runtime": {"package": py.runtime.package, "version": py.runtime.version,
-                           "module": py.runtime.module},
+        "python_runtime": {
+            "package": py.runtime.package,
+            "version": py.runtime.version,
+            "module": py.runtime.module,
+        },
         "numpy": py.numpy_version,
         "opencv": py.opencv.version if py.opencv and py.opencv.ok else None,
         "expected_from": exp.origin,
@@ -141,34 +176,44 @@ def _usb_speed(sys_facts: facts.SystemFacts) -> str | None:
     return None
 
 
-def _run_smoke(args: argparse.Namespace, module: Any, py: facts.PythonFacts,
-               sys_facts: facts.SystemFacts) -> tuple[smoke.SmokeResult, str | None]:
+def _run_smoke(
+    args: argparse.Namespace, module: Any, py: facts.PythonFacts, sys_facts: facts.SystemFacts
+) -> tuple[smoke.SmokeResult, str | None]:
     store = assets.AssetStore(args.assets, args.assets_url, args.cache_dir)
     user_files = {p for p in (args.model, args.labels, args.image) if p}
 
     def asset_path(name: str) -> str:
         return name if name in user_files else store.path(name)
 
-    attached = any((d.vendor, d.product) in (facts.USB_IDS_RUNNING, facts.USB_IDS_BOOTLOADER)
-                   for d in sys_facts.usb_devices) or any(
-        (d.vendor, d.device) == facts.PCI_IDS for d in sys_facts.pci_devices)
+    attached = any(
+        (d.vendor, d.product) in (facts.USB_IDS_RUNNING, facts.USB_IDS_BOOTLOADER)
+        for d in sys_facts.usb_devices
+    ) or any((d.vendor, d.device) == facts.PCI_IDS for d in sys_facts.pci_devices)
     needs_apex = any((d.vendor, d.device) == facts.PCI_IDS for d in sys_facts.pci_devices)
 
     def refine(cause: errors.Cause) -> errors.Cause:
-        return errors.refine_delegate_cause(cause, attached, sys_facts.user,
-                                            sys_facts.user_groups, needs_apex)
+        return errors.refine_delegate_cause(
+            cause, attached, sys_facts.user, sys_facts.user_groups, needs_apex
+        )
 
     model = args.model
-    expect = args.expect if args.expect is not None else (
-        None if model else assets.EXPECTED_LABEL)
+    expect = args.expect if args.expect is not None else (None if model else assets.EXPECTED_LABEL)
     options = smoke.SmokeOptions(count=args.count, top_k=args.top_k, expect=expect)
     result = smoke.run(
-        module, {"package": py.runtime.package, "version": py.runtime.version},
-        asset_path, options,
-        edgetpu_model=model or assets.EDGETPU_MODEL, cpu_model=model or assets.CPU_MODEL,
-        labels_file=args.labels or assets.LABELS, image_file=args.image or assets.IMAGE,
-        board=sys_facts.board, arch=sys_facts.arch, usb_speed=_usb_speed(sys_facts),
-        throttled=sys_facts.throttled, refine=refine)
+        module,
+        {"package": py.runtime.package, "version": py.runtime.version},
+        asset_path,
+        options,
+        edgetpu_model=model or assets.EDGETPU_MODEL,
+        cpu_model=model or assets.CPU_MODEL,
+        labels_file=args.labels or assets.LABELS,
+        image_file=args.image or assets.IMAGE,
+        board=sys_facts.board,
+        arch=sys_facts.arch,
+        usb_speed=_usb_speed(sys_facts),
+        throttled=sys_facts.throttled,
+        refine=refine,
+    )
     return result, expect
 
 
@@ -232,8 +277,17 @@ def main(argv: list[str] | None = None) -> int:
         import traceback
 
         traceback.print_exc(file=sys.stderr)
-        document = {"facts": {}, "checks": [checks.CheckResult(
-            "verify", checks.FAIL, f"verify itself failed: {type(exc).__name__}: {exc}",
-            "see the traceback on stderr").to_dict()], "result": "fail"}
+        document = {
+            "facts": {},
+            "checks": [
+                checks.CheckResult(
+                    "verify",
+                    checks.FAIL,
+                    f"verify itself failed: {type(exc).__name__}: {exc}",
+                    "see the traceback on stderr",
+                ).to_dict()
+            ],
+            "result": "fail",
+        }
         report.render(document, sys.stdout, args.json)
         return EXIT_FAILED

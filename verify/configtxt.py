@@ -38,9 +38,19 @@ _MODEL_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r"raspberry pi model [ab]", ("pi1",)),
 )
 
-MODEL_FILTERS = frozenset(
-    name for _, names in _MODEL_RULES for name in names
-) | {"pi1", "pi2", "pi3", "pi3+", "pi4", "pi5", "pi0", "pi0w", "pi02", "cm4", "cm5"}
+MODEL_FILTERS = frozenset(name for _, names in _MODEL_RULES for name in names) | {
+    "pi1",
+    "pi2",
+    "pi3",
+    "pi3+",
+    "pi4",
+    "pi5",
+    "pi0",
+    "pi0w",
+    "pi02",
+    "cm4",
+    "cm5",
+}
 
 ACCUMULATING_KEYS = frozenset({"dtoverlay", "dtparam"})
 
@@ -194,8 +204,9 @@ def _include(
         result.problems.append(f"{source}:{number}: include {name!r} not followed")
         return
     if depth >= MAX_INCLUDE_DEPTH:
-        result.problems.append(f"{source}:{number}: include nesting deeper than "
-                               f"{MAX_INCLUDE_DEPTH}")
+        result.problems.append(
+            f"{source}:{number}: include nesting deeper than {MAX_INCLUDE_DEPTH}"
+        )
         return
     included = read_include(name)
     if included is None:

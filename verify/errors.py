@@ -104,22 +104,28 @@ def translate_exception(exc: BaseException) -> Cause:
 DELEGATE_CAUSE_PREFIX = "the Edge TPU delegate did not load"
 
 
-def refine_delegate_cause(cause: Cause, attached: bool, user: str | None,
-                          groups: list[str], needs_apex: bool) -> Cause:
+def refine_delegate_cause(
+    cause: Cause, attached: bool, user: str | None, groups: list[str], needs_apex: bool
+) -> Cause:
     """Narrow the generic 'Failed to load delegate' down using what the facts show."""
     if not cause.cause.startswith(DELEGATE_CAUSE_PREFIX):
         return cause
     if not attached:
-        return Cause("the runtime loaded but found no Edge TPU (no accelerator attached)",
-                     "plug the Coral USB Accelerator into a USB3 (blue) port, or seat the "
-                     "PCIe/M.2 module", cause.raw)
+        return Cause(
+            "the runtime loaded but found no Edge TPU (no accelerator attached)",
+            "plug the Coral USB Accelerator into a USB3 (blue) port, or seat the PCIe/M.2 module",
+            cause.raw,
+        )
     missing = [g for g in ["plugdev"] + (["apex"] if needs_apex else []) if g not in groups]
     if user and user != "root" and missing:
-        return Cause(f"no permission on the accelerator: {user} is not in "
-                     + ", ".join(missing),
-                     "re-run `coralpi apply` (adds the user to the groups), then log in again",
-                     cause.raw)
-    return Cause("the accelerator is attached but the delegate did not load: likely a "
-                 "libedgetpu/tflite version mismatch or an under-powered port",
-                 "use the runtime pairing `coralpi plan` picks, and a powered USB hub",
-                 cause.raw)
+        return Cause(
+            f"no permission on the accelerator: {user} is not in " + ", ".join(missing),
+            "re-run `coralpi apply` (adds the user to the groups), then log in again",
+            cause.raw,
+        )
+    return Cause(
+        "the accelerator is attached but the delegate did not load: likely a "
+        "libedgetpu/tflite version mismatch or an under-powered port",
+        "use the runtime pairing `coralpi plan` picks, and a powered USB hub",
+        cause.raw,
+    )

@@ -95,8 +95,13 @@ def from_plan(plan: dict[str, Any], origin: str) -> Expected:
         opencv_source=_str(_section(plan, "opencv").get("source")),
         ld_preload=_str(plan.get("ld_preload")),
         ld_preload_known="ld_preload" in plan,
-        camera=(bool(camera_choice) if camera_choice is not None
-                else None if camera_method is None else camera_method != "none"),
+        camera=(
+            bool(camera_choice)
+            if camera_choice is not None
+            else None
+            if camera_method is None
+            else camera_method != "none"
+        ),
         camera_method=camera_method,
         camera_config_path=_str(camera.get("config_path")),
         accelerator=_str(choices.get("accelerator")),
@@ -137,7 +142,7 @@ def satisfies(version: str, constraint: str) -> bool:
         op, target = match.group(1), match.group(2)
         if op in ("==", "!=") and target.endswith(".*"):
             prefix = _release(target[:-2])
-            equal = have[:len(prefix)] == prefix
+            equal = have[: len(prefix)] == prefix
             if equal != (op == "=="):
                 return False
             continue
@@ -145,11 +150,17 @@ def satisfies(version: str, constraint: str) -> bool:
         cmp = _compare(have, want)
         if op == "~=":
             upper = want[:-1]
-            if cmp < 0 or have[:len(upper)] != upper:
+            if cmp < 0 or have[: len(upper)] != upper:
                 return False
             continue
-        ok = {"==": cmp == 0, "!=": cmp != 0, "<": cmp < 0, "<=": cmp <= 0,
-              ">": cmp > 0, ">=": cmp >= 0}[op]
+        ok = {
+            "==": cmp == 0,
+            "!=": cmp != 0,
+            "<": cmp < 0,
+            "<=": cmp <= 0,
+            ">": cmp > 0,
+            ">=": cmp >= 0,
+        }[op]
         if not ok:
             return False
     return True

@@ -30,10 +30,15 @@ USB_IDS_RUNNING = ("18d1", "9302")
 PCI_IDS = ("1ac1", "089a")
 
 LIBRARY_DIRS = (
-    "/lib", "/usr/lib", "/usr/local/lib",
-    "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
-    "/lib/arm-linux-gnueabihf", "/usr/lib/arm-linux-gnueabihf",
-    "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu",
+    "/lib",
+    "/usr/lib",
+    "/usr/local/lib",
+    "/lib/aarch64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/lib/arm-linux-gnueabihf",
+    "/usr/lib/arm-linux-gnueabihf",
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
 )
 UDEV_RULE_DIRS = ("/lib/udev/rules.d", "/usr/lib/udev/rules.d", "/etc/udev/rules.d")
 
@@ -188,8 +193,13 @@ def _options(text: str) -> dict[str, str]:
     return options
 
 
-DPKG_TO_UNAME = {"arm64": "aarch64", "armhf": "armv7l", "armel": "armv6l", "amd64": "x86_64",
-                 "i386": "i686"}
+DPKG_TO_UNAME = {
+    "arm64": "aarch64",
+    "armhf": "armv7l",
+    "armel": "armv6l",
+    "amd64": "x86_64",
+    "i386": "i686",
+}
 
 
 def dpkg_native_arch(status_text: str) -> str | None:
@@ -228,8 +238,15 @@ def parse_one_line_sources(text: str, file: str) -> list[AptSource]:
             rest = line.split()[1:]
         if len(rest) < 2:
             continue
-        sources.append(AptSource(file=file, uris=[rest[0]], suites=[rest[1]],
-                                 signed_by=options.get("signed-by") or None, enabled=enabled))
+        sources.append(
+            AptSource(
+                file=file,
+                uris=[rest[0]],
+                suites=[rest[1]],
+                signed_by=options.get("signed-by") or None,
+                enabled=enabled,
+            )
+        )
     return sources
 
 
@@ -254,9 +271,15 @@ def parse_deb822_sources(text: str, file: str) -> list[AptSource]:
         if signed_by and "BEGIN PGP PUBLIC KEY BLOCK" in signed_by:
             signed_by = "inline"
         enabled = fields.get("enabled", "yes").lower() not in ("no", "false", "0")
-        sources.append(AptSource(file=file, uris=fields["uris"].split(),
-                                 suites=fields.get("suites", "").split(),
-                                 signed_by=signed_by, enabled=enabled))
+        sources.append(
+            AptSource(
+                file=file,
+                uris=fields["uris"].split(),
+                suites=fields.get("suites", "").split(),
+                signed_by=signed_by,
+                enabled=enabled,
+            )
+        )
     return sources
 
 
@@ -312,7 +335,7 @@ def openpgp_fingerprints(data: bytes) -> list[str]:
                     break
                 length, pos = ((first - 192) << 8) + data[pos + 1] + 192, pos + 2
             elif first == 255:
-                length, pos = int.from_bytes(data[pos + 1:pos + 5], "big"), pos + 5
+                length, pos = int.from_bytes(data[pos + 1 : pos + 5], "big"), pos + 5
             else:
                 break  # partial lengths do not occur in key packets
         else:  # old format
@@ -321,9 +344,9 @@ def openpgp_fingerprints(data: bytes) -> list[str]:
             size = {0: 1, 1: 2, 2: 4}.get(kind)
             if size is None:
                 break
-            length = int.from_bytes(data[pos + 1:pos + 1 + size], "big")
+            length = int.from_bytes(data[pos + 1 : pos + 1 + size], "big")
             pos += 1 + size
-        body = data[pos:pos + length]
+        body = data[pos : pos + length]
         pos += length
         if tag in (6, 14) and body[:1] == b"\x04":
             digest = hashlib.sha1(b"\x99" + len(body).to_bytes(2, "big") + body)
@@ -333,10 +356,10 @@ def openpgp_fingerprints(data: bytes) -> list[str]:
 
 def _dearmor(data: bytes) -> bytes:
     import base64
+
     text = data.decode("ascii", errors="replace")
     out = b""
-    for block in re.findall(r"-----BEGIN PGP PUBLIC KEY BLOCK-----(.*?)-----END PGP",
-                            text, re.S):
+    for block in re.findall(r"-----BEGIN PGP PUBLIC KEY BLOCK-----(.*?)-----END PGP", text, re.S):
         lines = block.strip().splitlines()
         body: list[str] = []
         in_body = False
@@ -414,8 +437,7 @@ def _usb_devices(fs: RootFS) -> list[UsbDevice]:
         directory = vendor_file.rsplit("/", 1)[0]
         vendor = _read_sysfs(fs, vendor_file) or ""
         product = _read_sysfs(fs, directory + "/idProduct") or ""
-        devices.append(UsbDevice(directory, vendor, product,
-                                 _read_sysfs(fs, directory + "/speed")))
+        devices.append(UsbDevice(directory, vendor, product, _read_sysfs(fs, directory + "/speed")))
     return devices
 
 
@@ -464,8 +486,9 @@ def _throttled(fs: RootFS) -> int | None:
 
 def gather_system(fs: RootFS, user: str | None) -> SystemFacts:
     facts = SystemFacts(arch=platform.machine(), kernel_arch=platform.machine())
-    release = parse_os_release(fs.read_text("/etc/os-release")
-                               or fs.read_text("/usr/lib/os-release") or "")
+    release = parse_os_release(
+        fs.read_text("/etc/os-release") or fs.read_text("/usr/lib/os-release") or ""
+    )
     facts.os_id = release.get("ID")
     facts.os_like = release.get("ID_LIKE")
     facts.os_codename = release.get("VERSION_CODENAME")
@@ -485,8 +508,9 @@ def gather_system(fs: RootFS, user: str | None) -> SystemFacts:
         def read_include(name: str) -> str | None:
             return fs.read_text(name if name.startswith("/") else base + "/" + name)
 
-        facts.config = configtxt.evaluate(facts.boot_config_text or "", facts.board,
-                                          facts.boot_config, read_include)
+        facts.config = configtxt.evaluate(
+            facts.boot_config_text or "", facts.board, facts.boot_config, read_include
+        )
 
     status_text = fs.read_text("/var/lib/dpkg/status") or ""
     facts.packages = parse_dpkg_status(status_text)
@@ -581,8 +605,12 @@ OPENCV_PROBE = "import cv2, sys; sys.stdout.write(cv2.__version__)"
 
 def start_opencv_probe() -> subprocess.Popen[str]:
     """Import cv2 in a child of this same Python: an undefined symbol or a crash stays there."""
-    return subprocess.Popen([sys.executable, "-c", OPENCV_PROBE], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, universal_newlines=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", OPENCV_PROBE],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        universal_newlines=True,
+    )
 
 
 def finish_opencv_probe(probe: subprocess.Popen[str], timeout: float = 60.0) -> OpenCVImport:
@@ -598,7 +626,8 @@ def finish_opencv_probe(probe: subprocess.Popen[str], timeout: float = 60.0) -> 
     message = lines[-1] if lines else f"exit status {probe.returncode}"
     if probe.returncode < 0:
         message = f"import cv2 killed by signal {-probe.returncode}" + (
-            f": {message}" if lines else "")
+            f": {message}" if lines else ""
+        )
     return OpenCVImport(ok=False, error=message, returncode=probe.returncode)
 
 
@@ -606,6 +635,7 @@ def gather_python(preferred_module: str | None = None) -> tuple[PythonFacts, Any
     facts = PythonFacts(python=platform.python_version(), executable=sys.executable)
     try:
         import numpy
+
         facts.numpy_version = str(numpy.__version__)
     except Exception as exc:
         facts.numpy_error = f"{type(exc).__name__}: {exc}"

@@ -17,24 +17,30 @@ def _smoke_lines(smoke: dict[str, Any] | None) -> list[str]:
     if not smoke:
         return []
     runtime = smoke.get("runtime") or {}
-    lines = [f"smoke test on {smoke.get('device') or 'nothing'} "
-             f"({runtime.get('package') or '?'} {runtime.get('version') or '?'}, "
-             f"{smoke.get('model') or 'no model'})"]
+    lines = [
+        f"smoke test on {smoke.get('device') or 'nothing'} "
+        f"({runtime.get('package') or '?'} {runtime.get('version') or '?'}, "
+        f"{smoke.get('model') or 'no model'})"
+    ]
     for entry in smoke.get("top") or []:
         lines.append(f"  {entry['score']:.5f}  {entry['label']}")
     latency = smoke.get("latency_ms")
     if latency:
-        lines.append(f"  latency ms: first {latency['first']:.1f}, median "
-                     f"{latency['median']:.1f}, p95 {latency['p95']:.1f}")
+        lines.append(
+            f"  latency ms: first {latency['first']:.1f}, median "
+            f"{latency['median']:.1f}, p95 {latency['p95']:.1f}"
+        )
     if smoke.get("note"):
         lines.append("  " + smoke["note"])
     return lines
 
 
 def _facts_line(facts: dict[str, Any]) -> str:
-    return (f"{facts.get('os_id')} {facts.get('os_codename')} {facts.get('arch')}"
-            f" | board: {facts.get('board') or 'not a Pi'}"
-            f" | config.txt: {facts.get('boot_config') or '-'}")
+    return (
+        f"{facts.get('os_id')} {facts.get('os_codename')} {facts.get('arch')}"
+        f" | board: {facts.get('board') or 'not a Pi'}"
+        f" | config.txt: {facts.get('boot_config') or '-'}"
+    )
 
 
 def render_plain(report: dict[str, Any], out: IO[str]) -> None:
@@ -65,8 +71,12 @@ def render_rich(report: dict[str, Any], out: IO[str]) -> None:
     for check in report.get("checks", []):
         status = check["status"]
         # details quote config.txt sections like [pi4]: plain Text, never markup
-        table.add_row(check["name"], Text(status, style=STYLE[status]), Text(check["detail"]),
-                      Text(check["fix"] if status in ("fail", "warn") else ""))
+        table.add_row(
+            check["name"],
+            Text(status, style=STYLE[status]),
+            Text(check["detail"]),
+            Text(check["fix"] if status in ("fail", "warn") else ""),
+        )
     console.print(table)
     for line in _smoke_lines(report.get("smoke")):
         console.print(line, highlight=False, markup=False)

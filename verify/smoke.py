@@ -91,8 +91,9 @@ def median(values: list[float]) -> float:
     return (ordered[mid - 1] + ordered[mid]) / 2.0
 
 
-def expected_latency(device: str, board: str | None, arch: str,
-                     usb_speed: str | None) -> tuple[float | None, str]:
+def expected_latency(
+    device: str, board: str | None, arch: str, usb_speed: str | None
+) -> tuple[float | None, str]:
     """Reference ms per inference for this board and link, with where the figure comes from."""
     filters = configtxt.model_filters(board)
     try:
@@ -153,8 +154,10 @@ def dequantize(raw: Any, detail: dict[str, Any]) -> Any:
 
 def top_k(scores: Any, labels: dict[int, str], k: int) -> list[dict[str, Any]]:
     order = sorted(range(len(scores)), key=lambda i: float(scores[i]), reverse=True)[:k]
-    return [{"label": labels.get(i, str(i)), "index": int(i),
-             "score": round(float(scores[i]), 5)} for i in order]
+    return [
+        {"label": labels.get(i, str(i)), "index": int(i), "score": round(float(scores[i]), 5)}
+        for i in order
+    ]
 
 
 # ------------------------------------------------------------------ running
@@ -172,8 +175,15 @@ def load_edgetpu_delegate(module: Any) -> tuple[Any, Cause | None]:
         return None, errors.translate_exception(exc)
 
 
-def classify(module: Any, model: str, image: str, labels: dict[int, str], count: int,
-             k: int, delegate: Any = None) -> tuple[list[dict[str, Any]], list[float]]:
+def classify(
+    module: Any,
+    model: str,
+    image: str,
+    labels: dict[int, str],
+    count: int,
+    k: int,
+    delegate: Any = None,
+) -> tuple[list[dict[str, Any]], list[float]]:
     """Run `model` once plus `count` times; returns top-k and per-run milliseconds."""
     delegates = [delegate] if delegate is not None else None
     interpreter = module.Interpreter(model_path=model, experimental_delegates=delegates)
@@ -190,18 +200,28 @@ def classify(module: Any, model: str, image: str, labels: dict[int, str], count:
     return top_k(scores, labels, k), times
 
 
-def run(module: Any, runtime: dict[str, str | None], asset: Callable[[str], str],
-        options: SmokeOptions, *, edgetpu_model: str, cpu_model: str, labels_file: str,
-        image_file: str, board: str | None = None, arch: str = "",
-        usb_speed: str | None = None, throttled: int | None = None,
-        delegate_loader: Callable[[Any], tuple[Any, Cause | None]] | None = None,
-        refine: Callable[[Cause], Cause] | None = None) -> SmokeResult:
+def run(
+    module: Any,
+    runtime: dict[str, str | None],
+    asset: Callable[[str], str],
+    options: SmokeOptions,
+    *,
+    edgetpu_model: str,
+    cpu_model: str,
+    labels_file: str,
+    image_file: str,
+    board: str | None = None,
+    arch: str = "",
+    usb_speed: str | None = None,
+    throttled: int | None = None,
+    delegate_loader: Callable[[Any], tuple[Any, Cause | None]] | None = None,
+    refine: Callable[[Cause], Cause] | None = None,
+) -> SmokeResult:
     """The smoke test. `asset(name)` returns a local path for a model/labels/image name
     (fetching and checking it); it may raise, and the error becomes the result's error."""
     result = SmokeResult(runtime=dict(runtime))
     if module is None:
-        result.error = Cause("no inference runtime imports", "see the python_runtime check",
-                             "")
+        result.error = Cause("no inference runtime imports", "see the python_runtime check", "")
         result.note = "nothing ran: " + result.error.cause
         return result
     try:
@@ -217,8 +237,9 @@ def run(module: Any, runtime: dict[str, str | None], asset: Callable[[str], str]
     if delegate is not None:
         try:
             model_path = asset(edgetpu_model)
-            outcome = classify(module, model_path, image, labels, options.count,
-                               options.top_k, delegate)
+            outcome = classify(
+                module, model_path, image, labels, options.count, options.top_k, delegate
+            )
             result.device, result.model = "edgetpu", edgetpu_model
         except Exception as exc:
             cause = errors.translate_exception(exc)
@@ -227,12 +248,10 @@ def run(module: Any, runtime: dict[str, str | None], asset: Callable[[str], str]
     result.edgetpu_cause = cause
     notes: list[str] = []
     if outcome is None:
-        notes.append(f"no Edge TPU usable: {cause.cause if cause else 'unknown'}; "
-                     "ran on the CPU")
+        notes.append(f"no Edge TPU usable: {cause.cause if cause else 'unknown'}; ran on the CPU")
         try:
             model_path = asset(cpu_model)
-            outcome = classify(module, model_path, image, labels, options.count,
-                               options.top_k)
+            outcome = classify(module, model_path, image, labels, options.count, options.top_k)
             result.device, result.model = "cpu", cpu_model
         except Exception as exc:
             result.error = errors.translate_exception(exc)
@@ -243,20 +262,26 @@ def run(module: Any, runtime: dict[str, str | None], asset: Callable[[str], str]
     result.top, times = outcome
     later = times[1:] or times
     middle = median(later)
-    result.latency_ms = {"first": round(times[0], 3), "median": round(middle, 3),
-                         "p95": round(percentile(later, 95), 3)}
+    result.latency_ms = {
+        "first": round(times[0], 3),
+        "median": round(middle, 3),
+        "p95": round(percentile(later, 95), 3),
+    }
     device = result.device or "cpu"
     result.expected_ms, basis = expected_latency(device, board, arch, usb_speed)
     if result.expected_ms is not None:
         notes.append(f"expected about {result.expected_ms} ms ({basis})")
         if middle > SLOW_FACTOR * result.expected_ms:
             result.slow = True
-            notes.append(f"median {result.latency_ms['median']} ms is more than "
-                         f"{SLOW_FACTOR:g}x that: {slow_cause(device, usb_speed, throttled)}")
+            notes.append(
+                f"median {result.latency_ms['median']} ms is more than "
+                f"{SLOW_FACTOR:g}x that: {slow_cause(device, usb_speed, throttled)}"
+            )
     if options.expect is not None:
         best = result.top[0] if result.top else None
-        result.label_ok = bool(best and best["label"] == options.expect
-                               and best["score"] >= options.min_score)
+        result.label_ok = bool(
+            best and best["label"] == options.expect and best["score"] >= options.min_score
+        )
     result.note = "; ".join(notes)
     return result
 

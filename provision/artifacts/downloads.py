@@ -105,9 +105,14 @@ def _unreachable(src: Source, reason: str) -> ArtifactError:
 
 def _short_reason(exc: BaseException) -> str:
     text = str(exc)
-    for marker in ("Connection refused", "Name or service not known", "timed out",
-                   "No route to host", "Temporary failure in name resolution",
-                   "Network is unreachable"):
+    for marker in (
+        "Connection refused",
+        "Name or service not known",
+        "timed out",
+        "No route to host",
+        "Temporary failure in name resolution",
+        "Network is unreachable",
+    ):
         if marker in text:
             return marker.lower() if marker != "Connection refused" else "connection refused"
     return type(exc).__name__
@@ -124,7 +129,8 @@ def _stream_http(src: Source, out: Path) -> tuple[str, int]:
         if resp.status_code != 200:
             raise ArtifactError(
                 f"downloading {src.name} from {src.url} failed: HTTP {resp.status_code} "
-                f"{resp.reason or ''}".rstrip() + f"; check {src.setting}"
+                f"{resp.reason or ''}".rstrip()
+                + f"; check {src.setting}"
             )
         total = int(resp.headers.get("Content-Length") or 0) or None
         progress = _show_progress()

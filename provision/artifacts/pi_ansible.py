@@ -107,8 +107,11 @@ def decide(plan: dict[str, Any], version: str | None = None) -> PiAnsible:
 def is_pi_ansible(art: Artifact, version: str | None = None) -> bool:
     """Whether a lock entry is the Pi's ansible-core wheel (of ``version``, if given)."""
     project = canonicalize_name(art.name.split("-", 1)[0])
-    return (art.kind == "wheel" and project == "ansible-core"
-            and (version is None or art.version == version))
+    return (
+        art.kind == "wheel"
+        and project == "ansible-core"
+        and (version is None or art.version == version)
+    )
 
 
 def locked(lock: Lock | None, version: str) -> Artifact | None:
@@ -122,8 +125,9 @@ def lock_reason(choice: PiAnsible) -> str:
     return f"image prepare/build (first-boot bundle): {choice.reason}"
 
 
-def resolve_artifact(choice: PiAnsible, plan: dict[str, Any], cache: ArtifactCache,
-                     pins: Mapping[str, str]) -> Artifact:
+def resolve_artifact(
+    choice: PiAnsible, plan: dict[str, Any], cache: ArtifactCache, pins: Mapping[str, str]
+) -> Artifact:
     """Find ansible-core ``choice.version``'s one wheel on the index, download and check
     it, and record it as a lock entry (network)."""
     py = plan["python_runtime"]
@@ -145,15 +149,22 @@ def resolve_artifact(choice: PiAnsible, plan: dict[str, Any], cache: ArtifactCac
     pinned = pins.get(wheel.url) or pins.get(wheel.filename)
     got = downloads.fetch(
         cache,
-        Source("wheel", wheel.filename, wheel.url, pinned or wheel.sha256,
-               "coralpi_pip_index_url"),
+        Source("wheel", wheel.filename, wheel.url, pinned or wheel.sha256, "coralpi_pip_index_url"),
     )
-    return Artifact("wheel", wheel.filename, choice.version, wheel.url, got.sha256, got.size,
-                    lock_reason(choice))
+    return Artifact(
+        "wheel",
+        wheel.filename,
+        choice.version,
+        wheel.url,
+        got.sha256,
+        got.size,
+        lock_reason(choice),
+    )
 
 
-def lock_entry(plan: dict[str, Any], cache: ArtifactCache, pins: Mapping[str, str],
-               previous: Lock | None) -> Artifact | None:
+def lock_entry(
+    plan: dict[str, Any], cache: ArtifactCache, pins: Mapping[str, str], previous: Lock | None
+) -> Artifact | None:
     """What ``coralpi lock`` records for the Pi's Ansible of ``plan``: the previous lock's
     entry when it has this version (no network), else a new one; None when no first-boot
     bundle can serve the plan (its Python cannot run this ansible-core)."""

@@ -302,8 +302,9 @@ def resolve_platform(
         if not chosen.endswith(f"-{variant}"):
             why += f" ({variant}: kept ready so switching std/max needs no new download)"
         arts.append(
-            Artifact("deb", filename, str(runtime.get("version", "")), url, got.sha256,
-                     got.size, why)
+            Artifact(
+                "deb", filename, str(runtime.get("version", "")), url, got.sha256, got.size, why
+            )
         )
     exclude = ["numpy"] if inputs.numpy_source == "apt" else []
     res = wheels.resolve(spec, inputs.pip_requirements, exclude)
@@ -316,12 +317,24 @@ def resolve_platform(
             )
         got = downloads.fetch(
             cache,
-            Source("wheel", wheel.filename, wheel.url, pinned or wheel.sha256,
-                   SETTING_FOR_KIND["wheel"]),
+            Source(
+                "wheel",
+                wheel.filename,
+                wheel.url,
+                pinned or wheel.sha256,
+                SETTING_FOR_KIND["wheel"],
+            ),
         )
         arts.append(
-            Artifact("wheel", wheel.filename, wheel.version, wheel.url, got.sha256, got.size,
-                     _wheel_reason(plan, wheel.name, res, inputs))
+            Artifact(
+                "wheel",
+                wheel.filename,
+                wheel.version,
+                wheel.url,
+                got.sha256,
+                got.size,
+                _wheel_reason(plan, wheel.name, res, inputs),
+            )
         )
     return PlatformLock(inputs, tuple(sorted(arts, key=Artifact.sort_key)))
 
@@ -333,12 +346,16 @@ def resolve_coral_key(
     url = settings.key_url
     got = downloads.fetch(
         cache,
-        Source("apt-key", "apt-key.gpg", url, pins.get(url), SETTING_FOR_KIND["apt-key"],
-               signature_checked=True),
+        Source(
+            "apt-key",
+            "apt-key.gpg",
+            url,
+            pins.get(url),
+            SETTING_FOR_KIND["apt-key"],
+            signature_checked=True,
+        ),
     )
-    _, matched = keyring.build_keyring(
-        got.path.read_bytes(), settings.coral_key_fingerprints, url
-    )
+    _, matched = keyring.build_keyring(got.path.read_bytes(), settings.coral_key_fingerprints, url)
     return Artifact(
         kind="apt-key",
         name="apt-key.gpg",
@@ -346,8 +363,7 @@ def resolve_coral_key(
         url=url,
         sha256=got.sha256,
         size=got.size,
-        reason="coral apt source: key file holds accepted fingerprint(s) "
-        + ", ".join(matched),
+        reason="coral apt source: key file holds accepted fingerprint(s) " + ", ".join(matched),
     )
 
 
@@ -380,8 +396,7 @@ def platform_dirs(
     chosen after the lock was written serves the same pinned files).
     """
     wheel_files = [_fetch_art(cache, a) for a in plat.artifacts if a.kind == "wheel"]
-    wheels_dir = cache.link_into(cache.root / "platform" / plat.inputs.slug / "wheels",
-                                 wheel_files)
+    wheels_dir = cache.link_into(cache.root / "platform" / plat.inputs.slug / "wheels", wheel_files)
     debs: dict[str, str] = {}
     for art in plat.artifacts:
         if art.kind == "deb":
@@ -458,8 +473,9 @@ def build_lock(
                 shared.append(resolve_coral_key(settings, cache, _pins(pins, settings)))
         shared.extend(asset_artifacts(settings))
         if not any(pi_ansible.is_pi_ansible(a) for a in shared):
-            pi_art = pi_ansible.lock_entry(dict(plan), cache, _pins(pins, settings),
-                                           None if refresh else previous)
+            pi_art = pi_ansible.lock_entry(
+                dict(plan), cache, _pins(pins, settings), None if refresh else previous
+            )
             if pi_art is not None:
                 shared.append(pi_art)
     return Lock(platforms=platforms, shared=lockfile.merge_shared(shared))
@@ -477,8 +493,9 @@ class FetchResult:
     shared_wheels: list[Path] = dataclasses.field(default_factory=list)
 
 
-def fetch_lock(lock: Lock, cache: ArtifactCache,
-               settings: ArtifactSettings | None = None) -> FetchResult:
+def fetch_lock(
+    lock: Lock, cache: ArtifactCache, settings: ArtifactSettings | None = None
+) -> FetchResult:
     """Download everything in ``lock`` that the cache lacks, checking every sha256.
 
     The Coral key is checked against the fingerprints the lock recorded for it (or, with
@@ -490,10 +507,10 @@ def fetch_lock(lock: Lock, cache: ArtifactCache,
     wheels_dirs = {pid: platform_dirs(cache, plat)[0] for pid, plat in lock.platforms.items()}
     keyrings = [
         keyring_path(cache, art, _accepted_from(art, s))
-        for art in lock.shared if art.kind == "apt-key"
+        for art in lock.shared
+        if art.kind == "apt-key"
     ]
-    assets = assets_dir(cache, lock.shared) if any(a.kind == "asset" for a in lock.shared) \
-        else None
+    assets = assets_dir(cache, lock.shared) if any(a.kind == "asset" for a in lock.shared) else None
     shared_wheels = [_fetch_art(cache, a) for a in lock.shared if a.kind == "wheel"]
     return FetchResult(
         files=len(lock.all_artifacts()),
@@ -562,9 +579,7 @@ def ensure_host_artifacts(
 
     coral_keyring = ""
     if want_key:
-        key_art = next(
-            (a for a in lock.shared if a.kind == "apt-key" and a.url == s.key_url), None
-        )
+        key_art = next((a for a in lock.shared if a.kind == "apt-key" and a.url == s.key_url), None)
         if key_art is None:
             key_art = resolve_coral_key(s, store, _pins(lock_pins(lock), s))
             lock.shared = lockfile.merge_shared(lock.shared, [key_art])
@@ -593,8 +608,10 @@ def fetch_hint(lock_path: Path | None) -> str:
     """How to get what a lock pins onto a machine before going offline."""
     if lock_path is None:
         return ""
-    return (f"; every file {lock_path} pins is fetched ahead by `coralpi fetch --lock "
-            f"{lock_path}` on a machine that reaches its sources")
+    return (
+        f"; every file {lock_path} pins is fetched ahead by `coralpi fetch --lock "
+        f"{lock_path}` on a machine that reaches its sources"
+    )
 
 
 def ensure_pi_ansible_wheel(
@@ -616,7 +633,8 @@ def ensure_pi_ansible_wheel(
     if art is None:
         art = pi_ansible.resolve_artifact(choice, dict(plan_dict), cache, lock_pins(lock))
         lock.shared = lockfile.merge_shared(
-            [a for a in lock.shared if not pi_ansible.is_pi_ansible(a)], [art])
+            [a for a in lock.shared if not pi_ansible.is_pi_ansible(a)], [art]
+        )
         if lock_path is not None:
             lockfile.write_if_changed(lock_path, lock)
     try:

@@ -104,9 +104,7 @@ def applicable(requirement: Requirement, env: dict[str, str]) -> bool:
         return True
 
 
-def dependencies_of(
-    requires_dist: Iterable[str], env: dict[str, str]
-) -> list[Requirement]:
+def dependencies_of(requires_dist: Iterable[str], env: dict[str, str]) -> list[Requirement]:
     out = []
     for line in requires_dist:
         try:
@@ -146,8 +144,16 @@ def _pip_error(spec: WheelSpec, requirements: Sequence[str], stderr: str) -> Art
     detail = " ".join(ln.strip() for ln in lines[-3:]) or "no output"
     where = f"{spec.index_url}" + (f" and {spec.extra_index_url}" if spec.extra_index_url else "")
     hint = ""
-    if any(w in stderr for w in ("Failed to establish", "NewConnectionError", "timed out",
-                                 "Name or service not known", "Connection refused")):
+    if any(
+        w in stderr
+        for w in (
+            "Failed to establish",
+            "NewConnectionError",
+            "timed out",
+            "Name or service not known",
+            "Connection refused",
+        )
+    ):
         hint = (
             " The package index cannot be reached from this machine; set coralpi_pip_index_url"
             " to an index it can reach."

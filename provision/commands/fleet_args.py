@@ -13,8 +13,11 @@ from provision.redaction import redact
 
 
 def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
-    options.add_inventory(parser, "Ansible inventory (default: inventory/localhost.yml, "
-                          "this machine)", default=options.DEFAULT_INVENTORY)
+    options.add_inventory(
+        parser,
+        "Ansible inventory (default: inventory/localhost.yml, this machine)",
+        default=options.DEFAULT_INVENTORY,
+    )
     options.add_limit(parser, "only hosts matching this Ansible pattern")
     options.add_extra_vars(parser, "set an inventory variable for every host (repeatable)")
     options.add_json(parser, "print the fleet report as JSON")
@@ -25,8 +28,9 @@ def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
     )
     options.add_runs_dir(parser)
     options.add_cache_dir(parser)
-    options.add_lock(parser, "lock file pinning every artifact (default: ./coralpi.lock "
-                     "when it exists)")
+    options.add_lock(
+        parser, "lock file pinning every artifact (default: ./coralpi.lock when it exists)"
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> FleetOptions:
@@ -63,15 +67,17 @@ def run_fleet_command(command: str, args: argparse.Namespace) -> int:
     try:
         report = run_fleet(command, options_from_args(args))
     except KeyboardInterrupt:
-        raise Interrupted(f"coralpi {command}: interrupted before any host was touched",
-                          signal.SIGINT, bare=True) from None
+        raise Interrupted(
+            f"coralpi {command}: interrupted before any host was touched", signal.SIGINT, bare=True
+        ) from None
     except CoralpiError as exc:
         exc.message = redact(exc.message)
         raise
     render(report, as_json=args.json)
     if report.interrupted:
-        raise Interrupted(interrupted_message(report),
-                          signal.Signals[report.interrupted].value, bare=True)
+        raise Interrupted(
+            interrupted_message(report), signal.Signals[report.interrupted].value, bare=True
+        )
     if report.failed:
         raise HostFailed("")  # the report names the failed hosts
     return 0

@@ -24,8 +24,9 @@ HELP = "pin every wheel, runtime .deb, key and asset the fleet installs into cor
 
 
 def add_common_artifact_args(parser: argparse.ArgumentParser) -> None:
-    options.add_lock(parser, f"lock file (default: ./{options.DEFAULT_LOCK})",
-                     default=options.DEFAULT_LOCK)
+    options.add_lock(
+        parser, f"lock file (default: ./{options.DEFAULT_LOCK})", default=options.DEFAULT_LOCK
+    )
     options.add_cache_dir(parser)
 
 
@@ -34,22 +35,34 @@ def register(sub: Any) -> argparse.ArgumentParser:
     options.add_inventory(parser, "inventory whose hosts to lock for")
     options.add_limit(parser, "only these inventory hosts (Ansible pattern)")
     parser.add_argument(
-        "--platform", action="append", default=[], metavar="CODENAME/ARCH/PYVER",
+        "--platform",
+        action="append",
+        default=[],
+        metavar="CODENAME/ARCH/PYVER",
         help="a target platform without a host, e.g. bookworm/aarch64/3.11 (repeatable)",
     )
-    parser.add_argument("--runtime", choices=BY_NAME["coralpi_runtime"].choices,
-                        help="override coralpi_runtime")
-    parser.add_argument("--opencv", choices=BY_NAME["coralpi_opencv"].choices,
-                        help="override coralpi_opencv")
-    options.add_extra_vars(parser, "a coralpi_* setting for every target, e.g. "
-                           "coralpi_community_runtime_url=https://mirror/... (repeatable)")
     parser.add_argument(
-        "--pin", action="append", default=[], metavar="URL_OR_FILE=SHA256",
+        "--runtime", choices=BY_NAME["coralpi_runtime"].choices, help="override coralpi_runtime"
+    )
+    parser.add_argument(
+        "--opencv", choices=BY_NAME["coralpi_opencv"].choices, help="override coralpi_opencv"
+    )
+    options.add_extra_vars(
+        parser,
+        "a coralpi_* setting for every target, e.g. "
+        "coralpi_community_runtime_url=https://mirror/... (repeatable)",
+    )
+    parser.add_argument(
+        "--pin",
+        action="append",
+        default=[],
+        metavar="URL_OR_FILE=SHA256",
         help="pin a file (by URL or file name) served over plain http before its first "
         "download (repeatable)",
     )
     parser.add_argument(
-        "--refresh", action="store_true",
+        "--refresh",
+        action="store_true",
         help="resolve everything again and trust new hashes (drops the lock's pins)",
     )
     add_common_artifact_args(parser)
@@ -95,9 +108,12 @@ def collect_hosts(
         facts = gather_facts(args.inventory, args.limit)
         missing = [h.name for h in hosts if h.name not in facts]
         if missing:
-            print(f"coralpi lock: no facts from {', '.join(missing)} (unreachable?); "
-                  "their platforms are not locked unless another host or --platform "
-                  "covers them", file=sys.stderr)
+            print(
+                f"coralpi lock: no facts from {', '.join(missing)} (unreachable?); "
+                "their platforms are not locked unless another host or --platform "
+                "covers them",
+                file=sys.stderr,
+            )
         for host in hosts:
             if host.name not in facts:
                 continue
@@ -108,8 +124,10 @@ def collect_hosts(
         plan = resolve(platform_target(spec), choices_from_vars(extra))
         out.append((spec, plan.to_dict(), ArtifactSettings.from_vars(extra)))
     if not out:
-        raise ConfigError("coralpi lock needs targets: -i INVENTORY and/or --platform "
-                          "CODENAME/ARCH/PYVER (e.g. --platform bookworm/aarch64/3.11)")
+        raise ConfigError(
+            "coralpi lock needs targets: -i INVENTORY and/or --platform "
+            "CODENAME/ARCH/PYVER (e.g. --platform bookworm/aarch64/3.11)"
+        )
     return out
 
 
@@ -118,8 +136,9 @@ def summarize(lock: Lock) -> list[str]:
     for pid, plat in sorted(lock.platforms.items()):
         size = sum(a.size for a in plat.artifacts)
         kinds = {k: sum(1 for a in plat.artifacts if a.kind == k) for k in ("wheel", "deb")}
-        lines.append(f"  {pid}: {kinds['wheel']} wheel(s), {kinds['deb']} .deb(s), "
-                     f"{size / 1e6:.1f} MB")
+        lines.append(
+            f"  {pid}: {kinds['wheel']} wheel(s), {kinds['deb']} .deb(s), {size / 1e6:.1f} MB"
+        )
     shared = sorted({a.kind for a in lock.shared})
     if shared:
         lines.append(f"  shared: {len(lock.shared)} file(s) ({', '.join(shared)})")
@@ -144,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
     for line in summarize(lock):
         print(line)
     if cache.stats.files_downloaded:
-        print(f"downloaded {cache.stats.files_downloaded} file(s), "
-              f"{cache.stats.bytes_downloaded / 1e6:.1f} MB into {cache.root}")
+        print(
+            f"downloaded {cache.stats.files_downloaded} file(s), "
+            f"{cache.stats.bytes_downloaded / 1e6:.1f} MB into {cache.root}"
+        )
     return 0

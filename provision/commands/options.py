@@ -30,25 +30,39 @@ def add_limit(parser: argparse.ArgumentParser, help: str) -> None:
 
 def add_extra_vars(parser: argparse.ArgumentParser, help: str) -> None:
     """``-e NAME=VALUE`` (repeatable; ``--var`` is its older spelling)."""
-    parser.add_argument("-e", "--extra-vars", "--var", dest="extra_vars", action="append",
-                        default=[], metavar="NAME=VALUE", help=help)
+    parser.add_argument(
+        "-e",
+        "--extra-vars",
+        "--var",
+        dest="extra_vars",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=help,
+    )
 
 
-def add_lock(parser: argparse.ArgumentParser, help: str, *,
-             default: Path | None = None) -> None:
+def add_lock(parser: argparse.ArgumentParser, help: str, *, default: Path | None = None) -> None:
     parser.add_argument("--lock", type=Path, default=default, metavar="FILE", help=help)
 
 
 def add_cache_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--cache-dir", type=Path, default=None, metavar="DIR",
+        "--cache-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
         help="artifact cache (default: $CORALPI_CACHE_DIR or $XDG_CACHE_HOME/coralpi)",
     )
 
 
 def add_runs_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs-dir", type=Path, metavar="DIR",
-                        help="where run directories go (default: $XDG_STATE_HOME/coralpi/runs)")
+    parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        metavar="DIR",
+        help="where run directories go (default: $XDG_STATE_HOME/coralpi/runs)",
+    )
 
 
 def add_json(parser: argparse.ArgumentParser, help: str = "print the result as JSON") -> None:

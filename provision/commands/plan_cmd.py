@@ -75,8 +75,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="accept the max runtime's licence terms (needed for --runtime max)",
     )
-    parser.add_argument("--accelerator", choices=BY_NAME["coralpi_accelerator"].choices,
-                        default=None)
+    parser.add_argument(
+        "--accelerator", choices=BY_NAME["coralpi_accelerator"].choices, default=None
+    )
     parser.add_argument("--opencv", choices=BY_NAME["coralpi_opencv"].choices, default=None)
     parser.add_argument(
         "--no-camera",

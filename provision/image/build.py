@@ -93,8 +93,9 @@ def is_xz(path: Path) -> bool:
 
 
 def xz_size(path: Path) -> int:
-    proc = subprocess.run(["xz", "--robot", "--list", str(path)], capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        ["xz", "--robot", "--list", str(path)], capture_output=True, text=True, check=False
+    )
     for line in proc.stdout.splitlines() if proc.returncode == 0 else ():
         fields = line.split("\t")
         if fields[0] == "totals" and len(fields) > 4:
@@ -121,8 +122,10 @@ def check_paths(base: Path, out: Path, force: bool) -> None:
     for suffix in SIDE_FILES:
         side = side_path(out, suffix)
         if side.exists() and side.resolve() == base.resolve():
-            raise ImageError(f"--out {out}: the build writes {side.name}, which is the base "
-                             "image: choose another --out")
+            raise ImageError(
+                f"--out {out}: the build writes {side.name}, which is the base "
+                "image: choose another --out"
+            )
     if out.exists() and not force:
         raise ImageError(f"--out {out} exists: pass --force to replace it")
     if out.exists() and not out.is_file():
@@ -148,9 +151,19 @@ def grow(part: Path, opened: Opened, grow_bytes: int) -> Partition:
     with part.open("r+b") as handle:
         handle.truncate(max(size, opened.table.end) + grow_bytes)
     proc = subprocess.run(
-        ["sfdisk", "--no-reread", "--no-tell-kernel", "--quiet", "-N",
-         str(opened.root.number), str(part)],
-        input=", +\n", capture_output=True, text=True, check=False,
+        [
+            "sfdisk",
+            "--no-reread",
+            "--no-tell-kernel",
+            "--quiet",
+            "-N",
+            str(opened.root.number),
+            str(part),
+        ],
+        input=", +\n",
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         raise ImageError(f"could not grow the root partition: {proc.stderr.strip()}")
@@ -161,16 +174,19 @@ def grow(part: Path, opened: Opened, grow_bytes: int) -> Partition:
 STOP_GRACE = 20
 
 
-def run_in_chroot(root: Path, log: Path, early_log: Path,
-                  progress: Callable[[str], None]) -> int:
+def run_in_chroot(root: Path, log: Path, early_log: Path, progress: Callable[[str], None]) -> int:
     """firstboot.sh image-build in the chroot, in its own process group (ended as a whole
     if the build is interrupted); shows the task names as they start. ``early_log`` gets
     what is said before firstboot.sh opens its log (e.g. an exec format error)."""
-    argv = chroot.chroot_argv(root, "/bin/sh", f"/boot/firmware/{BUNDLE_NAME}/firstboot.sh",
-                              ROUTE)
+    argv = chroot.chroot_argv(root, "/bin/sh", f"/boot/firmware/{BUNDLE_NAME}/firstboot.sh", ROUTE)
     with early_log.open("wb") as early:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=early,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=early,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     seen = 0
     try:
         while True:
@@ -213,8 +229,7 @@ def build_image(
     start = time.monotonic()
     base, out = base.absolute(), out.absolute()
     if os.geteuid() != 0:
-        raise ImageError("image build needs root (loop devices, mounts, chroot): run it with "
-                         "sudo")
+        raise ImageError("image build needs root (loop devices, mounts, chroot): run it with sudo")
     check_paths(base, out, force)
     if grow_mib < 0:
         raise ImageError("--grow-mib must be 0 or more")
@@ -246,8 +261,13 @@ def build_image(
         if opened is None:
             progress(f"decompressing {base.name} (the card checks follow)")
             with part.open("wb") as sink:
-                unxz = subprocess.run(["xz", "-dc", str(base)], stdout=sink,
-                                      stderr=subprocess.PIPE, text=True, check=False)
+                unxz = subprocess.run(
+                    ["xz", "-dc", str(base)],
+                    stdout=sink,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    check=False,
+                )
             if unxz.returncode != 0:
                 raise ImageError(f"{base}: not a readable .xz file ({unxz.stderr.strip()})")
             opened = inspect_image(part)
@@ -255,14 +275,19 @@ def build_image(
             check_against_card(plan, opened.info, str(base), hook=False)
         else:
             progress(f"copying {base.name}")
-            copy = subprocess.run(["cp", "--sparse=always", str(base), str(part)],
-                                  capture_output=True, text=True, check=False)
+            copy = subprocess.run(
+                ["cp", "--sparse=always", str(base), str(part)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if copy.returncode != 0:
                 raise ImageError(f"copying {base} to {part} failed: {copy.stderr.strip()}")
         root_part = grow(part, opened, grow_mib * 2**20)
         with tempfile.TemporaryDirectory(prefix="coralpi-build-") as tmp:
-            data = _provision(part, opened, root_part, host, lock, cache_dir, Path(tmp),
-                              log_path, progress)
+            data = _provision(
+                part, opened, root_part, host, lock, cache_dir, Path(tmp), log_path, progress
+            )
         progress("hashing the images")
         lock_text = lock.read_text() if lock.is_file() else ""
         result: dict[str, Any] = {
@@ -271,10 +296,12 @@ def build_image(
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "seconds": 0.0,
             "base": {"file": base.name, "sha256": sha256_file(base)},
-            "output": {"file": out.name, "sha256": sha256_file(part),
-                       "bytes": part.stat().st_size},
-            "lock": {"file": str(lock), "sha256": sha256_file(lock) if lock_text else None,
-                     "text": lock_text},
+            "output": {"file": out.name, "sha256": sha256_file(part), "bytes": part.stat().st_size},
+            "lock": {
+                "file": str(lock),
+                "sha256": sha256_file(lock) if lock_text else None,
+                "text": lock_text,
+            },
             "for": host.label,
             "target": plan["target"],
             "runtime": plan.get("runtime", {}),
@@ -297,13 +324,23 @@ def build_image(
 
 def check_root_last(base: Path, opened: Opened, grow_mib: int) -> None:
     if grow_mib and opened.root.end != opened.table.end:
-        raise ImageError(f"{base}: the root partition is not the last one, so it cannot "
-                         "grow; pass --grow-mib 0 if it has room for the packages")
+        raise ImageError(
+            f"{base}: the root partition is not the last one, so it cannot "
+            "grow; pass --grow-mib 0 if it has room for the packages"
+        )
 
 
-def _provision(part: Path, opened: Opened, root_part: Partition, host: HostPlan, lock: Path,
-               cache_dir: Path | None, tmp: Path, log_path: Path,
-               progress: Callable[[str], None]) -> dict[str, Any]:
+def _provision(
+    part: Path,
+    opened: Opened,
+    root_part: Partition,
+    host: HostPlan,
+    lock: Path,
+    cache_dir: Path | None,
+    tmp: Path,
+    log_path: Path,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
     boot_dir = tmp / "boot"
     boot_dir.mkdir()
     fat = FatVolume(part, opened.boot.start)
@@ -324,22 +361,22 @@ def _provision(part: Path, opened: Opened, root_part: Partition, host: HostPlan,
             progress(f"growing the root file system to {root_part.size // 2**20} MiB")
             with chroot.loop_device(part, root_part) as device:
                 chroot.grow_ext4(device)
-        with chroot.open_root(part, root_part, tmp / "root", boot_dir,
-                              str(plan["target"]["arch"])) as root:
-            progress(f"provisioning {opened.info.codename} {plan['target']['arch']} "
-                     "in a chroot")
+        with chroot.open_root(
+            part, root_part, tmp / "root", boot_dir, str(plan["target"]["arch"])
+        ) as root:
+            progress(f"provisioning {opened.info.codename} {plan['target']['arch']} in a chroot")
             rc = run_in_chroot(root, report / "firstboot.log", early, progress)
             status = _status(report)
             if rc != 0 or status.get("status") != "ok":
-                said = early.read_text(errors="replace").strip()[-800:] \
-                    if early.is_file() else ""
+                said = early.read_text(errors="replace").strip()[-800:] if early.is_file() else ""
                 raise HostFailed(
                     f"image build failed at {status.get('failed_step') or 'firstboot.sh'} "
                     f"(exit {rc}){': ' + said if said else ''}; the log is {log_path}; "
                     "no image was written"
                 )
-            subprocess.run(chroot.chroot_argv(root, "apt-get", "clean"), check=False,
-                           capture_output=True)
+            subprocess.run(
+                chroot.chroot_argv(root, "apt-get", "clean"), check=False, capture_output=True
+            )
             progress("clearing the machine's identity (machine id, SSH host keys, logs)")
             cleared = identity.clear_identity(root)
             data = {
@@ -351,13 +388,16 @@ def _provision(part: Path, opened: Opened, root_part: Partition, host: HostPlan,
             }
     finally:
         # Kept also when the build failed or was interrupted (an older log is replaced).
-        parts = [p.read_text(errors="replace") for p in (early, report / "firstboot.log")
-                 if p.is_file()]
+        parts = [
+            p.read_text(errors="replace") for p in (early, report / "firstboot.log") if p.is_file()
+        ]
         log_path.write_text("".join(parts))
     expected = {*BOOT_FILES, BUNDLE_NAME, "coralpi-report"}
     for extra in sorted(p.name for p in boot_dir.iterdir() if p.name not in expected):
-        progress(f"warning: the roles wrote /boot/firmware/{extra}; only "
-                 f"{', '.join(BOOT_FILES)} go back to the boot partition")
+        progress(
+            f"warning: the roles wrote /boot/firmware/{extra}; only "
+            f"{', '.join(BOOT_FILES)} go back to the boot partition"
+        )
     for name, text in originals.items():
         changed = boot_dir / name
         if text is not None and changed.is_file() and changed.read_text() != text:

@@ -83,8 +83,7 @@ def gather_artifacts(
     needs. With a lock the files are those it pins (platforms it lacks are added); a file
     that cannot be had is refused naming `coralpi fetch`. Cheap the second time in one
     process (``image build`` calls it before writing anything, then for the bundle)."""
-    settings = ArtifactSettings.from_vars(host.variables, cache_dir=cache_dir,
-                                          lock_file=lock_file)
+    settings = ArtifactSettings.from_vars(host.variables, cache_dir=cache_dir, lock_file=lock_file)
     cache = open_cache(cache_dir)
     choice = pi_ansible.decide(host.plan)
     try:
@@ -139,7 +138,8 @@ def build_bundle(
     }
     (root / "vars").mkdir()
     (root / "vars" / "plan.json").write_text(
-        json.dumps({"coralpi_plans": {"localhost": plan}}, indent=2) + "\n")
+        json.dumps({"coralpi_plans": {"localhost": plan}}, indent=2) + "\n"
+    )
     (root / "vars" / "host.json").write_text(json.dumps(host.variables, indent=2) + "\n")
     (root / "ansible.cfg").write_text(ANSIBLE_CFG)
     (root / "inventory.ini").write_text(INVENTORY)
@@ -151,9 +151,11 @@ def build_bundle(
         "for": host.label,
         "route": route,
         "target": plan["target"],
-        "ansible_on_pi": {"ansible_core": choice.version,
-                          "debian_packages": list(choice.debian_packages),
-                          "reason": choice.reason},
+        "ansible_on_pi": {
+            "ansible_core": choice.version,
+            "debian_packages": list(choice.debian_packages),
+            "reason": choice.reason,
+        },
         "files": _hashes(root),
     }
     (root / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -163,7 +165,8 @@ def build_bundle(
 def _hashes(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*")) if p.is_file()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
     }
 
 

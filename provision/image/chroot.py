@@ -28,8 +28,14 @@ BINFMT = Path("/proc/sys/fs/binfmt_misc")
 #: qemu-user binfmt handler per target architecture (as the matrix names it).
 QEMU_HANDLERS = {"aarch64": "qemu-aarch64", "armv7l": "qemu-arm"}
 POLICY_RC_D = "usr/sbin/policy-rc.d"
-DEV_NODES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
-             ("urandom", 1, 9), ("tty", 5, 0))
+DEV_NODES = (
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+)
 
 
 def _run(*argv: str) -> str:
@@ -39,8 +45,9 @@ def _run(*argv: str) -> str:
     return proc.stdout
 
 
-def interpreter_for(arch: str, machine: str | None = None,
-                    binfmt: Path = BINFMT) -> tuple[Path, bool] | None:
+def interpreter_for(
+    arch: str, machine: str | None = None, binfmt: Path = BINFMT
+) -> tuple[Path, bool] | None:
     """None when ``arch`` runs natively; else (interpreter, held open by the kernel).
     ImageError, saying what to install, when no enabled qemu-user handler exists."""
     machine = machine or platform.machine()
@@ -92,8 +99,10 @@ def _umount(target: Path) -> None:
     if proc.returncode != 0:
         # Busy: detach it now (it goes when the last user ends) and fail the build.
         subprocess.run(["umount", "--lazy", str(target)], check=False)
-        raise ImageError(f"{target} was still busy ({proc.stderr.strip()}); detached lazily, "
-                         "the build is not used")
+        raise ImageError(
+            f"{target} was still busy ({proc.stderr.strip()}); detached lazily, "
+            "the build is not used"
+        )
 
 
 def stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
@@ -151,8 +160,16 @@ def _remove(path: Path) -> None:
 
 @contextmanager
 def loop_device(image: Path, part: Partition) -> Iterator[str]:
-    device = _run("losetup", "--find", "--show", "--offset", str(part.start),
-                  "--sizelimit", str(part.size), str(image)).strip()
+    device = _run(
+        "losetup",
+        "--find",
+        "--show",
+        "--offset",
+        str(part.start),
+        "--sizelimit",
+        str(part.size),
+        str(image),
+    ).strip()
     try:
         yield device
     finally:
@@ -161,26 +178,32 @@ def loop_device(image: Path, part: Partition) -> Iterator[str]:
 
 
 def check_detached(image: Path) -> None:
-    still = subprocess.run(["losetup", "--associated", str(image)], capture_output=True,
-                           text=True, check=False).stdout.strip()
+    still = subprocess.run(
+        ["losetup", "--associated", str(image)], capture_output=True, text=True, check=False
+    ).stdout.strip()
     if still:
-        raise ImageError(f"{image} is still attached to a loop device ({still}); the build "
-                         "is not used")
+        raise ImageError(
+            f"{image} is still attached to a loop device ({still}); the build is not used"
+        )
 
 
 def grow_ext4(device: str) -> None:
     """Check the file system, then let it fill its (grown) partition."""
-    proc = subprocess.run(["e2fsck", "-f", "-y", device], capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        ["e2fsck", "-f", "-y", device], capture_output=True, text=True, check=False
+    )
     if proc.returncode >= 4:
-        raise ImageError(f"e2fsck found errors it could not fix on the root file system: "
-                         f"{proc.stdout[-500:]}{proc.stderr[-500:]}")
+        raise ImageError(
+            f"e2fsck found errors it could not fix on the root file system: "
+            f"{proc.stdout[-500:]}{proc.stderr[-500:]}"
+        )
     _run("resize2fs", device)
 
 
 @contextmanager
-def open_root(image: Path, part: Partition, mountpoint: Path, boot_dir: Path,
-              arch: str) -> Iterator[Path]:
+def open_root(
+    image: Path, part: Partition, mountpoint: Path, boot_dir: Path, arch: str
+) -> Iterator[Path]:
     """Mount the ext4 ``part`` of ``image`` at ``mountpoint`` ready for ``chroot``;
     ``boot_dir`` appears as ``/boot/firmware`` inside. The loop device is mount's own
     (autoclear): it goes with the last mount even if this process is killed."""
@@ -190,8 +213,7 @@ def open_root(image: Path, part: Partition, mountpoint: Path, boot_dir: Path,
         root.mkdir(parents=True, exist_ok=True)
         stack.callback(check_detached, image)
         ctx = OpenRoot(stack, root)
-        ctx.mount("-o", f"loop,offset={part.start},sizelimit={part.size}", str(image),
-                  target=root)
+        ctx.mount("-o", f"loop,offset={part.start},sizelimit={part.size}", str(image), target=root)
         ctx.mount("-t", "proc", "-o", "nosuid,nodev,noexec", "proc", target=root / "proc")
         ctx.mount("-t", "sysfs", "-o", "ro,nosuid,nodev,noexec", "sysfs", target=root / "sys")
         _private_dev(ctx)
@@ -201,8 +223,13 @@ def open_root(image: Path, part: Partition, mountpoint: Path, boot_dir: Path,
         ctx.created(firmware, lambda: firmware.mkdir(parents=True))
         ctx.mount("--bind", str(boot_dir), target=firmware)
         policy = root / POLICY_RC_D
-        ctx.created(policy, lambda: _write_exec(policy, "#!/bin/sh\n# coralpi image build: "
-                                                "no service starts in the chroot\nexit 101\n"))
+        ctx.created(
+            policy,
+            lambda: _write_exec(
+                policy,
+                "#!/bin/sh\n# coralpi image build: no service starts in the chroot\nexit 101\n",
+            ),
+        )
         _dns(ctx)
         if interp is not None and not interp[1]:
             inside = root / str(interp[0]).lstrip("/")
@@ -229,8 +256,9 @@ def _private_dev(ctx: OpenRoot) -> None:
         os.chmod(dev / name, 0o666)
     for sub in ("pts", "shm"):
         (dev / sub).mkdir()
-    ctx.mount("-t", "devpts", "-o", "newinstance,ptmxmode=0666,mode=620", "devpts",
-              target=dev / "pts")
+    ctx.mount(
+        "-t", "devpts", "-o", "newinstance,ptmxmode=0666,mode=620", "devpts", target=dev / "pts"
+    )
     ctx.mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "tmpfs", target=dev / "shm")
     (dev / "ptmx").symlink_to("pts/ptmx")
     (dev / "fd").symlink_to("/proc/self/fd")
@@ -259,8 +287,18 @@ def _dns(ctx: OpenRoot) -> None:
 
 
 def chroot_argv(root: Path, *argv: str, env: dict[str, str] | None = None) -> list[str]:
-    base = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "HOME": "/root", "LC_ALL": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"}
+    base = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/root",
+        "LC_ALL": "C.UTF-8",
+        "DEBIAN_FRONTEND": "noninteractive",
+    }
     base.update(env or {})
-    return ["chroot", str(root), "/usr/bin/env", "-i",
-            *(f"{k}={v}" for k, v in sorted(base.items())), *argv]
+    return [
+        "chroot",
+        str(root),
+        "/usr/bin/env",
+        "-i",
+        *(f"{k}={v}" for k, v in sorted(base.items())),
+        *argv,
+    ]

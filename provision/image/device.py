@@ -183,8 +183,9 @@ def open_target(path: Path) -> Target:
         size = block_size(path)
         what = _describe_block(path)
         gib = size / 2**30
-        return Target(path, True, size,
-                      f"block device {path}{f' ({what})' if what else ''}, {gib:.1f} GiB")
+        return Target(
+            path, True, size, f"block device {path}{f' ({what})' if what else ''}, {gib:.1f} GiB"
+        )
     raise ImageError(f"{path}: not a disk image or block device")
 
 
@@ -196,8 +197,7 @@ def check_size(target: Target, table_end: int) -> None:
         )
 
 
-def confirm(target: Target, assume_yes: bool,
-            ask: Callable[[str], str] | None = None) -> None:
+def confirm(target: Target, assume_yes: bool, ask: Callable[[str], str] | None = None) -> None:
     """Ask before writing to a block device; refuse without a terminal unless ``--yes``."""
     if not target.is_block or assume_yes:
         return
@@ -215,9 +215,11 @@ def confirm(target: Target, assume_yes: bool,
 
 def system_state() -> tuple[str, str]:
     """(/proc/self/mountinfo, /proc/swaps) of this machine."""
+
     def read(path: str) -> str:
         try:
             return Path(path).read_text()
         except OSError:
             return ""
+
     return read("/proc/self/mountinfo"), read("/proc/swaps")

@@ -43,8 +43,7 @@ def _dump(data: dict[str, Any]) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=1000)
 
 
-def user_data_with_hook(existing: str | None, hostname: str,
-                        where: str = "user-data") -> str:
+def user_data_with_hook(existing: str | None, hostname: str, where: str = "user-data") -> str:
     if existing is None or not existing.strip():
         data: dict[str, Any] = {}
     else:
@@ -76,8 +75,13 @@ def instance_id(hostname: str, salt: str) -> str:
     return f"coralpi-{hostname}-{hashlib.sha256(salt.encode()).hexdigest()[:12]}"
 
 
-def meta_data_with_hook(existing: str | None, hostname: str, salt: str,
-                        where: str = "meta-data", used_ids: tuple[str, ...] = ()) -> str:
+def meta_data_with_hook(
+    existing: str | None,
+    hostname: str,
+    salt: str,
+    where: str = "meta-data",
+    used_ids: tuple[str, ...] = (),
+) -> str:
     """meta-data with ``local-hostname`` and an instance id: an existing one is kept (the
     card's first boot is still to come), unless cloud-init on the card already ran with it
     (``used_ids``): then it would treat the boot as the same instance and skip the runcmd,
@@ -88,9 +92,7 @@ def meta_data_with_hook(existing: str | None, hostname: str, salt: str,
     data.setdefault("instance-id", instance_id(hostname, salt))
     other = data.get("local-hostname")
     if other not in (None, hostname):
-        raise ImageError(
-            f"{where} sets local-hostname {other!r} but --hostname is {hostname!r}"
-        )
+        raise ImageError(f"{where} sets local-hostname {other!r} but --hostname is {hostname!r}")
     data["local-hostname"] = hostname
     return _dump(data)
 
@@ -99,16 +101,19 @@ def network_config_default(existing: str | None) -> str | None:
     """A wired DHCP configuration when there is none (an existing one is kept as it is)."""
     if existing is not None and existing.strip():
         return None
-    return _dump({
-        "network": {
-            "version": 2,
-            "ethernets": {"eth0": {"dhcp4": True, "optional": True}},
+    return _dump(
+        {
+            "network": {
+                "version": 2,
+                "ethernets": {"eth0": {"dhcp4": True, "optional": True}},
+            }
         }
-    })
+    )
 
 
-def cmdline_with_nocloud(text: str, iid: str, where: str = "cmdline.txt",
-                         used_ids: tuple[str, ...] = ()) -> str:
+def cmdline_with_nocloud(
+    text: str, iid: str, where: str = "cmdline.txt", used_ids: tuple[str, ...] = ()
+) -> str:
     """Append `` ds=nocloud;i=<id>`` as Imager 2.x does, unless a ``ds=`` is there; an
     ``i=`` naming an instance cloud-init already ran (``used_ids``) becomes ``iid`` (the
     kernel command line's id wins over meta-data's)."""
@@ -121,8 +126,9 @@ def cmdline_with_nocloud(text: str, iid: str, where: str = "cmdline.txt",
         for word in words:
             if word.startswith("ds="):
                 parts = word.split(";")
-                word = ";".join(f"i={iid}" if p.startswith("i=") and p[2:] in used_ids
-                                else p for p in parts)
+                word = ";".join(
+                    f"i={iid}" if p.startswith("i=") and p[2:] in used_ids else p for p in parts
+                )
             out.append(word)
         return " ".join(out) + "\n"
     return lines[0].rstrip() + f" ds=nocloud;i={iid}\n"

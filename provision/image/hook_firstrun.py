@@ -61,7 +61,8 @@ def cmdline_with_hook(text: str, where: str = "cmdline.txt") -> str:
     words = lines[0].split()
     for word in words:
         if word.startswith("systemd.run=") and word.removeprefix("systemd.run=") not in (
-            "/boot/firstrun.sh", "/boot/firmware/firstrun.sh"
+            "/boot/firstrun.sh",
+            "/boot/firmware/firstrun.sh",
         ):
             raise ImageError(
                 f"{where} already runs {word.split('=', 1)[1]} at first boot (systemd.run=); "
@@ -69,8 +70,11 @@ def cmdline_with_hook(text: str, where: str = "cmdline.txt") -> str:
                 "Remove that entry or prepare a fresh card."
             )
     have_run = any(w.startswith("systemd.run=") for w in words)
-    missing = [t for t in CMDLINE_TOKENS if t not in words and not (
-        have_run and t.startswith("systemd.run="))]
+    missing = [
+        t
+        for t in CMDLINE_TOKENS
+        if t not in words and not (have_run and t.startswith("systemd.run="))
+    ]
     if not missing:
         return lines[0].rstrip() + "\n"
     return lines[0].rstrip() + " " + " ".join(missing) + "\n"
@@ -97,7 +101,7 @@ def firstrun_with_hook(existing: str | None, where: str = "firstrun.sh") -> str:
             "`sh /boot/firmware/coralpi/firstboot.sh firstrun` to it by hand and prepare "
             "with a fresh firstrun.sh."
         )
-    return existing[: match.start()] + BLOCK + existing[match.start():]
+    return existing[: match.start()] + BLOCK + existing[match.start() :]
 
 
 def has_hook(firstrun: str | None, cmdline: str | None) -> bool:

@@ -114,16 +114,22 @@ def clear_identity(root: Path) -> list[Cleared]:
         had = machine_id.is_symlink() or (machine_id.is_file() and machine_id.stat().st_size > 0)
         _empty_file(machine_id)
         if had:
-            done.append(Cleared("/etc/machine-id", "emptied",
-                                "the machine id (systemd writes a new one at first boot)"))
+            done.append(
+                Cleared(
+                    "/etc/machine-id",
+                    "emptied",
+                    "the machine id (systemd writes a new one at first boot)",
+                )
+            )
     dbus = root / "var" / "lib" / "dbus" / "machine-id"
     linked = dbus.is_symlink() and os.readlink(dbus) == "/etc/machine-id"
     if _inside(root, dbus) and dbus.parent.is_dir() and not linked:
         if dbus.exists() or dbus.is_symlink():
             _remove(dbus)
         dbus.symlink_to("/etc/machine-id")
-        done.append(Cleared("/var/lib/dbus/machine-id", "linked to /etc/machine-id",
-                            "D-Bus's machine id"))
+        done.append(
+            Cleared("/var/lib/dbus/machine-id", "linked to /etc/machine-id", "D-Bus's machine id")
+        )
     for pattern, what in REMOVED:
         for path in sorted(root.glob(pattern)):
             if not _inside(root, path) or not (path.exists() or path.is_symlink()):

@@ -75,7 +75,8 @@ def compare(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, li
         b: Mapping[str, str] = second.get(key, {})
         result[key] = [
             f"{name}: {a.get(name, '(absent)')} != {b.get(name, '(absent)')}"
-            for name in sorted(set(a) | set(b)) if a.get(name) != b.get(name)
+            for name in sorted(set(a) | set(b))
+            if a.get(name) != b.get(name)
         ]
     return result
 

@@ -18,16 +18,20 @@ from provision.image.errors import ImageError
 FAT_MBR_TYPES = frozenset({"1", "4", "6", "b", "c", "e"})
 LINUX_MBR_TYPES = frozenset({"83"})
 #: GPT type GUIDs: EFI system and Microsoft basic data (both used for a FAT boot partition).
-FAT_GPT_TYPES = frozenset({
-    "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
-    "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7",
-})
-LINUX_GPT_TYPES = frozenset({
-    "0FC63DAF-8483-4772-8E79-3D69D8477DE4",  # Linux filesystem
-    "B921B045-1DF0-41C3-AF44-4C6F280D3FAE",  # Linux root (arm64)
-    "69DAD710-2CE4-4E3C-B16C-21A1D49ABED3",  # Linux root (arm32)
-    "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709",  # Linux root (x86-64)
-})
+FAT_GPT_TYPES = frozenset(
+    {
+        "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+        "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7",
+    }
+)
+LINUX_GPT_TYPES = frozenset(
+    {
+        "0FC63DAF-8483-4772-8E79-3D69D8477DE4",  # Linux filesystem
+        "B921B045-1DF0-41C3-AF44-4C6F280D3FAE",  # Linux root (arm64)
+        "69DAD710-2CE4-4E3C-B16C-21A1D49ABED3",  # Linux root (arm32)
+        "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709",  # Linux root (x86-64)
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,12 @@ def parse_sfdisk_json(text: str, where: str) -> PartitionTable:
             digits = "".join(ch for ch in node[-3:] if ch.isdigit())
             number = int(digits) if node and node[-1].isdigit() and digits else index
             parts.append(
-                Partition(number, int(raw["start"]) * sector, int(raw["size"]) * sector,
-                          _normal_type(label, raw["type"]))
+                Partition(
+                    number,
+                    int(raw["start"]) * sector,
+                    int(raw["size"]) * sector,
+                    _normal_type(label, raw["type"]),
+                )
             )
     except (KeyError, TypeError, ValueError) as exc:
         raise ImageError(f"{where}: unreadable partition table ({exc})") from None
@@ -92,7 +100,10 @@ def parse_sfdisk_json(text: str, where: str) -> PartitionTable:
 def read_table(target: Path) -> PartitionTable:
     """The partition table of an image file or block device; ImageError when there is none."""
     proc = subprocess.run(
-        ["sfdisk", "--json", str(target)], capture_output=True, text=True, check=False,
+        ["sfdisk", "--json", str(target)],
+        capture_output=True,
+        text=True,
+        check=False,
         env={"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
     )
     if proc.returncode != 0 or not proc.stdout.strip():
@@ -108,7 +119,7 @@ def read_table(target: Path) -> PartitionTable:
 
 
 def fat_kind(boot_sector: bytes) -> str | None:
-    """"FAT12"/"FAT16"/"FAT32" when ``boot_sector`` (the first 512 bytes) is a FAT one."""
+    """ "FAT12"/"FAT16"/"FAT32" when ``boot_sector`` (the first 512 bytes) is a FAT one."""
     if len(boot_sector) < 512 or boot_sector[510:512] != b"\x55\xaa":
         return None
     if boot_sector[0x52:0x5A].startswith(b"FAT32"):

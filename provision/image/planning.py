@@ -32,8 +32,9 @@ class HostPlan:
     variables: dict[str, Any]  # the host's coralpi_* variables
 
 
-def from_platform(spec: str, variables: Mapping[str, Any],
-                  board: str | None = DEFAULT_BOARD) -> HostPlan:
+def from_platform(
+    spec: str, variables: Mapping[str, Any], board: str | None = DEFAULT_BOARD
+) -> HostPlan:
     chosen = check_variables("given with -e", variables)
     base = platform_target(spec)
     target = Target(base.os_id, base.codename, base.arch, base.python, base.glibc, board)
@@ -41,8 +42,7 @@ def from_platform(spec: str, variables: Mapping[str, Any],
     return HostPlan(spec, plan.to_dict(), chosen)
 
 
-def from_inventory(inventory: Path, limit: str | None,
-                   extra: Mapping[str, Any]) -> HostPlan:
+def from_inventory(inventory: Path, limit: str | None, extra: Mapping[str, Any]) -> HostPlan:
     from provision.planning.inventory import load_inventory
     from provision.planning.probe import gather_facts
 
@@ -63,8 +63,9 @@ def from_inventory(inventory: Path, limit: str | None,
     return HostPlan(host.name, plan.to_dict(), variables)
 
 
-def check_against_card(plan: Mapping[str, Any], card: RootInfo, where: str,
-                       *, hook: bool = True) -> str:
+def check_against_card(
+    plan: Mapping[str, Any], card: RootInfo, where: str, *, hook: bool = True
+) -> str:
     """The hook route for the card; ImageError when card and plan disagree or the release
     has no supported first-boot hook (``hook=False``, for image builds: the release must
     still be one whose Python runs the bundle's Ansible, i.e. one with a hook)."""
@@ -83,9 +84,7 @@ def check_against_card(plan: Mapping[str, Any], card: RootInfo, where: str,
             f"with --platform {codename}/... or a {codename} host"
         )
     if card.arch is not None and card.arch != target["arch"]:
-        raise ImageError(
-            f"{where} is a {card.arch} system, but the plan is for {target['arch']}"
-        )
+        raise ImageError(f"{where} is a {card.arch} system, but the plan is for {target['arch']}")
     if card.pythons and target["python"] not in card.pythons:
         raise ImageError(
             f"{where} has python {', '.join(card.pythons)}, but the plan is for python "

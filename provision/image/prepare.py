@@ -87,8 +87,13 @@ def read_ssh_key(path: Path | None) -> str | None:
     return "\n".join(keys)
 
 
-def inspect_card(path: Path, *, mountinfo: str | None = None, swaps: str = "",
-                 root_devnos: list[str] | None = None) -> Card:
+def inspect_card(
+    path: Path,
+    *,
+    mountinfo: str | None = None,
+    swaps: str = "",
+    root_devnos: list[str] | None = None,
+) -> Card:
     """Open and check the target without writing (ImageError names the first problem)."""
     target = open_target(path)
     if mountinfo is None:
@@ -114,19 +119,26 @@ def hook_files(card: Card, route: str, hostname: str) -> dict[str, str]:
     if route == "firstrun":
         return {
             "/firstrun.sh": hook_firstrun.firstrun_with_hook(
-                fat.read_text("/firstrun.sh"), f"{where}: firstrun.sh"),
+                fat.read_text("/firstrun.sh"), f"{where}: firstrun.sh"
+            ),
             "/cmdline.txt": hook_firstrun.cmdline_with_hook(cmdline, f"{where}: cmdline.txt"),
         }
     used = card.info.cloud_instances
     meta = hook_cloudinit.meta_data_with_hook(
-        fat.read_text("/meta-data"), hostname, salt=f"{hostname}:{time.time_ns()}",
-        where=f"{where}: meta-data", used_ids=used)
+        fat.read_text("/meta-data"),
+        hostname,
+        salt=f"{hostname}:{time.time_ns()}",
+        where=f"{where}: meta-data",
+        used_ids=used,
+    )
     files = {
         "/user-data": hook_cloudinit.user_data_with_hook(
-            fat.read_text("/user-data"), hostname, f"{where}: user-data"),
+            fat.read_text("/user-data"), hostname, f"{where}: user-data"
+        ),
         "/meta-data": meta,
         "/cmdline.txt": hook_cloudinit.cmdline_with_nocloud(
-            cmdline, hook_cloudinit.meta_instance_id(meta), f"{where}: cmdline.txt", used),
+            cmdline, hook_cloudinit.meta_instance_id(meta), f"{where}: cmdline.txt", used
+        ),
     }
     network = hook_cloudinit.network_config_default(fat.read_text("/network-config"))
     if network is not None:
@@ -139,8 +151,9 @@ def plan_for_card(card: Card, host: HostPlan) -> str:
     return route
 
 
-def write_card(card: Card, bundle: Bundle, hostname: str, ssh_keys: str | None,
-               hooks: dict[str, str]) -> list[str]:
+def write_card(
+    card: Card, bundle: Bundle, hostname: str, ssh_keys: str | None, hooks: dict[str, str]
+) -> list[str]:
     """Write bundle, per-card files and hook files; return what was written."""
     fat = card.fat
     fat.remove_tree(f"/{BUNDLE_NAME}")
@@ -175,9 +188,13 @@ def check_room(card: Card, bundle: Bundle) -> None:
 def tree_size_on_card(fat: FatVolume) -> int:
     import subprocess
 
-    proc = subprocess.run(["mdu", "-s", "-i", fat.spec, f"::/{BUNDLE_NAME}"],
-                          capture_output=True, text=True, check=False,
-                          env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        ["mdu", "-s", "-i", fat.spec, f"::/{BUNDLE_NAME}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"},
+    )
     match = re.search(r"(\d+)\s*$", proc.stdout.strip())
     # mdu counts clusters; a cluster is at most 64 KiB, count it low at 4 KiB.
     return int(match.group(1)) * 4096 if match and proc.returncode == 0 else 0
@@ -211,8 +228,7 @@ def prepare(
         confirm(card.target, assume_yes, ask)
     with tempfile.TemporaryDirectory(prefix="coralpi-bundle-") as tmp:
         if bundle is None:
-            bundle = build_bundle(host, route, Path(tmp), cache_dir=cache_dir,
-                                  lock_file=lock_file)
+            bundle = build_bundle(host, route, Path(tmp), cache_dir=cache_dir, lock_file=lock_file)
         elif bundle.route != route:
             raise ImageError(f"{path}: a {route} card cannot take a {bundle.route} bundle")
         check_room(card, bundle)
@@ -223,4 +239,3 @@ def prepare(
             result.written = write_card(card, bundle, hostname, keys, hooks)
     result.seconds = round(time.monotonic() - start, 2)
     return result
-

@@ -30,7 +30,10 @@ class RootInfo:
 
 def _debugfs(device: str, request: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["debugfs", "-R", request, device], capture_output=True, text=True, check=False,
+        ["debugfs", "-R", request, device],
+        capture_output=True,
+        text=True,
+        check=False,
         env={"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
     )
 

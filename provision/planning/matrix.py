@@ -843,6 +843,8 @@ def platform_target(spec: str) -> Target:
     releases = load_matrix().releases
     rel = releases.get(codename.lower())
     if rel is None:
-        raise ConfigError(f"--platform {spec!r}: unknown release {codename!r} "
-                          f"(known: {', '.join(sorted(releases))})")
+        raise ConfigError(
+            f"--platform {spec!r}: unknown release {codename!r} "
+            f"(known: {', '.join(sorted(releases))})"
+        )
     return Target(rel.os_ids[0], rel.name, arch, python.removeprefix("python"), rel.glibc)

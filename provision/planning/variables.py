@@ -50,35 +50,75 @@ class Variable:
 
 
 REGISTRY: tuple[Variable, ...] = (
-    Variable("coralpi_runtime", "choice", "std", "Edge TPU runtime variant: std or max",
-             ("std", "max")),
-    Variable("coralpi_accept_max_eula", "bool", "false",
-             "must be true to install the max (overclocked) runtime"),
+    Variable(
+        "coralpi_runtime", "choice", "std", "Edge TPU runtime variant: std or max", ("std", "max")
+    ),
+    Variable(
+        "coralpi_accept_max_eula",
+        "bool",
+        "false",
+        "must be true to install the max (overclocked) runtime",
+    ),
     Variable("coralpi_accelerator", "choice", "usb", "usb or pcie", ("usb", "pcie")),
     Variable("coralpi_opencv", "choice", "apt", "OpenCV from apt or pip", ("apt", "pip")),
     Variable("coralpi_camera", "bool", "true", "configure the camera (true/false)"),
-    Variable("coralpi_allow_reboot", "bool", "false",
-             "reboot a host when the camera configuration changed"),
+    Variable(
+        "coralpi_allow_reboot",
+        "bool",
+        "false",
+        "reboot a host when the camera configuration changed",
+    ),
     Variable("coralpi_user", "user", "pi", "user put into plugdev/apex"),
-    Variable("coralpi_coral_repo_url", "url", "https://packages.cloud.google.com/apt",
-             "Coral apt repository or a mirror of it"),
-    Variable("coralpi_coral_key_fingerprints", "fingerprints", "",
-             "accepted fingerprints of Coral's apt signing key"),
-    Variable("coralpi_coral_source_enabled", "bool", "true",
-             "configure the Coral apt source at all"),
-    Variable("coralpi_community_runtime_url", "url",
-             "https://github.com/feranick/libedgetpu/releases/download/16.0TF2.17.1-1",
-             "base URL of the community libedgetpu .debs"),
-    Variable("coralpi_assets_url", "url", "https://raw.githubusercontent.com/google-coral/test_data",
-             "base URL of the smoke-test assets (Coral's test_data layout)"),
-    Variable("coralpi_apt_proxy", "url", '""',
-             "apt proxy for the hosts, e.g. http://10.0.0.1:3142", secret=True),
-    Variable("coralpi_pip_index_url", "url", "",
-             "extra wheel index for wheels PyPI lacks (piwheels)", secret=True),
-    Variable("coralpi_serial", "batch", "",
-             "rolling batches: hosts per batch (a number or a percentage)"),
-    Variable("coralpi_max_fail_percentage", "percent", "100",
-             "stop the run when more than this % of a batch fails"),
+    Variable(
+        "coralpi_coral_repo_url",
+        "url",
+        "https://packages.cloud.google.com/apt",
+        "Coral apt repository or a mirror of it",
+    ),
+    Variable(
+        "coralpi_coral_key_fingerprints",
+        "fingerprints",
+        "",
+        "accepted fingerprints of Coral's apt signing key",
+    ),
+    Variable(
+        "coralpi_coral_source_enabled", "bool", "true", "configure the Coral apt source at all"
+    ),
+    Variable(
+        "coralpi_community_runtime_url",
+        "url",
+        "https://github.com/feranick/libedgetpu/releases/download/16.0TF2.17.1-1",
+        "base URL of the community libedgetpu .debs",
+    ),
+    Variable(
+        "coralpi_assets_url",
+        "url",
+        "https://raw.githubusercontent.com/google-coral/test_data",
+        "base URL of the smoke-test assets (Coral's test_data layout)",
+    ),
+    Variable(
+        "coralpi_apt_proxy",
+        "url",
+        '""',
+        "apt proxy for the hosts, e.g. http://10.0.0.1:3142",
+        secret=True,
+    ),
+    Variable(
+        "coralpi_pip_index_url",
+        "url",
+        "",
+        "extra wheel index for wheels PyPI lacks (piwheels)",
+        secret=True,
+    ),
+    Variable(
+        "coralpi_serial", "batch", "", "rolling batches: hosts per batch (a number or a percentage)"
+    ),
+    Variable(
+        "coralpi_max_fail_percentage",
+        "percent",
+        "100",
+        "stop the run when more than this % of a batch fails",
+    ),
 )
 
 BY_NAME: dict[str, Variable] = {v.name: v for v in REGISTRY}
@@ -108,8 +148,7 @@ def check(host: str, hostvars: Mapping[str, object]) -> dict[str, object]:
             close = difflib.get_close_matches(name, BY_NAME, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(
-                f"host {host}: unknown variable {name}{hint}; "
-                f"known: {', '.join(sorted(BY_NAME))}"
+                f"host {host}: unknown variable {name}{hint}; known: {', '.join(sorted(BY_NAME))}"
             )
         try:
             chosen[name] = check_value(variable, value)

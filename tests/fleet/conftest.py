@@ -70,8 +70,9 @@ def make_fleet(
         host_vars: Mapping[str, Mapping[str, Any]] | None = None,
         group_vars: Mapping[str, Any] | None = None,
     ) -> Fleet:
-        fleet = Fleet(tmp_path_factory.mktemp(name), hosts, host_vars=host_vars,
-                      group_vars=group_vars)
+        fleet = Fleet(
+            tmp_path_factory.mktemp(name), hosts, host_vars=host_vars, group_vars=group_vars
+        )
         fleets.append(fleet)
         fleet.up()
         _TIMINGS.append((name, fleet.timings))

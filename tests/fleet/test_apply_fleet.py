@@ -126,8 +126,9 @@ def test_venv_imports_runtime_and_opencv_on_every_host(coral_fleet: Fleet) -> No
 
 
 def test_check_mode_reports_no_change_and_changes_nothing(coral_fleet: Fleet, runs: Path) -> None:
-    state = ("cat /etc/ansible/facts.d/coralpi.fact; "
-             "ls -la --time-style=full-iso /opt/coralpi/venv/bin")
+    state = (
+        "cat /etc/ansible/facts.d/coralpi.fact; ls -la --time-style=full-iso /opt/coralpi/venv/bin"
+    )
     before = {h: coral_fleet.ssh(h, state).stdout for h in ("pi2", "pi3")}
     rc, report, output = coralpi(
         "apply", "-i", str(coral_fleet.inventory_path), "--check", "--limit", "pi2,pi3", runs=runs
@@ -160,8 +161,18 @@ def test_switch_std_to_max_and_back(coral_fleet: Fleet, runs: Path) -> None:
     answers = str(coral_fleet.ssh("pi1", "debconf-show libedgetpu1-max").stdout)
     assert "libedgetpu/accepted-eula: true" in answers
     assert "libedgetpu/install-confirm-max: true" in answers
-    rc, report, output = coralpi("apply", "-i", inv, "--limit", "pi1", "-e", "coralpi_runtime=max",
-                                 "-e", "coralpi_accept_max_eula=true", runs=runs)
+    rc, report, output = coralpi(
+        "apply",
+        "-i",
+        inv,
+        "--limit",
+        "pi1",
+        "-e",
+        "coralpi_runtime=max",
+        "-e",
+        "coralpi_accept_max_eula=true",
+        runs=runs,
+    )
     assert rc == 0 and rows(report)["pi1"]["changed"] == 0, output
 
     rc, report, output = coralpi("apply", "-i", inv, "--limit", "pi1", runs=runs)

@@ -71,7 +71,11 @@ def coralpi(*args: str, runs: Path, timeout: float = 3600) -> tuple[int, dict[st
     """Run the real CLI entry point with --json; return exit code, its JSON and the output."""
     proc = subprocess.run(
         [CORALPI, *args, "--json", "--runs-dir", str(runs), "--lock", str(runs / "coralpi.lock")],
-        capture_output=True, text=True, check=False, cwd=REPO, timeout=timeout,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        timeout=timeout,
     )
     try:
         report = json.loads(proc.stdout)
@@ -89,9 +93,24 @@ def expected_plan(host: str, *extra: str) -> dict[str, Any]:
     suite, _, machine = HOSTS[host]
     python, glibc = RELEASES[suite]
     proc = subprocess.run(
-        [CORALPI, "plan", "--os", suite, "--arch", machine, "--python", python,
-         "--glibc", glibc, *extra, "--json"],
-        capture_output=True, text=True, check=False, cwd=REPO,
+        [
+            CORALPI,
+            "plan",
+            "--os",
+            suite,
+            "--arch",
+            machine,
+            "--python",
+            python,
+            "--glibc",
+            glibc,
+            *extra,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     plan: dict[str, Any] = json.loads(proc.stdout)
@@ -176,9 +195,11 @@ def converged(arm_fleet: Fleet, runs: Path, community_pins: list[str]) -> Conver
     """`coralpi lock` then `coralpi apply` on the three hosts at once."""
     inventory = str(arm_fleet.inventory_path)
     proc = subprocess.run(
-        [CORALPI, "lock", "-i", inventory, "--lock", str(runs / "coralpi.lock"),
-         *community_pins],
-        capture_output=True, text=True, check=False, cwd=REPO,
+        [CORALPI, "lock", "-i", inventory, "--lock", str(runs / "coralpi.lock"), *community_pins],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     start = time.monotonic()
@@ -215,11 +236,16 @@ def test_each_host_runs_the_python_runtime_the_matrix_chose(
         plan = expected_plan(host)
         want = plan["python_runtime"]
         assert table[host]["python_runtime"] == f"{want['package']} {want['version']}"
-        assert table[host]["runtime"] == f"{plan['runtime']['package']} " \
-                                         f"{plan['runtime']['version']}"
+        assert (
+            table[host]["runtime"] == f"{plan['runtime']['package']} {plan['runtime']['version']}"
+        )
         # What is really installed in the venv, asked on the host.
-        got = host_text(arm_fleet, host, f"{VENV_PY} -c 'import importlib.metadata as m; "
-                                         f"print(m.version(\"{want['package']}\"))'")
+        got = host_text(
+            arm_fleet,
+            host,
+            f"{VENV_PY} -c 'import importlib.metadata as m; "
+            f'print(m.version("{want["package"]}"))\'',
+        )
         assert got.strip() == want["version"], host
         facts = verify_report(converged.report, host)["facts"]
         assert facts["python_runtime"]["version"] == want["version"], host
@@ -230,24 +256,30 @@ def test_each_host_runs_the_python_runtime_the_matrix_chose(
     assert expected_plan("pa64")["runtime"]["source"] == "community-deb"
 
 
-def test_arm_hosts_got_the_manylinux_2_34_tflite_wheel(arm_fleet: Fleet, converged: Converge
-                                                      ) -> None:
+def test_arm_hosts_got_the_manylinux_2_34_tflite_wheel(
+    arm_fleet: Fleet, converged: Converge
+) -> None:
     for host in ("pa64", "pa32"):
         plan = expected_plan(host)
         package = plan["python_runtime"]["package"].replace("-", "_")
         version = plan["python_runtime"]["version"]
         wheel_file = host_text(
-            arm_fleet, host,
+            arm_fleet,
+            host,
             f"{VENV_PY} -c 'import importlib.metadata as m; "
-            f"d = m.distribution(\"{plan['python_runtime']['package']}\"); "
-            "print(d.read_text(\"WHEEL\"))'",
+            f'd = m.distribution("{plan["python_runtime"]["package"]}"); '
+            'print(d.read_text("WHEEL"))\'',
         )
-        tags = [line.split(":", 1)[1].strip() for line in wheel_file.splitlines()
-                if line.startswith("Tag:")]
+        tags = [
+            line.split(":", 1)[1].strip()
+            for line in wheel_file.splitlines()
+            if line.startswith("Tag:")
+        ]
         machine = HOSTS[host][2]
-        assert tags == [f"{plan['python_runtime']['python_tag']}-"
-                        f"{plan['python_runtime']['python_tag']}-manylinux_2_34_{machine}"], \
-            (host, wheel_file)
+        assert tags == [
+            f"{plan['python_runtime']['python_tag']}-"
+            f"{plan['python_runtime']['python_tag']}-manylinux_2_34_{machine}"
+        ], (host, wheel_file)
         # The wheel's file name the controller pushed says the same.
         pushed = host_text(arm_fleet, host, "ls /var/cache/coralpi/wheels")
         assert f"{package}-{version}-" in pushed and f"manylinux_2_34_{machine}.whl" in pushed
@@ -258,17 +290,23 @@ def test_armv7l_numpy_pillow_and_opencv_come_from_debian(
 ) -> None:
     plan = expected_plan("pa32")
     assert plan["numpy"]["source"] == "apt" and plan["opencv"]["source"] == "apt"
-    status = host_text(arm_fleet, "pa32",
-                       "dpkg-query -W -f='${Package} ${Status}\\n' "
-                       "python3-numpy python3-pil python3-opencv")
+    status = host_text(
+        arm_fleet,
+        "pa32",
+        "dpkg-query -W -f='${Package} ${Status}\\n' python3-numpy python3-pil python3-opencv",
+    )
     for package in ("python3-numpy", "python3-pil", "python3-opencv"):
         assert f"{package} install ok installed" in status
-    where = host_text(arm_fleet, "pa32",
-                      f"{VENV_PY} -c 'import numpy, PIL, cv2; "
-                      "print(numpy.__file__); print(PIL.__file__); print(cv2.__file__)'")
+    where = host_text(
+        arm_fleet,
+        "pa32",
+        f"{VENV_PY} -c 'import numpy, PIL, cv2; "
+        "print(numpy.__file__); print(PIL.__file__); print(cv2.__file__)'",
+    )
     paths = where.split()
-    assert len(paths) == 3 and all(p.startswith("/usr/lib/python3/dist-packages/")
-                                   for p in paths), where
+    assert len(paths) == 3 and all(
+        p.startswith("/usr/lib/python3/dist-packages/") for p in paths
+    ), where
     pip_list = host_text(arm_fleet, "pa32", f"{VENV_PY} -m pip list --local --format=json")
     local = {p["name"].lower() for p in json.loads(pip_list)}
     assert not local & {"numpy", "pillow", "opencv-python-headless", "opencv-python"}, local
@@ -280,7 +318,7 @@ def installed_version_sources(policy: str, version: str) -> list[str]:
     mark = next(i for i, line in enumerate(lines) if line.strip().startswith("***"))
     assert lines[mark].split()[1] == version, policy
     sources = []
-    for line in lines[mark + 1:]:
+    for line in lines[mark + 1 :]:
         if not line.startswith("        "):
             break
         sources.append(line.strip())
@@ -298,14 +336,19 @@ def test_bullseye_runtime_comes_from_the_signed_standin_coral_repository(
     assert got == version
     policy = host_text(arm_fleet, "pbull", f"apt-cache policy {package}")
     # The installed version (***) is the one the Coral source serves.
-    assert any(f"{arm_fleet.urls['coral_apt']} coral-edgetpu-stable/main" in line
-               for line in installed_version_sources(policy, version)), policy
+    assert any(
+        f"{arm_fleet.urls['coral_apt']} coral-edgetpu-stable/main" in line
+        for line in installed_version_sources(policy, version)
+    ), policy
     source = host_text(arm_fleet, "pbull", "cat /etc/apt/sources.list.d/coral-edgetpu.sources")
     assert f"URIs: {arm_fleet.urls['coral_apt']}" in source
     assert "Signed-By: /etc/apt/keyrings/coral-edgetpu.gpg" in source
-    keyring = host_text(arm_fleet, "pbull",
-                        "stat -c '%U:%G %a' /etc/apt/keyrings/coral-edgetpu.gpg; "
-                        "gpg --show-keys --with-colons /etc/apt/keyrings/coral-edgetpu.gpg")
+    keyring = host_text(
+        arm_fleet,
+        "pbull",
+        "stat -c '%U:%G %a' /etc/apt/keyrings/coral-edgetpu.gpg; "
+        "gpg --show-keys --with-colons /etc/apt/keyrings/coral-edgetpu.gpg",
+    )
     assert keyring.startswith("root:root 644")
     assert f"fpr:::::::::{arm_fleet.standin_key_fingerprint}:" in keyring
     # verify sees the source and its keyring; it warns (rightly) that the stand-in's key is
@@ -371,13 +414,18 @@ class Extension:
 def atomic64(arm_fleet: Fleet, converged: Converge) -> Extension:
     """Build the extension on the armv7l host with Debian's gcc (through the apt proxy)."""
     start = time.monotonic()
-    install = ("apt-get install -y -q --no-install-recommends gcc libc6-dev libpython3.11-dev"
-               " || { apt-get update -q && apt-get install -y -q --no-install-recommends "
-               "gcc libc6-dev libpython3.11-dev; }")
+    install = (
+        "apt-get install -y -q --no-install-recommends gcc libc6-dev libpython3.11-dev"
+        " || { apt-get update -q && apt-get install -y -q --no-install-recommends "
+        "gcc libc6-dev libpython3.11-dev; }"
+    )
     proc = arm_fleet.ssh("pa32", install, become=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
-    suffix = host_text(arm_fleet, "pa32", "python3 -c 'import sysconfig; "
-                       "print(sysconfig.get_config_var(\"EXT_SUFFIX\"))'").strip()
+    suffix = host_text(
+        arm_fleet,
+        "pa32",
+        "python3 -c 'import sysconfig; print(sysconfig.get_config_var(\"EXT_SUFFIX\"))'",
+    ).strip()
     filename = f"_atomic64{suffix}"
     build = (
         f"mkdir -p {BUILD_DIR} && cd {BUILD_DIR} && cat > atomic64.c && "
@@ -395,8 +443,9 @@ def atomic64(arm_fleet: Fleet, converged: Converge) -> Extension:
 def test_atomic64_extension_needs_libatomic_and_does_not_link_it(
     arm_fleet: Fleet, atomic64: Extension
 ) -> None:
-    symbols = host_text(arm_fleet, "pa32", f"nm -D --undefined-only {BUILD_DIR}/"
-                                           f"{atomic64.filename}")
+    symbols = host_text(
+        arm_fleet, "pa32", f"nm -D --undefined-only {BUILD_DIR}/{atomic64.filename}"
+    )
     assert "__atomic_fetch_add_8" in symbols
     needed = host_text(arm_fleet, "pa32", f"readelf -d {BUILD_DIR}/{atomic64.filename}")
     assert "Dynamic section" in needed and "libatomic" not in needed
@@ -458,8 +507,9 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def piwheels_standin(atomic64: Extension, tmp_path_factory: pytest.TempPathFactory
-                     ) -> Iterator[Index]:
+def piwheels_standin(
+    atomic64: Extension, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Index]:
     """A piwheels-style (PEP 503) index on loopback serving the STAND-IN OpenCV wheel, for
     the controller only (hosts never see an index)."""
     root = tmp_path_factory.mktemp("piwheels-standin")
@@ -471,10 +521,12 @@ def piwheels_standin(atomic64: Extension, tmp_path_factory: pytest.TempPathFacto
     project.mkdir(parents=True)
     href = f"../../files/{wheel.name}#sha256={sha}"
     (project / "index.html").write_text(
-        f'<!DOCTYPE html><html><body><a href="{href}">{wheel.name}</a></body></html>\n')
+        f'<!DOCTYPE html><html><body><a href="{href}">{wheel.name}</a></body></html>\n'
+    )
     (root / "simple" / "index.html").write_text(
         '<!DOCTYPE html><html><body><a href="opencv-python-headless/">'
-        "opencv-python-headless</a></body></html>\n")
+        "opencv-python-headless</a></body></html>\n"
+    )
 
     def handler(*args: Any, **kwargs: Any) -> _QuietHandler:
         return _QuietHandler(*args, directory=str(root), **kwargs)
@@ -502,15 +554,28 @@ def opencv_pip_converged(
     assert plan["opencv"]["source"] == "pip"
     inventory = str(arm_fleet.inventory_path)
     proc = subprocess.run(
-        [CORALPI, "lock", "-i", inventory, "--limit", "pa32", *choices,
-         "--lock", str(runs / "coralpi.lock"), *community_pins,
-         "--pin", f"{piwheels_standin.wheel.name}={piwheels_standin.sha256}"],
-        capture_output=True, text=True, check=False, cwd=REPO,
+        [
+            CORALPI,
+            "lock",
+            "-i",
+            inventory,
+            "--limit",
+            "pa32",
+            *choices,
+            "--lock",
+            str(runs / "coralpi.lock"),
+            *community_pins,
+            "--pin",
+            f"{piwheels_standin.wheel.name}={piwheels_standin.sha256}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     start = time.monotonic()
-    rc, report, output = coralpi("apply", "-i", inventory, "--limit", "pa32", *choices,
-                                 runs=runs)
+    rc, report, output = coralpi("apply", "-i", inventory, "--limit", "pa32", *choices, runs=runs)
     seconds = round(time.monotonic() - start, 1)
     arm_fleet.timings["apply pa32 opencv pip + preload"] = seconds
     return Converge(rc, report, output, seconds)
@@ -526,9 +591,11 @@ def test_opencv_wheel_from_the_standin_index_imports_with_the_roles_preload(
     fact = json.loads(host_text(arm_fleet, "pa32", "cat /etc/ansible/facts.d/coralpi.fact"))
     assert fact["ld_preload"] == LIBATOMIC and fact["opencv_source"] == "pip"
     # The venv's own python: its .pth loads libatomic before cv2 (the stand-in) is imported.
-    version = host_text(arm_fleet, "pa32",
-                        f"{VENV_PY} -c 'import cv2; print(cv2.__version__, cv2.__file__, "
-                        "cv2.__doc__.split()[0])'")
+    version = host_text(
+        arm_fleet,
+        "pa32",
+        f"{VENV_PY} -c 'import cv2; print(cv2.__version__, cv2.__file__, cv2.__doc__.split()[0])'",
+    )
     assert version.split() == [STANDIN_VERSION, version.split()[1], "STAND-IN"], version
     assert version.split()[1].startswith("/opt/coralpi/venv/lib/"), version
     # verify, run by the apply with the venv's python, sees cv2 import and the preload.
@@ -557,11 +624,16 @@ def test_the_preload_is_what_makes_cv2_import_venv_and_service_environments(
     arm_fleet: Fleet, opencv_pip_converged: Converge
 ) -> None:
     assert opencv_pip_converged.rc == 0, opencv_pip_converged.output
-    site = host_text(arm_fleet, "pa32", f"{VENV_PY} -c 'import sysconfig; "
-                     "print(sysconfig.get_path(\"purelib\"))'").strip()
+    site = host_text(
+        arm_fleet,
+        "pa32",
+        f"{VENV_PY} -c 'import sysconfig; print(sysconfig.get_path(\"purelib\"))'",
+    ).strip()
     # -S skips site (and so the venv's preload .pth): the same cv2 then fails as on a Pi.
-    no_site = (f"{VENV_PY} -S -c 'import sys; sys.path.insert(0, \"{site}\"); "
-               "import cv2; print(cv2.__version__)'")
+    no_site = (
+        f'{VENV_PY} -S -c \'import sys; sys.path.insert(0, "{site}"); '
+        "import cv2; print(cv2.__version__)'"
+    )
     bare = arm_fleet.ssh("pa32", f"env -i {no_site}")
     assert bare.returncode != 0
     assert "undefined symbol: __atomic_fetch_add_8" in bare.stderr, bare.stderr
@@ -574,8 +646,10 @@ def test_the_preload_is_what_makes_cv2_import_venv_and_service_environments(
     assert service.stdout.strip() == STANDIN_VERSION
     # The system python, as a service's ExecStart might use it, with the same file.
     system = arm_fleet.ssh(
-        "pa32", f"env -i {assignments} /usr/bin/python3 -S -c "
-                f"'import sys; sys.path.insert(0, \"{site}\"); import cv2'")
+        "pa32",
+        f"env -i {assignments} /usr/bin/python3 -S -c "
+        f"'import sys; sys.path.insert(0, \"{site}\"); import cv2'",
+    )
     assert system.returncode == 0, system.stderr
 
 
@@ -596,13 +670,25 @@ def test_an_arm_fleet_starts_while_another_holds_the_qemu_registration(
 ) -> None:
     """binfmt registration is machine-wide and shared: a second fleet (another test run)
     must get its share at once, not wait for the first fleet to end."""
-    first = subprocess.Popen([sys.executable, "-c", HOLD_BINFMT], cwd=REPO, text=True,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    first = subprocess.Popen(
+        [sys.executable, "-c", HOLD_BINFMT],
+        cwd=REPO,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     try:
         assert first.stdout is not None
         assert first.stdout.readline().strip() == "registered"
-        second = subprocess.run([sys.executable, "-c", HOLD_BINFMT], cwd=REPO, text=True,
-                                input="", capture_output=True, timeout=60, check=False)
+        second = subprocess.run(
+            [sys.executable, "-c", HOLD_BINFMT],
+            cwd=REPO,
+            text=True,
+            input="",
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
         assert second.returncode == 0, second.stderr
         assert second.stdout.strip() == "registered"
     finally:

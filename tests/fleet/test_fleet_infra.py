@@ -49,7 +49,7 @@ def _standin_source(fleet: Fleet, keyring: str = "/etc/apt/keyrings/coral-standi
         python3 -c "{fetch}" | gpg --dearmor --yes -o /etc/apt/keyrings/coral-standin.gpg
         cat > /etc/apt/sources.list.d/coral-standin.sources <<EOS
         Types: deb
-        URIs: {fleet.urls['coral_apt']}
+        URIs: {fleet.urls["coral_apt"]}
         Suites: coral-edgetpu-stable
         Components: main
         Signed-By: {keyring}
@@ -59,9 +59,20 @@ def _standin_source(fleet: Fleet, keyring: str = "/etc/apt/keyrings/coral-standi
 
 def test_ansible_ping_reaches_every_host(fleet: Fleet) -> None:
     proc = subprocess.run(
-        [str(VENV_BIN / "ansible"), "all", "-i", str(fleet.inventory_path),
-         "-m", "ansible.builtin.ping", "-o"],
-        capture_output=True, text=True, timeout=180, check=False, cwd=REPO_ROOT,
+        [
+            str(VENV_BIN / "ansible"),
+            "all",
+            "-i",
+            str(fleet.inventory_path),
+            "-m",
+            "ansible.builtin.ping",
+            "-o",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        cwd=REPO_ROOT,
         env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -76,8 +87,9 @@ def test_hosts_are_what_the_inventory_says(fleet: Fleet) -> None:
         proc = results[host.name]
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.split() == [host.spec.suite, host.name, "pi"]
-    become = _on_all(fleet, "id -u; test ! -s /etc/machine-id && echo empty-machine-id",
-                     become=True)
+    become = _on_all(
+        fleet, "id -u; test ! -s /etc/machine-id && echo empty-machine-id", become=True
+    )
     assert all(p.stdout.split() == ["0", "empty-machine-id"] for p in become.values()), become
 
 
@@ -90,8 +102,12 @@ def test_apt_works_only_through_the_proxy(fleet: Fleet) -> None:
     for host in fleet.hosts:
         assert f"|{host.address}|" in log, f"no proxied request from {host.name}"
     # Bypassing the proxy there is no route to the mirror at all.
-    direct = fleet.ssh(fleet.hosts[0], "apt-get update -q -o Acquire::http::Proxy=DIRECT "
-                       "-o Acquire::Retries=0", become=True, timeout=120)
+    direct = fleet.ssh(
+        fleet.hosts[0],
+        "apt-get update -q -o Acquire::http::Proxy=DIRECT -o Acquire::Retries=0",
+        become=True,
+        timeout=120,
+    )
     assert "Err:" in direct.stdout or direct.returncode != 0, direct.stdout
 
 
@@ -127,19 +143,35 @@ def test_standin_repository_is_signed_by_the_published_key(fleet: Fleet, tmp_pat
     gnupg = tmp_path / "gnupg"
     gnupg.mkdir(mode=0o700)
     imported = subprocess.run(
-        ["gpg", "--homedir", str(gnupg), "--batch", "--import", "--import-options", "show-only",
-         "--with-colons", str(fleet.standin.public_key)],
-        capture_output=True, text=True, check=True,
+        [
+            "gpg",
+            "--homedir",
+            str(gnupg),
+            "--batch",
+            "--import",
+            "--import-options",
+            "show-only",
+            "--with-colons",
+            str(fleet.standin.public_key),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     fprs = [ln.split(":")[9] for ln in imported.stdout.splitlines() if ln.startswith("fpr:")]
     assert fleet.standin_key_fingerprint in fprs
     keyring = tmp_path / "standin.gpg"
-    subprocess.run(["gpg", "--dearmor", "-o", str(keyring), str(fleet.standin.public_key)],
-                   check=True)
+    subprocess.run(
+        ["gpg", "--dearmor", "-o", str(keyring), str(fleet.standin.public_key)], check=True
+    )
     dist = repo / "dists" / "coral-edgetpu-stable"
     for args in (["InRelease"], ["Release.gpg", "Release"]):
-        check = subprocess.run(["gpgv", "--keyring", str(keyring), *[str(dist / a) for a in args]],
-                               capture_output=True, text=True, check=False)
+        check = subprocess.run(
+            ["gpgv", "--keyring", str(keyring), *[str(dist / a) for a in args]],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert check.returncode == 0, check.stderr
     release = (dist / "Release").read_text()
     assert "Suite: coral-edgetpu-stable" in release and "Components: main" in release
@@ -191,8 +223,10 @@ def test_max_runtime_needs_the_eula_preseed_and_replaces_std(make_fleet: MakeFle
     assert max_ok.returncode == 0, max_ok.stdout + max_ok.stderr
     assert _installed(fleet, host.name, "libedgetpu1-max") is True
     assert _installed(fleet, host.name, "libedgetpu1-std") is False
-    files = fleet.ssh(host, "ls /lib/udev/rules.d/ | grep edgetpu; readlink "
-                      "/usr/lib/x86_64-linux-gnu/libedgetpu.so.1")
+    files = fleet.ssh(
+        host,
+        "ls /lib/udev/rules.d/ | grep edgetpu; readlink /usr/lib/x86_64-linux-gnu/libedgetpu.so.1",
+    )
     assert files.stdout.split() == ["60-libedgetpu1-max.rules", "libedgetpu.so.1.0"]
 
     # The stand-in library behaves like the real one without a device: NULL + a reported error.
@@ -218,10 +252,14 @@ def _installed(fleet: Fleet, host: str, package: str) -> bool:
 
 
 def test_set_link_makes_a_host_unreachable_and_back(make_fleet: MakeFleet) -> None:
-    fleet = make_fleet("link", hosts=[HostSpec("l1", "bookworm"), HostSpec("l2", "bookworm")],
-                       host_vars={"l2": {"coralpi_runtime": "max"}})
-    hosts = yaml.safe_load(fleet.inventory_path.read_text())["all"]["children"][
-        "coralpi_fleet"]["hosts"]
+    fleet = make_fleet(
+        "link",
+        hosts=[HostSpec("l1", "bookworm"), HostSpec("l2", "bookworm")],
+        host_vars={"l2": {"coralpi_runtime": "max"}},
+    )
+    hosts = yaml.safe_load(fleet.inventory_path.read_text())["all"]["children"]["coralpi_fleet"][
+        "hosts"
+    ]
     assert hosts["l2"]["coralpi_runtime"] == "max" and "coralpi_runtime" not in hosts["l1"]
     assert fleet.ssh("l1", "true").returncode == 0
     fleet.set_link("l1", False)
@@ -261,7 +299,10 @@ def test_down_cleans_up_after_a_crashed_owner(fleet_support: None, tmp_path: Pat
     workdir = tmp_path / "crashed"
     owner = subprocess.Popen(
         [sys.executable, "-m", "testfleet", "up", str(workdir), "--host", "c1:bookworm"],
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 300
@@ -276,11 +317,21 @@ def test_down_cleans_up_after_a_crashed_owner(fleet_support: None, tmp_path: Pat
     names = [*state["netns"], *state["veths"], state["bridge"]]
     pids = [(p["pid"], p["start_time"]) for p in state["procs"]]
     assert _left_over(names, pids) != [], "the killed owner should have left its fleet running"
-    status = subprocess.run([sys.executable, "-m", "testfleet", "status", str(workdir)],
-                            cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    status = subprocess.run(
+        [sys.executable, "-m", "testfleet", "status", str(workdir)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "stale" in status.stdout
-    down = subprocess.run([sys.executable, "-m", "testfleet", "down", str(workdir)],
-                          cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    down = subprocess.run(
+        [sys.executable, "-m", "testfleet", "down", str(workdir)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert down.returncode == 0, down.stdout + down.stderr
     assert _left_over(names, pids, wait=10) == []
 
@@ -307,8 +358,10 @@ def test_smoke_assets_are_served_like_upstream(fleet: Fleet) -> None:
     assert {a.name for a in assets} >= {"parrot.jpg", "inat_bird_labels.txt"}
     for asset in assets:
         url = f"{fleet.urls['test_data']}/{asset.commit}/{asset.name}"
-        fetch = (f"import urllib.request,hashlib; d=urllib.request.urlopen('{url}').read(); "
-                 "print(len(d), hashlib.sha256(d).hexdigest())")
+        fetch = (
+            f"import urllib.request,hashlib; d=urllib.request.urlopen('{url}').read(); "
+            "print(len(d), hashlib.sha256(d).hexdigest())"
+        )
         proc = fleet.ssh(fleet.hosts[0], f'python3 -c "{fetch}"')
         assert proc.stdout.split() == [str(asset.size), asset.sha256], (asset.name, proc.stderr)
 
@@ -318,14 +371,18 @@ def test_community_debs_are_named_like_the_releases(fleet: Fleet) -> None:
     for variant in ("std", "max"):
         deb = fleet.standin.community_deb(variant)
         assert deb.name == f"libedgetpu1-{variant}_16.0tf2.17.1-1.bookworm_amd64.deb"
-        fields = subprocess.run(["dpkg-deb", "-f", str(deb), "Package", "Version", "Provides",
-                                 "Conflicts", "Replaces"], capture_output=True, text=True,
-                                check=True).stdout
+        fields = subprocess.run(
+            ["dpkg-deb", "-f", str(deb), "Package", "Version", "Provides", "Conflicts", "Replaces"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert f"Package: libedgetpu1-{variant}" in fields
         assert "Version: 16.0tf2.17.1-1.bookworm" in fields
         assert "Conflicts: libedgetpu1" in fields and "Replaces: libedgetpu1" in fields
-        newer = subprocess.run(["dpkg", "--compare-versions", "16.0tf2.17.1-1.bookworm", "gt",
-                                "16.0"], check=False)
+        newer = subprocess.run(
+            ["dpkg", "--compare-versions", "16.0tf2.17.1-1.bookworm", "gt", "16.0"], check=False
+        )
         assert newer.returncode == 0
 
 
@@ -352,9 +409,20 @@ def test_arm64_host_runs_under_emulation(make_fleet: MakeFleet) -> None:
     proc = fleet.ssh(host, "uname -m; dpkg --print-architecture; sudo -n id -u")
     assert proc.stdout.split() == ["aarch64", "arm64", "0"], proc.stderr
     ping = subprocess.run(
-        [str(VENV_BIN / "ansible"), "all", "-i", str(fleet.inventory_path),
-         "-m", "ansible.builtin.ping", "-o"],
-        capture_output=True, text=True, timeout=300, check=False, cwd=REPO_ROOT,
+        [
+            str(VENV_BIN / "ansible"),
+            "all",
+            "-i",
+            str(fleet.inventory_path),
+            "-m",
+            "ansible.builtin.ping",
+            "-o",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=REPO_ROOT,
         env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
     )
     assert ping.returncode == 0 and "SUCCESS" in ping.stdout, ping.stdout + ping.stderr

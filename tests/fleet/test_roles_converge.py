@@ -50,15 +50,27 @@ RECAP = re.compile(
 #: What each test host runs and which Python runtime the plan pairs with it.
 RELEASES: dict[str, dict[str, Any]] = {
     "bookworm": {
-        "python": "3.11", "glibc": "2.36", "numpy": ">=1.23.2,<2",
+        "python": "3.11",
+        "glibc": "2.36",
+        "numpy": ">=1.23.2,<2",
         "python_runtime": ("tflite-runtime", "2.14.0", "tflite_runtime.interpreter"),
         "download": ["--python-version", "3.11", "--platform", "manylinux2014_x86_64"],
     },
     "trixie": {
-        "python": "3.13", "glibc": "2.41", "numpy": ">=1.23.2",
+        "python": "3.13",
+        "glibc": "2.41",
+        "numpy": ">=1.23.2",
         "python_runtime": ("ai-edge-litert", "2.3.0", "ai_edge_litert.interpreter"),
-        "download": ["--python-version", "3.13", "--platform", "manylinux_2_27_x86_64",
-                     "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64"],
+        "download": [
+            "--python-version",
+            "3.13",
+            "--platform",
+            "manylinux_2_27_x86_64",
+            "--platform",
+            "manylinux_2_17_x86_64",
+            "--platform",
+            "manylinux2014_x86_64",
+        ],
     },
 }
 COMMUNITY_VERSION = "16.0tf2.17.1-1"
@@ -67,6 +79,7 @@ CORAL_SOURCES = "/etc/apt/sources.list.d/coral-edgetpu.sources"
 
 # -- artifacts the controller would provide -------------------------------------------------
 
+
 def _download(name: str, args: list[str], requirement: str) -> Path:
     """Wheels for one requirement (and its dependencies), cached across runs."""
     target = WHEEL_CACHE / name
@@ -74,9 +87,20 @@ def _download(name: str, args: list[str], requirement: str) -> Path:
     if not done.exists():
         target.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [str(VENV_BIN / "pip"), "download", "-q", "--only-binary=:all:", "-d", str(target),
-             *args, requirement],
-            check=True, capture_output=True, text=True, timeout=900,
+            [
+                str(VENV_BIN / "pip"),
+                "download",
+                "-q",
+                "--only-binary=:all:",
+                "-d",
+                str(target),
+                *args,
+                requirement,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
         done.write_text("")
     return target
@@ -86,16 +110,19 @@ def download_wheels(codename: str) -> Path:
     """Wheels for a release's Python runtime (and its dependencies)."""
     release = RELEASES[codename]
     package, version, _ = release["python_runtime"]
-    return _download(f"{codename}-{package}-{version}", release["download"],
-                     f"{package}=={version}")
+    return _download(
+        f"{codename}-{package}-{version}", release["download"], f"{package}=={version}"
+    )
 
 
 def wheels_with_opencv(codename: str, workdir: Path) -> tuple[Path, str]:
     """A wheel directory holding the runtime's wheels plus opencv-python-headless."""
     release = RELEASES[codename]
-    opencv = _download(f"{codename}-opencv-python-headless",
-                       [*release["download"], "--platform", "manylinux_2_28_x86_64", "--no-deps"],
-                       "opencv-python-headless")
+    opencv = _download(
+        f"{codename}-opencv-python-headless",
+        [*release["download"], "--platform", "manylinux_2_28_x86_64", "--no-deps"],
+        "opencv-python-headless",
+    )
     wheel = next(opencv.glob("opencv_python_headless-*.whl"))
     combined = workdir / f"wheels-{codename}-opencv"
     combined.mkdir(exist_ok=True)
@@ -108,8 +135,11 @@ def wheels_with_opencv(codename: str, workdir: Path) -> tuple[Path, str]:
 
 def dearmor(armored: Path, out: Path) -> Path:
     """Binary keyring from an ASCII-armoured key file (what the controller hands to apt)."""
-    subprocess.run(["gpg", "--batch", "--yes", "--dearmor", "-o", str(out), str(armored)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["gpg", "--batch", "--yes", "--dearmor", "-o", str(out), str(armored)],
+        check=True,
+        capture_output=True,
+    )
     return out
 
 
@@ -119,13 +149,29 @@ def other_keyring(workdir: Path) -> Path:
     home.mkdir(mode=0o700, exist_ok=True)
     gpg = ["gpg", "--homedir", str(home), "--batch", "--no-tty"]
     try:
-        subprocess.run([*gpg, "--pinentry-mode", "loopback", "--passphrase", "",
-                        "--quick-gen-key", "rotated key <rotated@testfleet.invalid>",
-                        "ed25519", "sign", "never"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                *gpg,
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                "rotated key <rotated@testfleet.invalid>",
+                "ed25519",
+                "sign",
+                "never",
+            ],
+            check=True,
+            capture_output=True,
+        )
         key = subprocess.run([*gpg, "--export"], check=True, capture_output=True).stdout
     finally:
-        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
-                       capture_output=True, check=False)
+        subprocess.run(
+            ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+            capture_output=True,
+            check=False,
+        )
     out = workdir / "rotated.gpg"
     out.write_bytes(key)
     return out
@@ -143,6 +189,7 @@ def smoke_assets(workdir: Path) -> Path:
 
 
 # -- plans, as the controller writes them (docs/DESIGN.md section 1) ------------------------
+
 
 def make_plan(
     codename: str,
@@ -163,27 +210,49 @@ def make_plan(
     if opencv == "apt":
         apt_packages.append("python3-opencv")
     return {
-        "target": {"os_id": "debian", "codename": codename, "arch": "x86_64",
-                   "python": release["python"], "glibc": release["glibc"], "board": None},
+        "target": {
+            "os_id": "debian",
+            "codename": codename,
+            "arch": "x86_64",
+            "python": release["python"],
+            "glibc": release["glibc"],
+            "board": None,
+        },
         "choices": {"runtime": variant, "accelerator": "usb", "opencv": opencv, "camera": True},
         "runtime": {
-            "source": source, "package": f"libedgetpu1-{variant}",
-            "conflicts": f"libedgetpu1-{other}", "version": runtime_version,
-            "deb_filename": (f"libedgetpu1-{variant}_{COMMUNITY_VERSION}.bookworm_amd64.deb"
-                             if source == "community-deb" else None),
+            "source": source,
+            "package": f"libedgetpu1-{variant}",
+            "conflicts": f"libedgetpu1-{other}",
+            "version": runtime_version,
+            "deb_filename": (
+                f"libedgetpu1-{variant}_{COMMUNITY_VERSION}.bookworm_amd64.deb"
+                if source == "community-deb"
+                else None
+            ),
             "reason": "hand-written test plan",
         },
-        "python_runtime": {"package": package, "version": version, "module": module,
-                           "python_tag": "cp" + release["python"].replace(".", ""),
-                           "platform_tags": [], "reason": "hand-written test plan"},
+        "python_runtime": {
+            "package": package,
+            "version": version,
+            "module": module,
+            "python_tag": "cp" + release["python"].replace(".", ""),
+            "platform_tags": [],
+            "reason": "hand-written test plan",
+        },
         "numpy": {"constraint": release["numpy"], "source": "apt", "reason": "test"},
-        "opencv": {"source": opencv,
-                   "package": "python3-opencv" if opencv == "apt" else "opencv-python-headless",
-                   "version": opencv_version, "reason": "test"},
+        "opencv": {
+            "source": opencv,
+            "package": "python3-opencv" if opencv == "apt" else "opencv-python-headless",
+            "version": opencv_version,
+            "reason": "test",
+        },
         "ld_preload": ld_preload,
         "ld_preload_reason": "test",
-        "camera": {"method": camera[0], "config_path": camera[1],
-                   "reason": "not a Raspberry Pi (test host)" if camera[0] == "none" else "test"},
+        "camera": {
+            "method": camera[0],
+            "config_path": camera[1],
+            "reason": "not a Raspberry Pi (test host)" if camera[0] == "none" else "test",
+        },
         "venv": {"path": "/opt/coralpi/venv", "system_site_packages": True, "reason": "test"},
         "apt_packages": apt_packages,
         "pip_requirements": [f"{package}=={version}"],
@@ -205,6 +274,7 @@ def artifacts_for(fleet: Fleet, workdir: Path, codename: str) -> dict[str, Any]:
 
 # -- running playbooks ------------------------------------------------------------------------
 
+
 class Run:
     def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
         self.rc = proc.returncode
@@ -222,19 +292,35 @@ class Run:
 
 
 def run_playbook(
-    fleet: Fleet, workdir: Path, playbook: str, plans: Mapping[str, Any], *extra: str,
+    fleet: Fleet,
+    workdir: Path,
+    playbook: str,
+    plans: Mapping[str, Any],
+    *extra: str,
     limit: str | None = None,
 ) -> Run:
     vars_file = workdir / "plans.json"
     vars_file.write_text(json.dumps({"coralpi_plans": plans}, indent=1))
-    cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(fleet.inventory_path),
-           str(PLAYBOOKS / playbook), "-e", f"@{vars_file}", *extra]
+    cmd = [
+        str(VENV_BIN / "ansible-playbook"),
+        "-i",
+        str(fleet.inventory_path),
+        str(PLAYBOOKS / playbook),
+        "-e",
+        f"@{vars_file}",
+        *extra,
+    ]
     if limit:
         cmd += ["--limit", limit]
-    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
-           "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg")}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, check=False,
-                          cwd=REPO_ROOT, env=env)
+    env = {
+        **os.environ,
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+    }
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=1500, check=False, cwd=REPO_ROOT, env=env
+    )
     return Run(proc)
 
 
@@ -245,10 +331,17 @@ def host_text(fleet: Fleet, host: str, command: str) -> str:
 
 
 def installed(fleet: Fleet, host: str) -> dict[str, str]:
-    out = fleet.ssh(host, "dpkg-query -W -f='${Package} ${Version} ${db:Status-Abbrev}\\n' "
-                    "libedgetpu1-std libedgetpu1-max", timeout=60).stdout
-    return {f[0]: f[1] for f in (line.split() for line in out.splitlines())
-            if len(f) >= 3 and f[2].startswith("ii")}
+    out = fleet.ssh(
+        host,
+        "dpkg-query -W -f='${Package} ${Version} ${db:Status-Abbrev}\\n' "
+        "libedgetpu1-std libedgetpu1-max",
+        timeout=60,
+    ).stdout
+    return {
+        f[0]: f[1]
+        for f in (line.split() for line in out.splitlines())
+        if len(f) >= 3 and f[2].startswith("ii")
+    }
 
 
 def local_fact(fleet: Fleet, host: str) -> dict[str, Any]:
@@ -274,8 +367,7 @@ def workdir(roles_fleet: Fleet) -> Path:
 
 @pytest.fixture(scope="module")
 def artifacts(roles_fleet: Fleet, workdir: Path) -> dict[str, dict[str, Any]]:
-    return {name: artifacts_for(roles_fleet, workdir, codename)
-            for name, codename in HOSTS.items()}
+    return {name: artifacts_for(roles_fleet, workdir, codename) for name, codename in HOSTS.items()}
 
 
 @pytest.fixture(scope="module")
@@ -290,13 +382,15 @@ def converged(
 
 # -- tests ------------------------------------------------------------------------------------
 
+
 def test_probe_writes_what_the_planner_reads(roles_fleet: Fleet, workdir: Path) -> None:
     from provision.planning.targets import target_from_facts
 
     probe_dir = workdir / "probe"
     probe_dir.mkdir(exist_ok=True)
-    run = run_playbook(roles_fleet, workdir, "probe.yml", {}, "-e",
-                       f"coralpi_probe_dir={probe_dir}")
+    run = run_playbook(
+        roles_fleet, workdir, "probe.yml", {}, "-e", f"coralpi_probe_dir={probe_dir}"
+    )
     assert run.rc == 0, run.output[-6000:]
     for host, codename in HOSTS.items():
         facts = json.loads((probe_dir / f"{host}.json").read_text())
@@ -304,23 +398,25 @@ def test_probe_writes_what_the_planner_reads(roles_fleet: Fleet, workdir: Path) 
         assert facts["coralpi_dpkg_arch"] == "amd64" and facts["coralpi_board"] is None
         target = target_from_facts(facts)
         assert (target.codename, target.arch, target.python, target.glibc) == (
-            codename, "x86_64", RELEASES[codename]["python"], RELEASES[codename]["glibc"])
+            codename,
+            "x86_64",
+            RELEASES[codename]["python"],
+            RELEASES[codename]["glibc"],
+        )
         assert run.changed(host) == 0  # read-only
 
 
-
-def test_first_converge_installs_everything(
-    roles_fleet: Fleet, converged: dict[str, Run]
-) -> None:
+def test_first_converge_installs_everything(roles_fleet: Fleet, converged: dict[str, Run]) -> None:
     for host, codename in HOSTS.items():
         assert converged["first"].changed(host) > 0
-        assert installed(roles_fleet, host) == {
-            "libedgetpu1-std": f"{COMMUNITY_VERSION}.bookworm"}
+        assert installed(roles_fleet, host) == {"libedgetpu1-std": f"{COMMUNITY_VERSION}.bookworm"}
         _, version, module = RELEASES[codename]["python_runtime"]
         probe = host_text(
-            roles_fleet, host,
+            roles_fleet,
+            host,
             f"/opt/coralpi/venv/bin/python -c 'import {module} as m, cv2, numpy; "
-            "print(cv2.__version__, numpy.__version__)'")
+            "print(cv2.__version__, numpy.__version__)'",
+        )
         assert probe.split()[0][0] == "4"
         groups = host_text(roles_fleet, host, "id -nG pi").split()
         assert "plugdev" in groups
@@ -334,7 +430,9 @@ def test_first_converge_installs_everything(
 
 
 def test_max_without_the_license_is_refused_before_anything_changes(
-    roles_fleet: Fleet, workdir: Path, artifacts: dict[str, dict[str, Any]],
+    roles_fleet: Fleet,
+    workdir: Path,
+    artifacts: dict[str, dict[str, Any]],
     converged: dict[str, Run],
 ) -> None:
     plans = {"pi1": make_plan("bookworm", artifacts["pi1"], variant="max")}
@@ -346,7 +444,9 @@ def test_max_without_the_license_is_refused_before_anything_changes(
 
 
 def test_coral_apt_source_installs_from_the_signed_repository(
-    roles_fleet: Fleet, workdir: Path, artifacts: dict[str, dict[str, Any]],
+    roles_fleet: Fleet,
+    workdir: Path,
+    artifacts: dict[str, dict[str, Any]],
     converged: dict[str, Run],
 ) -> None:
     plans = {"pi1": make_plan("bookworm", artifacts["pi1"], source="coral-apt")}
@@ -357,8 +457,12 @@ def test_coral_apt_source_installs_from_the_signed_repository(
     source = host_text(roles_fleet, "pi1", "cat /etc/apt/sources.list.d/coral-edgetpu.sources")
     assert "Signed-By: /etc/apt/keyrings/coral-edgetpu.gpg" in source
     assert f"URIs: {roles_fleet.urls['coral_apt']}" in source
-    assert host_text(roles_fleet, "pi1", "stat -c '%U:%G %a' /etc/apt/keyrings/coral-edgetpu.gpg"
-                     ).strip() == "root:root 644"
+    assert (
+        host_text(
+            roles_fleet, "pi1", "stat -c '%U:%G %a' /etc/apt/keyrings/coral-edgetpu.gpg"
+        ).strip()
+        == "root:root 644"
+    )
     again = run_playbook(roles_fleet, workdir, "provision.yml", plans, limit="pi1")
     assert again.rc == 0 and again.changed("pi1") == 0, again.output[-6000:]
 
@@ -369,27 +473,35 @@ def _apt_update_is_clean(fleet: Fleet, host: str) -> None:
 
 
 def test_a_rotated_key_is_explained_and_the_host_left_as_it_was(
-    roles_fleet: Fleet, workdir: Path, artifacts: dict[str, dict[str, Any]],
+    roles_fleet: Fleet,
+    workdir: Path,
+    artifacts: dict[str, dict[str, Any]],
     converged: dict[str, Run],
 ) -> None:
     # pi1 has a working Coral source (previous test); pi3 has none.
     keyring_before = host_text(roles_fleet, "pi1", "sha256sum /etc/apt/keyrings/coral-edgetpu.gpg")
     rotated = str(other_keyring(workdir))
-    plans = {n: make_plan(c, {**artifacts[n], "coral_keyring": rotated}, source="coral-apt")
-             for n, c in HOSTS.items()}
+    plans = {
+        n: make_plan(c, {**artifacts[n], "coral_keyring": rotated}, source="coral-apt")
+        for n, c in HOSTS.items()
+    }
     run = run_playbook(roles_fleet, workdir, "provision.yml", plans)
     assert run.rc != 0
     for host in HOSTS:
         assert run.recap[host]["failed"] == 1
     assert run.output.count("the key has probably rotated") >= 2, run.output[-6000:]
     assert "coralpi_coral_key_fingerprints" in run.output
-    assert host_text(roles_fleet, "pi1", "sha256sum /etc/apt/keyrings/coral-edgetpu.gpg"
-                     ) == keyring_before
+    assert (
+        host_text(roles_fleet, "pi1", "sha256sum /etc/apt/keyrings/coral-edgetpu.gpg")
+        == keyring_before
+    )
     assert fleet_path_absent(roles_fleet, "pi3", CORAL_SOURCES)
     assert fleet_path_absent(roles_fleet, "pi3", "/etc/apt/keyrings/coral-edgetpu.gpg")
     for host in HOSTS:
-        assert host_text(roles_fleet, host, "ls /etc/apt/sources.list.d /etc/apt/keyrings"
-                         ).count("~") == 0  # no backup files left behind
+        assert (
+            host_text(roles_fleet, host, "ls /etc/apt/sources.list.d /etc/apt/keyrings").count("~")
+            == 0
+        )  # no backup files left behind
         _apt_update_is_clean(roles_fleet, host)
 
 
@@ -398,14 +510,17 @@ def fleet_path_absent(fleet: Fleet, host: str, path: str) -> bool:
 
 
 def test_an_unreachable_repository_is_explained_and_the_host_left_as_it_was(
-    roles_fleet: Fleet, workdir: Path, artifacts: dict[str, dict[str, Any]],
+    roles_fleet: Fleet,
+    workdir: Path,
+    artifacts: dict[str, dict[str, Any]],
     converged: dict[str, Run],
 ) -> None:
     source_before = host_text(roles_fleet, "pi1", f"cat {CORAL_SOURCES}")
     plans = {n: make_plan(c, artifacts[n], source="coral-apt") for n, c in HOSTS.items()}
     closed_port = f"http://{roles_fleet.bridge_address}:9/coral-apt"
-    run = run_playbook(roles_fleet, workdir, "provision.yml", plans,
-                       "-e", f"coralpi_coral_repo_url={closed_port}")
+    run = run_playbook(
+        roles_fleet, workdir, "provision.yml", plans, "-e", f"coralpi_coral_repo_url={closed_port}"
+    )
     assert run.rc != 0
     assert run.output.count("could not be reached") >= 2, run.output[-6000:]
     assert "coralpi_coral_repo_url" in run.output
@@ -416,7 +531,9 @@ def test_an_unreachable_repository_is_explained_and_the_host_left_as_it_was(
 
 
 def test_back_to_the_community_runtime_removes_the_coral_source(
-    roles_fleet: Fleet, workdir: Path, artifacts: dict[str, dict[str, Any]],
+    roles_fleet: Fleet,
+    workdir: Path,
+    artifacts: dict[str, dict[str, Any]],
     converged: dict[str, Run],
 ) -> None:
     plans = {"pi1": make_plan("bookworm", artifacts["pi1"])}
@@ -430,22 +547,32 @@ def test_back_to_the_community_runtime_removes_the_coral_source(
 PRELOAD = "/usr/lib/x86_64-linux-gnu/libatomic.so.1"
 MAPS_HAVE_LIBATOMIC = (
     "/opt/coralpi/venv/bin/python -c "
-    "'print(any(\"libatomic\" in line for line in open(\"/proc/self/maps\")))'"
+    '\'print(any("libatomic" in line for line in open("/proc/self/maps")))\''
 )
 
 
 def test_opencv_from_a_wheel_with_a_preload_and_back_to_debian(
-    roles_fleet: Fleet, workdir: Path, artifacts: dict[str, dict[str, Any]],
+    roles_fleet: Fleet,
+    workdir: Path,
+    artifacts: dict[str, dict[str, Any]],
     converged: dict[str, Run],
 ) -> None:
     # x86_64 needs no libatomic preload; the plan asks for one here to exercise the mechanism.
     wheels, version = wheels_with_opencv("trixie", workdir)
-    plan = make_plan("trixie", {**artifacts["pi3"], "wheels_dir": str(wheels)}, opencv="pip",
-                     opencv_version=version, ld_preload=PRELOAD)
+    plan = make_plan(
+        "trixie",
+        {**artifacts["pi3"], "wheels_dir": str(wheels)},
+        opencv="pip",
+        opencv_version=version,
+        ld_preload=PRELOAD,
+    )
     run = run_playbook(roles_fleet, workdir, "provision.yml", {"pi3": plan}, limit="pi3")
     assert run.rc == 0, run.output[-6000:]
-    cv2 = host_text(roles_fleet, "pi3", "/opt/coralpi/venv/bin/python -c "
-                    "'import cv2; print(cv2.__file__, cv2.__version__)'").split()
+    cv2 = host_text(
+        roles_fleet,
+        "pi3",
+        "/opt/coralpi/venv/bin/python -c 'import cv2; print(cv2.__file__, cv2.__version__)'",
+    ).split()
     assert cv2[0].startswith("/opt/coralpi/venv/") and version.startswith(cv2[1])
     # The preload reaches every venv Python without a shell profile (before cv2 loads).
     assert host_text(roles_fleet, "pi3", MAPS_HAVE_LIBATOMIC).strip() == "True"
@@ -455,11 +582,17 @@ def test_opencv_from_a_wheel_with_a_preload_and_back_to_debian(
     again = run_playbook(roles_fleet, workdir, "provision.yml", {"pi3": plan}, limit="pi3")
     assert again.rc == 0 and again.changed("pi3") == 0, again.output[-6000:]
 
-    back = run_playbook(roles_fleet, workdir, "provision.yml",
-                        {"pi3": make_plan("trixie", artifacts["pi3"])}, limit="pi3")
+    back = run_playbook(
+        roles_fleet,
+        workdir,
+        "provision.yml",
+        {"pi3": make_plan("trixie", artifacts["pi3"])},
+        limit="pi3",
+    )
     assert back.rc == 0, back.output[-6000:]
-    cv2_path = host_text(roles_fleet, "pi3", "/opt/coralpi/venv/bin/python -c "
-                         "'import cv2; print(cv2.__file__)'").strip()
+    cv2_path = host_text(
+        roles_fleet, "pi3", "/opt/coralpi/venv/bin/python -c 'import cv2; print(cv2.__file__)'"
+    ).strip()
     assert cv2_path.startswith("/usr/lib/python3/dist-packages/")
     assert host_text(roles_fleet, "pi3", MAPS_HAVE_LIBATOMIC).strip() == "False"
     assert fleet_path_absent(roles_fleet, "pi3", "/etc/coralpi/ld-preload.env")
@@ -477,12 +610,19 @@ arm_boost=1
 
 
 def test_camera_auto_detect_is_set_under_all_and_a_reboot_is_reported_pending(
-    roles_fleet: Fleet, workdir: Path, artifacts: dict[str, dict[str, Any]],
+    roles_fleet: Fleet,
+    workdir: Path,
+    artifacts: dict[str, dict[str, Any]],
     converged: dict[str, Run],
 ) -> None:
     config = "/boot/firmware/config.txt"
-    proc = roles_fleet.ssh("pi1", f"mkdir -p /boot/firmware && cat > {config}", become=True,
-                           input=CONFIG_TXT, timeout=60)
+    proc = roles_fleet.ssh(
+        "pi1",
+        f"mkdir -p /boot/firmware && cat > {config}",
+        become=True,
+        input=CONFIG_TXT,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     plan = make_plan("bookworm", artifacts["pi1"], camera=("camera-auto-detect", config))
     run = run_playbook(roles_fleet, workdir, "provision.yml", {"pi1": plan}, limit="pi1")
@@ -509,15 +649,20 @@ grep -q '^gpu_mem=' /boot/config.txt || echo gpu_mem=128 >> /boot/config.txt
 
 
 def test_legacy_camera_calls_raspi_config_once_and_raises_gpu_mem(
-    roles_fleet: Fleet, workdir: Path, artifacts: dict[str, dict[str, Any]],
+    roles_fleet: Fleet,
+    workdir: Path,
+    artifacts: dict[str, dict[str, Any]],
     converged: dict[str, Run],
 ) -> None:
-    setup = ("cat > /usr/local/bin/raspi-config && chmod 755 /usr/local/bin/raspi-config && "
-             "printf 'gpu_mem=64\\n' > /boot/config.txt && rm -f /var/log/fake-raspi-config.log")
+    setup = (
+        "cat > /usr/local/bin/raspi-config && chmod 755 /usr/local/bin/raspi-config && "
+        "printf 'gpu_mem=64\\n' > /boot/config.txt && rm -f /var/log/fake-raspi-config.log"
+    )
     proc = roles_fleet.ssh("pi1", setup, become=True, input=FAKE_RASPI_CONFIG, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    plan = make_plan("bookworm", artifacts["pi1"],
-                     camera=("raspi-config-legacy", "/boot/config.txt"))
+    plan = make_plan(
+        "bookworm", artifacts["pi1"], camera=("raspi-config-legacy", "/boot/config.txt")
+    )
     try:
         run = run_playbook(roles_fleet, workdir, "provision.yml", {"pi1": plan}, limit="pi1")
         assert run.rc == 0, run.output[-6000:]
@@ -539,26 +684,39 @@ def broken_max_deb(workdir: Path) -> Path:
         "Package: libedgetpu1-max\nVersion: 99.0-broken\nArchitecture: amd64\n"
         "Maintainer: coralpi tests <tests@testfleet.invalid>\nProvides: libedgetpu1\n"
         "Conflicts: libedgetpu1\nReplaces: libedgetpu1\n"
-        "Description: fails to install (test package)\n a preinst that exits 1\n")
+        "Description: fails to install (test package)\n a preinst that exits 1\n"
+    )
     preinst = root / "DEBIAN" / "preinst"
     preinst.write_text("#!/bin/sh\necho 'broken on purpose' >&2\nexit 1\n")
     preinst.chmod(0o755)
     out = workdir / "libedgetpu1-max_99.0-broken_amd64.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(out)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "--build", str(root), str(out)],
+        check=True,
+        capture_output=True,
+    )
     return out
 
 
 def test_a_failed_switch_puts_the_previous_runtime_back(
-    roles_fleet: Fleet, workdir: Path, artifacts: dict[str, dict[str, Any]],
+    roles_fleet: Fleet,
+    workdir: Path,
+    artifacts: dict[str, dict[str, Any]],
     converged: dict[str, Run],
 ) -> None:
     before = installed(roles_fleet, "pi3")
     assert before == {"libedgetpu1-std": f"{COMMUNITY_VERSION}.bookworm"}
     debs = {**artifacts["pi3"]["runtime_debs"], "max": str(broken_max_deb(workdir))}
     plan = make_plan("trixie", {**artifacts["pi3"], "runtime_debs": debs}, variant="max")
-    run = run_playbook(roles_fleet, workdir, "provision.yml", {"pi3": plan},
-                       "-e", "coralpi_accept_max_eula=true", limit="pi3")
+    run = run_playbook(
+        roles_fleet,
+        workdir,
+        "provision.yml",
+        {"pi3": plan},
+        "-e",
+        "coralpi_accept_max_eula=true",
+        limit="pi3",
+    )
     assert run.rc != 0
     assert "Installing libedgetpu1-max (community-deb) failed" in run.output, run.output[-6000:]
     assert "was put back" in run.output

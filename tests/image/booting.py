@@ -30,8 +30,9 @@ def tree_mib(tree: Path) -> int:
 def extract_boot(image: Path, dest: Path) -> None:
     fat = fat_of(image)
     dest.mkdir(parents=True)
-    subprocess.run(["mcopy", "-s", "-n", "-i", fat.spec, "::/*", str(dest)], check=True,
-                   env=MTOOLS_ENV)
+    subprocess.run(
+        ["mcopy", "-s", "-n", "-i", fat.spec, "::/*", str(dest)], check=True, env=MTOOLS_ENV
+    )
     # FAT has no permission bits: the vfat driver shows every file as 0755 with Raspberry
     # Pi OS's mount options (umask 022), which is why systemd can run firstrun.sh.
     for path in [dest, *dest.rglob("*")]:
@@ -45,15 +46,16 @@ def write_back_boot(image: Path, src: Path) -> None:
     kept = {p.name.lower() for p in src.iterdir()}
     for name in fat.listdir("/"):
         if name.lower() not in kept:
-            fat.remove_tree(f"/{name}") if name.lower() in ("coralpi", "coralpi-report") \
-                else fat.remove(f"/{name}")
+            fat.remove_tree(f"/{name}") if name.lower() in (
+                "coralpi",
+                "coralpi-report",
+            ) else fat.remove(f"/{name}")
     for entry in sorted(src.iterdir()):
         if entry.is_dir():
             fat.remove_tree(f"/{entry.name}")
             fat.copy_tree(entry, "/")
         else:
             fat.copy_files([entry], "/")
-
 
 
 @contextmanager
@@ -74,12 +76,21 @@ def booted(root: Path, boot: Path, log: Path, name: str) -> Iterator[subprocess.
     """``systemd-nspawn --boot --private-network`` (no network at all) on ``root``, with
     ``boot`` bound on /boot/firmware; on leaving, the container is powered off by the PID
     started here (SIGTERM: nspawn halts its systemd; SIGKILL after two minutes)."""
-    argv = ["systemd-nspawn", "--boot", "--directory", str(root), "--register=no",
-            "--keep-unit", "--private-network", f"--bind={boot}:/boot/firmware",
-            f"--machine={name}"]
+    argv = [
+        "systemd-nspawn",
+        "--boot",
+        "--directory",
+        str(root),
+        "--register=no",
+        "--keep-unit",
+        "--private-network",
+        f"--bind={boot}:/boot/firmware",
+        f"--machine={name}",
+    ]
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
         try:
             yield proc
         finally:
@@ -91,11 +102,13 @@ def booted(root: Path, boot: Path, log: Path, name: str) -> Iterator[subprocess.
                 proc.wait()
 
 
-def wait_for(done: Callable[[], bool], procs: list[subprocess.Popen[bytes]],
-             timeout: float) -> float:
+def wait_for(
+    done: Callable[[], bool], procs: list[subprocess.Popen[bytes]], timeout: float
+) -> float:
     """Seconds until ``done()``; returns early when a container ended or at ``timeout``."""
     start = time.monotonic()
-    while not done() and all(p.poll() is None for p in procs) \
-            and time.monotonic() - start < timeout:
+    while (
+        not done() and all(p.poll() is None for p in procs) and time.monotonic() - start < timeout
+    ):
         time.sleep(1)
     return time.monotonic() - start

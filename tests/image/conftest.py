@@ -50,16 +50,23 @@ sha256 = sha256_file  # re-exported for the image tests
 @pytest.fixture(scope="session")
 def systemd_tree(root_only: None) -> Path:
     """The fleet's bookworm recipe plus systemd (cached like the fleet's own trees)."""
-    recipe = RootfsRecipe("bookworm", "amd64", debian_mirror(),
-                          include=(*INCLUDE, "systemd", "systemd-sysv", "dbus"))
+    recipe = RootfsRecipe(
+        "bookworm", "amd64", debian_mirror(), include=(*INCLUDE, "systemd", "systemd-sysv", "dbus")
+    )
     return ensure_rootfs(recipe, cache_root()).tree
 
 
 #: cloud-init and what its NoCloud run needs in a container, on top of the systemd tree.
-CLOUD_INIT_INCLUDE = (*INCLUDE, "systemd", "systemd-sysv", "dbus", "cloud-init",
-                      # debootstrap does not resolve the virtual python3-cffi-backend-api-*
-                      # that python3-cryptography (via cloud-init) depends on
-                      "python3-cffi-backend")
+CLOUD_INIT_INCLUDE = (
+    *INCLUDE,
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "cloud-init",
+    # debootstrap does not resolve the virtual python3-cffi-backend-api-*
+    # that python3-cryptography (via cloud-init) depends on
+    "python3-cffi-backend",
+)
 
 
 @pytest.fixture(scope="session")
@@ -71,12 +78,15 @@ def cloud_init_tree(root_only: None) -> Path:
 
 
 @pytest.fixture(scope="session")
-def image_fleet(image_tools: None, root_only: None,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+def image_fleet(
+    image_tools: None, root_only: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fleet]:
     """pi1 (bookworm) and pi3 (trixie): probed for the `-i --limit` route; their bridge
     serves the stand-in Coral sources and smoke-test assets, and the apt proxy."""
-    fleet = Fleet(tmp_path_factory.mktemp("image-fleet"),
-                  [HostSpec("pi1", "bookworm"), HostSpec("pi3", "trixie")])
+    fleet = Fleet(
+        tmp_path_factory.mktemp("image-fleet"),
+        [HostSpec("pi1", "bookworm"), HostSpec("pi3", "trixie")],
+    )
     fleet.up()
     try:
         yield fleet
@@ -94,12 +104,21 @@ def fleet_lock(image_fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> 
     pins = image_fleet.pin_args()
     proc = subprocess.run(
         [CORALPI, "lock", "-i", str(image_fleet.inventory_path), "--lock", str(path), *pins],
-        capture_output=True, text=True, check=False, cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     return path
 
 
 def coralpi(*args: str | Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CORALPI, *map(str, args)], capture_output=True, text=True,
-                          check=False, cwd=REPO, input=stdin)
+    return subprocess.run(
+        [CORALPI, *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        input=stdin,
+    )

@@ -253,36 +253,72 @@ def build(path: Path, spec: StandinSpec, workdir: Path) -> Path:
         f"start={BOOT_START // 512}, size={boot_bytes // 512}, type={spec.boot_type}\n"
         f"start={root_start // 512}, type=83\n"
     )
-    subprocess.run(["sfdisk", "-q", str(path)], input=table, text=True, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["sfdisk", "-q", str(path)], input=table, text=True, check=True, capture_output=True
+    )
     cloud = spec.cloud_init if spec.cloud_init is not None else spec.release == "trixie"
     tree = spec.root_tree
     if tree is None:
         scratch = workdir / f"{path.name}.root"
         shutil.rmtree(scratch, ignore_errors=True)
         tree = synthetic_root(scratch, spec.release, spec.arch, cloud)
-    _run("mkfs.ext4", "-q", "-F", "-L", "rootfs", "-d", tree, "-E", f"offset={root_start}",
-         path, f"{spec.root_mib}M")
+    _run(
+        "mkfs.ext4",
+        "-q",
+        "-F",
+        "-L",
+        "rootfs",
+        "-d",
+        tree,
+        "-E",
+        f"offset={root_start}",
+        path,
+        f"{spec.root_mib}M",
+    )
     if spec.root_files:
         add_root_files(path, root_start, spec.root_files, workdir / f"{path.name}.rootfiles")
     if spec.boot_fat:
         # Clusters small enough that FAT32 has more than 65525 of them (else it reads as
         # FAT16); Raspberry Pi OS's 512 MiB boot partition uses 2 KiB clusters.
         cluster = "1" if spec.boot_mib < 512 else "4"
-        _run("mkfs.fat", "-F", spec.boot_fat, "-s", cluster, "-n", "BOOTFS",
-             "--offset", str(BOOT_START // 512), path, str(boot_bytes // 1024))
-        files = {"config.txt": CONFIG_TXT, "cmdline.txt": CMDLINE_TXT.format(partuuid="5e3da3da"),
-                 "issue.txt": f"Raspberry Pi reference (stand-in for {spec.release})\n",
-                 **spec.boot_files}
+        _run(
+            "mkfs.fat",
+            "-F",
+            spec.boot_fat,
+            "-s",
+            cluster,
+            "-n",
+            "BOOTFS",
+            "--offset",
+            str(BOOT_START // 512),
+            path,
+            str(boot_bytes // 1024),
+        )
+        files = {
+            "config.txt": CONFIG_TXT,
+            "cmdline.txt": CMDLINE_TXT.format(partuuid="5e3da3da"),
+            "issue.txt": f"Raspberry Pi reference (stand-in for {spec.release})\n",
+            **spec.boot_files,
+        }
         src = workdir / f"{path.name}.boot"
         shutil.rmtree(src, ignore_errors=True)
         src.mkdir(parents=True)
         for name, text in files.items():
             (src / name).write_text(text)
         env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
-        subprocess.run(["mcopy", "-o", "-i", f"{path}@@{BOOT_START}",
-                        *[str(src / n) for n in sorted(files)], "::/"],
-                       check=True, capture_output=True, env=env)
+        subprocess.run(
+            [
+                "mcopy",
+                "-o",
+                "-i",
+                f"{path}@@{BOOT_START}",
+                *[str(src / n) for n in sorted(files)],
+                "::/",
+            ],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
     return path
 
 
@@ -297,12 +333,16 @@ def add_root_files(image: Path, offset: int, files: dict[str, str], scratch: Pat
         src.write_text(text)
         src.chmod(0o644)
         for request in (f"rm {dest}", f"write {src} {dest}"):
-            proc = subprocess.run(["debugfs", "-w", "-R", request, device],
-                                  capture_output=True, text=True, check=False)
-            if request.startswith("write") and (proc.returncode != 0
-                                                or "rror" in proc.stderr):
+            proc = subprocess.run(
+                ["debugfs", "-w", "-R", request, device],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if request.startswith("write") and (proc.returncode != 0 or "rror" in proc.stderr):
                 raise RuntimeError(f"debugfs {request}: {proc.stderr.strip()}")
-        check = subprocess.run(["debugfs", "-R", f"cat {dest}", device],
-                               capture_output=True, text=True, check=True)
+        check = subprocess.run(
+            ["debugfs", "-R", f"cat {dest}", device], capture_output=True, text=True, check=True
+        )
         if check.stdout != text:
             raise RuntimeError(f"{dest} was not written into {image}")

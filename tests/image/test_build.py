@@ -53,8 +53,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def base_image(systemd_tree: Path, workdir: Path) -> Path:
-    spec = StandinSpec("bookworm", root_tree=systemd_tree,
-                       root_mib=tree_mib(systemd_tree) + 128)
+    spec = StandinSpec("bookworm", root_tree=systemd_tree, root_mib=tree_mib(systemd_tree) + 128)
     return build(workdir / "bookworm-standin-base.img", spec, workdir)
 
 
@@ -73,12 +72,33 @@ def build_image(image_fleet: Fleet, base_image: Path, lock: Path, workdir: Path)
     def run(name: str) -> tuple[subprocess.CompletedProcess[str], float]:
         start = time.monotonic()
         proc = subprocess.run(
-            ["ip", "netns", "exec", image_fleet.host("pi1").netns, CORALPI, "image", "build",
-             "--base", str(base_image), "--out", str(workdir / name), "-i",
-             str(image_fleet.inventory_path), "--limit", "pi1", "--lock", str(lock), "--json"],
-            capture_output=True, text=True, check=False, cwd=REPO,
+            [
+                "ip",
+                "netns",
+                "exec",
+                image_fleet.host("pi1").netns,
+                CORALPI,
+                "image",
+                "build",
+                "--base",
+                str(base_image),
+                "--out",
+                str(workdir / name),
+                "-i",
+                str(image_fleet.inventory_path),
+                "--limit",
+                "pi1",
+                "--lock",
+                str(lock),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=REPO,
         )
         return proc, time.monotonic() - start
+
     return run
 
 
@@ -88,7 +108,8 @@ def golden(build_image: Build, base_image: Path, workdir: Path) -> dict[str, Any
     proc, seconds = build_image("golden-a.img")
     log = workdir / "golden-a.img.build.log"
     assert proc.returncode == 0, proc.stderr[-3000:] + (
-        log.read_text()[-4000:] if log.exists() else "")
+        log.read_text()[-4000:] if log.exists() else ""
+    )
     print(f"image build (bookworm amd64, warm apt proxy): {seconds:.0f}s")
     summary: dict[str, Any] = json.loads(proc.stdout)
     summary["base_digest_before"] = base_digest
@@ -96,8 +117,9 @@ def golden(build_image: Build, base_image: Path, workdir: Path) -> dict[str, Any
     return summary
 
 
-def test_build_writes_image_manifest_and_log(golden: dict[str, Any], base_image: Path,
-                                             lock: Path, workdir: Path) -> None:
+def test_build_writes_image_manifest_and_log(
+    golden: dict[str, Any], base_image: Path, lock: Path, workdir: Path
+) -> None:
     out = Path(golden["out"])
     assert out == workdir / "golden-a.img" and out.is_file()
     assert not (workdir / "golden-a.img.part").exists()
@@ -115,13 +137,15 @@ def test_build_writes_image_manifest_and_log(golden: dict[str, Any], base_image:
     assert any(p.startswith("lib/python3.11/site-packages/tflite_runtime/") for p in venv_files)
     # OpenCV: Debian's python3-opencv on bookworm amd64 (the plan), else a wheel in the venv.
     assert "python3-opencv" in data["packages"] or any(
-        p.startswith("lib/python3.11/site-packages/cv2/") for p in venv_files)
+        p.startswith("lib/python3.11/site-packages/cv2/") for p in venv_files
+    )
     assert "TASK [coralpi_python" in golden["stderr"], "no live progress on stderr"
     assert Path(golden["log"]).read_text().count("failed=0") == 1
 
 
-def test_image_root_has_the_stack_and_the_first_boot_unit(golden: dict[str, Any],
-                                                          workdir: Path) -> None:
+def test_image_root_has_the_stack_and_the_first_boot_unit(
+    golden: dict[str, Any], workdir: Path
+) -> None:
     with mounted_root(Path(golden["out"]), workdir / "check-root", readonly=True) as root:
         assert (root / f"etc/systemd/system/multi-user.target.wants/{UNIT}").is_symlink()
         assert (root / "var/cache/coralpi/assets").is_dir()
@@ -143,8 +167,9 @@ def test_image_carries_no_identity_and_two_booted_copies_differ(
     """No cloned identity: the built image has an empty machine-id and no SSH host keys,
     and two cards copied from it come up with their own (booted with no network)."""
     image = Path(golden["out"])
-    cleared = {e["path"]: e["action"] for e in manifest.load(Path(golden["manifest"]))[
-        "identity_cleared"]}
+    cleared = {
+        e["path"]: e["action"] for e in manifest.load(Path(golden["manifest"]))["identity_cleared"]
+    }
     assert cleared.get("/var/log/dpkg.log") == "truncated", cleared
     with mounted_root(image, workdir / "identity-root", readonly=True) as root:
         assert (root / "etc/machine-id").read_text() == ""
@@ -164,20 +189,28 @@ def test_image_carries_no_identity_and_two_booted_copies_differ(
             boot = workdir / f"{card}.bootfs"
             extract_boot(copy, boot)
             root = stack.enter_context(mounted_root(copy, workdir / f"{card}-root"))
-            procs.append(stack.enter_context(booted(root, boot, workdir / f"{card}.log",
-                                                    f"coralpi-{card}")))
+            procs.append(
+                stack.enter_context(booted(root, boot, workdir / f"{card}.log", f"coralpi-{card}"))
+            )
             roots.append(root)
 
         def up() -> bool:
-            return all((r / "etc/ssh/ssh_host_ed25519_key.pub").is_file()
-                       and (r / "etc/machine-id").read_text().strip() for r in roots)
+            return all(
+                (r / "etc/ssh/ssh_host_ed25519_key.pub").is_file()
+                and (r / "etc/machine-id").read_text().strip()
+                for r in roots
+            )
 
         seconds = wait_for(up, procs, BOOT_TIMEOUT)
         assert up(), (workdir / "card1.log").read_text(errors="replace")[-3000:]
         print(f"two copies booted to their own machine id and host keys: {seconds:.0f}s")
         for root in roots:
-            seen.append(((root / "etc/machine-id").read_text().strip(),
-                         (root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[1]))
+            seen.append(
+                (
+                    (root / "etc/machine-id").read_text().strip(),
+                    (root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[1],
+                )
+            )
     (id1, key1), (id2, key2) = seen
     assert len(id1) == 32 and len(id2) == 32
     assert id1 != id2, "two cards from one image share a machine id"
@@ -209,16 +242,21 @@ def test_first_boot_unit_writes_verify_report_to_boot_partition_with_no_network(
 
 
 def test_built_image_as_a_host_passes_coralpi_verify_without_apply(
-    golden: dict[str, Any], lock: Path, workdir: Path,
+    golden: dict[str, Any],
+    lock: Path,
+    workdir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     image = Path(golden["out"])
     fleet_dir = tmp_path_factory.mktemp("golden-fleet")
-    with mounted_root(image, workdir / "host-root", readonly=True) as tree, \
-            Fleet(fleet_dir, [HostSpec("golden", "bookworm", tree=tree)]) as fleet:
+    with (
+        mounted_root(image, workdir / "host-root", readonly=True) as tree,
+        Fleet(fleet_dir, [HostSpec("golden", "bookworm", tree=tree)]) as fleet,
+    ):
         runs = workdir / "runs"
-        proc = coralpi("verify", "-i", fleet.inventory_path, "--json", "--runs-dir", runs,
-                       "--lock", lock)
+        proc = coralpi(
+            "verify", "-i", fleet.inventory_path, "--json", "--runs-dir", runs, "--lock", lock
+        )
     assert proc.returncode == 0, proc.stderr[-3000:]
     row = json.loads(proc.stdout)["hosts"][0]
     assert row["host"] == "golden" and row["status"] == "ok", row
@@ -247,11 +285,15 @@ def test_two_builds_from_same_base_and_lock_install_the_same(
 def build_leftovers(out: Path) -> list[str]:
     """What a failed or interrupted build must not leave: partial files, loop devices on
     them, mounts of its scratch directories."""
-    found = [p.name for p in out.parent.glob(out.name + "*")
-             if not p.name.endswith((".build.log", ".lock"))]
+    found = [
+        p.name
+        for p in out.parent.glob(out.name + "*")
+        if not p.name.endswith((".build.log", ".lock"))
+    ]
     for name in (out, out.with_name(out.name + ".part")):
-        loops = subprocess.run(["losetup", "--associated", str(name)], capture_output=True,
-                               text=True, check=False).stdout.strip()
+        loops = subprocess.run(
+            ["losetup", "--associated", str(name)], capture_output=True, text=True, check=False
+        ).stdout.strip()
         if loops:
             found.append(loops)
     mounts = Path("/proc/self/mountinfo").read_text()
@@ -266,9 +308,22 @@ def test_failed_build_leaves_no_image_no_mounts_and_keeps_the_log(
     inside the chroot, after the copy, the loop device and the mounts were made."""
     digest = sha256(base_image)
     out = tmp_path / "failed.img"
-    proc = coralpi("image", "build", "--base", base_image, "--out", out, "-i",
-                   image_fleet.inventory_path, "--limit", "pi1", "--lock", lock,
-                   "-e", "coralpi_apt_proxy=http://127.0.0.1:9")
+    proc = coralpi(
+        "image",
+        "build",
+        "--base",
+        base_image,
+        "--out",
+        out,
+        "-i",
+        image_fleet.inventory_path,
+        "--limit",
+        "pi1",
+        "--lock",
+        lock,
+        "-e",
+        "coralpi_apt_proxy=http://127.0.0.1:9",
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "image build failed at apt-get install" in proc.stderr, proc.stderr[-2000:]
     assert "no image was written" in proc.stderr
@@ -284,10 +339,27 @@ def test_interrupted_build_stops_the_chroot_and_cleans_up(
     """Ctrl-C (SIGINT to the process group, as a terminal sends it) while the roles run."""
     out = tmp_path / "interrupted.img"
     proc = subprocess.Popen(
-        [CORALPI, "image", "build", "--base", str(base_image), "--out", str(out), "-i",
-         str(image_fleet.inventory_path), "--limit", "pi1", "--lock", str(lock)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-        start_new_session=True)
+        [
+            CORALPI,
+            "image",
+            "build",
+            "--base",
+            str(base_image),
+            "--out",
+            str(out),
+            "-i",
+            str(image_fleet.inventory_path),
+            "--limit",
+            "pi1",
+            "--lock",
+            str(lock),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        start_new_session=True,
+    )
     seen = []
     try:
         assert proc.stderr is not None
@@ -321,13 +393,22 @@ def test_arm64_image_builds_under_qemu_and_its_first_boot_verify_runs(
     tree = ensure_rootfs(recipe_for("bookworm", "arm64"), cache_root()).tree
     # Without camera_auto_detect, so the camera role's change must reach the FAT.
     config = "\n".join(ln for ln in CONFIG_TXT.splitlines() if "camera_auto_detect" not in ln)
-    base = build(tmp_path / "bookworm-arm64-standin.img",
-                 StandinSpec("bookworm", arch="arm64", root_tree=tree,
-                             root_mib=tree_mib(tree) + 128,
-                             boot_files={"config.txt": config + "\n"}), tmp_path)
+    base = build(
+        tmp_path / "bookworm-arm64-standin.img",
+        StandinSpec(
+            "bookworm",
+            arch="arm64",
+            root_tree=tree,
+            root_mib=tree_mib(tree) + 128,
+            boot_files={"config.txt": config + "\n"},
+        ),
+        tmp_path,
+    )
     platform = "bookworm/aarch64/3.11"
-    settings = [f"coralpi_community_runtime_url={image_fleet.urls['community']}",
-                f"coralpi_assets_url={image_fleet.urls['test_data']}"]
+    settings = [
+        f"coralpi_community_runtime_url={image_fleet.urls['community']}",
+        f"coralpi_assets_url={image_fleet.urls['test_data']}",
+    ]
     variables = [arg for s in settings for arg in ("-e", s)]
     pins = image_fleet.pin_args()
     lock = tmp_path / "arm64.lock"
@@ -338,14 +419,37 @@ def test_arm64_image_builds_under_qemu_and_its_first_boot_verify_runs(
     try:
         start = time.monotonic()
         built = subprocess.run(
-            ["ip", "netns", "exec", image_fleet.host("pi1").netns, CORALPI, "image", "build",
-             "--base", str(base), "--out", str(out), "--platform", platform, *variables,
-             "-e", f"coralpi_apt_proxy={image_fleet.urls['apt_proxy']}", "--lock", str(lock),
-             "--json"], capture_output=True, text=True, check=False, cwd=REPO)
+            [
+                "ip",
+                "netns",
+                "exec",
+                image_fleet.host("pi1").netns,
+                CORALPI,
+                "image",
+                "build",
+                "--base",
+                str(base),
+                "--out",
+                str(out),
+                "--platform",
+                platform,
+                *variables,
+                "-e",
+                f"coralpi_apt_proxy={image_fleet.urls['apt_proxy']}",
+                "--lock",
+                str(lock),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=REPO,
+        )
         seconds = time.monotonic() - start
         log = tmp_path / "golden-arm64.img.build.log"
         assert built.returncode == 0, built.stderr[-3000:] + (
-            log.read_text()[-3000:] if log.exists() else "")
+            log.read_text()[-3000:] if log.exists() else ""
+        )
         print(f"image build (bookworm arm64 under qemu-user): {seconds:.0f}s")
         data = manifest.load(Path(json.loads(built.stdout)["manifest"]))
         assert data["target"]["arch"] == "aarch64"
@@ -361,7 +465,11 @@ def test_arm64_image_builds_under_qemu_and_its_first_boot_verify_runs(
         with chroot.open_root(out, part, tmp_path / "root", boot, "aarch64") as root:
             script = subprocess.run(
                 chroot.chroot_argv(root, "/usr/local/sbin/coralpi-firstboot-verify"),
-                capture_output=True, text=True, check=False, timeout=900)
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=900,
+            )
         report = json.loads((boot / "coralpi-report" / "verify.json").read_text())
         assert script.returncode == 0, (boot / "coralpi-report" / "verify.log").read_text()
         assert report["smoke"]["top"][0]["label"] == PARROT
@@ -425,8 +533,7 @@ def _cases() -> Iterator[tuple[str, Callable[[Path], list[str]], str]]:
 CASES = list(_cases())
 
 
-@pytest.mark.parametrize(("make", "message"), [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("make", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_is_refused_before_writing(
     image_tools: None, tmp_path: Path, make: Callable[[Path], list[str]], message: str
 ) -> None:

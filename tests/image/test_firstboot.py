@@ -53,16 +53,31 @@ BOOT_TIMEOUT = 1200
 @pytest.fixture
 def ssh_pub(tmp_path: Path) -> Path:
     key = tmp_path / "card_key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "card-test", "-f",
-                    str(key)], check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "card-test", "-f", str(key)],
+        check=True,
+    )
     return key.with_suffix(".pub")
 
 
 def prepare(
     image: Path, fleet: Fleet, lock: Path, host: str, *extra: str | Path
 ) -> dict[str, object]:
-    proc = coralpi("image", "prepare", image, "--hostname", "coral-b1", "-i",
-                   fleet.inventory_path, "--limit", host, "--lock", lock, "--json", *extra)
+    proc = coralpi(
+        "image",
+        "prepare",
+        image,
+        "--hostname",
+        "coral-b1",
+        "-i",
+        fleet.inventory_path,
+        "--limit",
+        host,
+        "--lock",
+        lock,
+        "--json",
+        *extra,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result: dict[str, object] = json.loads(proc.stdout)
     return result
@@ -87,8 +102,9 @@ def mounted_card_root(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
         root = find_root_partition(image, read_table(image))
         mnt = tmp_path / "card-root"
         mnt.mkdir()
-        subprocess.run(["mount", "-o", f"loop,offset={root.start}", str(image), str(mnt)],
-                       check=True)
+        subprocess.run(
+            ["mount", "-o", f"loop,offset={root.start}", str(image), str(mnt)], check=True
+        )
         mounts.append(mnt)
         return mnt
 
@@ -100,12 +116,23 @@ def mounted_card_root(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
 def boot_once(root: Path, boot: Path, netns: str, log: Path) -> int:
     """Boot the card's root with systemd (PID recorded, ended by PID on timeout)."""
     words = [w for w in (boot / "cmdline.txt").read_text().split() if w.startswith("systemd.")]
-    argv = ["systemd-nspawn", "--boot", "--directory", str(root), "--register=no",
-            "--keep-unit", f"--network-namespace-path=/run/netns/{netns}",
-            f"--bind={boot}:/boot/firmware", "--machine=coralpi-card", "--", *words]
+    argv = [
+        "systemd-nspawn",
+        "--boot",
+        "--directory",
+        str(root),
+        "--register=no",
+        "--keep-unit",
+        f"--network-namespace-path=/run/netns/{netns}",
+        f"--bind={boot}:/boot/firmware",
+        "--machine=coralpi-card",
+        "--",
+        *words,
+    ]
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
         try:
             return proc.wait(timeout=BOOT_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -118,12 +145,19 @@ def boot_once(root: Path, boot: Path, netns: str, log: Path) -> int:
 
 
 def test_bookworm_card_provisions_itself_at_first_boot(
-    image_fleet: Fleet, fleet_lock: Path, systemd_tree: Path, ssh_pub: Path,
-    tmp_path: Path, mounted_card_root: object,
+    image_fleet: Fleet,
+    fleet_lock: Path,
+    systemd_tree: Path,
+    ssh_pub: Path,
+    tmp_path: Path,
+    mounted_card_root: object,
 ) -> None:
-    spec = StandinSpec("bookworm", root_tree=systemd_tree,
-                       root_mib=tree_mib(systemd_tree) + 1536,
-                       boot_files={"firstrun.sh": IMAGER_FIRSTRUN})
+    spec = StandinSpec(
+        "bookworm",
+        root_tree=systemd_tree,
+        root_mib=tree_mib(systemd_tree) + 1536,
+        boot_files={"firstrun.sh": IMAGER_FIRSTRUN},
+    )
     image = build(tmp_path / "bookworm-standin.img", spec, tmp_path)
     imager_cmdline = fat_of(image).read_text("/cmdline.txt")
     assert imager_cmdline is not None
@@ -145,9 +179,19 @@ def test_bookworm_card_provisions_itself_at_first_boot(
     assert cmdline == imager_cmdline.rstrip("\n") + " " + hook + "\n"
     assert "userconf" in firstrun, "Imager's own steps must stay"
     listing = fat.listdir("/coralpi")
-    for name in ("firstboot.sh", "bundle.env", "bundle.json", "playbooks", "verify",
-                 "artifacts", "ansible", "vars", "inventory.ini", "ansible.cfg",
-                 "authorized_keys"):
+    for name in (
+        "firstboot.sh",
+        "bundle.env",
+        "bundle.json",
+        "playbooks",
+        "verify",
+        "artifacts",
+        "ansible",
+        "vars",
+        "inventory.ini",
+        "ansible.cfg",
+        "authorized_keys",
+    ):
         assert name in listing, listing
     plan = json.loads(fat.read_text("/coralpi/vars/plan.json") or "{}")
     arts = plan["coralpi_plans"]["localhost"]["artifacts"]
@@ -165,8 +209,10 @@ def test_bookworm_card_provisions_itself_at_first_boot(
     boot_seconds = time.monotonic() - start
     report_dir = boot / "coralpi-report"
     firstboot_log = (report_dir / "firstboot.log").read_text() if report_dir.exists() else ""
-    assert rc == 133, f"expected the reboot exit of nspawn, got {rc}\n{firstboot_log[-4000:]}" \
+    assert rc == 133, (
+        f"expected the reboot exit of nspawn, got {rc}\n{firstboot_log[-4000:]}"
         f"\n{log.read_text(errors='replace')[-3000:]}"
+    )
     print(f"first boot (provision + verify, warm apt proxy): {boot_seconds:.0f}s")
 
     # The root file system: provisioned, hostname and key from the bundle, Imager's step ran.
@@ -193,23 +239,29 @@ def test_bookworm_card_provisions_itself_at_first_boot(
     assert "systemd.run" not in final_cmdline
     assert final_cmdline.split() == imager_cmdline.split()
     assert not fat.exists("/coralpi")
-    assert "notarealpasswordhash" not in json.dumps([fat.read_text(f"/{n}") for n in
-                                                       fat.listdir("/") if "." in n])
+    assert "notarealpasswordhash" not in json.dumps(
+        [fat.read_text(f"/{n}") for n in fat.listdir("/") if "." in n]
+    )
 
 
 def test_trixie_card_gets_cloud_init_seed_merged_once(
     image_fleet: Fleet, fleet_lock: Path, tmp_path: Path
 ) -> None:
-    spec = StandinSpec("trixie", boot_files={
-        "user-data": IMAGER_USER_DATA.format(hostname="coral-b1"),
-        "network-config": IMAGER_NETWORK_CONFIG,
-    })
+    spec = StandinSpec(
+        "trixie",
+        boot_files={
+            "user-data": IMAGER_USER_DATA.format(hostname="coral-b1"),
+            "network-config": IMAGER_NETWORK_CONFIG,
+        },
+    )
     image = build(tmp_path / "trixie-standin.img", spec, tmp_path)
     result = prepare(image, image_fleet, fleet_lock, "pi3")
     assert result["route"] == "cloud-init"
     fat = fat_of(image)
-    once = {n: fat.read_text(f"/{n}") for n in ("user-data", "meta-data", "network-config",
-                                                "cmdline.txt")}
+    once = {
+        n: fat.read_text(f"/{n}")
+        for n in ("user-data", "meta-data", "network-config", "cmdline.txt")
+    }
     prepare(image, image_fleet, fleet_lock, "pi3")
     twice = {n: fat.read_text(f"/{n}") for n in once}
     assert twice == once
@@ -239,11 +291,25 @@ def test_trixie_card_gets_cloud_init_seed_merged_once(
 def test_card_too_small_for_the_bundle(
     image_fleet: Fleet, fleet_lock: Path, tmp_path: Path
 ) -> None:
-    image = build(tmp_path / "small-standin.img",
-                  StandinSpec("bookworm", boot_mib=16, boot_fat="16"), tmp_path)
+    image = build(
+        tmp_path / "small-standin.img",
+        StandinSpec("bookworm", boot_mib=16, boot_fat="16"),
+        tmp_path,
+    )
     digest = sha256(image)
-    proc = coralpi("image", "prepare", image, "--hostname", "c1", "-i",
-                   image_fleet.inventory_path, "--limit", "pi1", "--lock", fleet_lock)
+    proc = coralpi(
+        "image",
+        "prepare",
+        image,
+        "--hostname",
+        "c1",
+        "-i",
+        image_fleet.inventory_path,
+        "--limit",
+        "pi1",
+        "--lock",
+        fleet_lock,
+    )
     assert proc.returncode == 1
     assert "too small" in proc.stderr, proc.stderr
     assert sha256(image) == digest

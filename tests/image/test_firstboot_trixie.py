@@ -80,29 +80,44 @@ STOP_TIMEOUT = 120
 PARROT = "Ara macao (Scarlet Macaw)"
 
 
-def boot_until(root: Path, boot: Path, netns: str, log: Path, done: Callable[[], bool],
-               timeout: float) -> float:
+def boot_until(
+    root: Path, boot: Path, netns: str, log: Path, done: Callable[[], bool], timeout: float
+) -> float:
     """Boot the card's root with systemd until ``done()`` holds, then stop the container
     by the PID started here (SIGTERM: nspawn powers the container off; SIGKILL after
     STOP_TIMEOUT). Returns the seconds until ``done()``."""
     cmdline = (boot / "cmdline.txt").read_text()
     words = [w for w in cmdline.split() if w.startswith("ds=")]
     assert words, cmdline
-    argv = ["systemd-nspawn", "--boot", "--directory", str(root), "--register=no",
-            "--keep-unit", f"--network-namespace-path=/run/netns/{netns}",
-            f"--bind={boot}:/boot/firmware", "--machine=coralpi-trixie-card", "--", *words]
+    argv = [
+        "systemd-nspawn",
+        "--boot",
+        "--directory",
+        str(root),
+        "--register=no",
+        "--keep-unit",
+        f"--network-namespace-path=/run/netns/{netns}",
+        f"--bind={boot}:/boot/firmware",
+        "--machine=coralpi-trixie-card",
+        "--",
+        *words,
+    ]
     start = time.monotonic()
     with log.open("ab") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
         try:
             while not done():
                 if proc.poll() is not None:
-                    raise AssertionError(f"the container ended early (exit {proc.returncode})"
-                                         f"\n{log.read_text(errors='replace')[-3000:]}")
+                    raise AssertionError(
+                        f"the container ended early (exit {proc.returncode})"
+                        f"\n{log.read_text(errors='replace')[-3000:]}"
+                    )
                 if time.monotonic() - start > timeout:
-                    raise AssertionError(f"not done after {timeout}s\n"
-                                         f"{log.read_text(errors='replace')[-3000:]}")
+                    raise AssertionError(
+                        f"not done after {timeout}s\n{log.read_text(errors='replace')[-3000:]}"
+                    )
                 time.sleep(3)
             return time.monotonic() - start
         finally:
@@ -129,12 +144,25 @@ class Seed:
 
 
 SEEDS = [
-    Seed("imager", {"user-data": IMAGER_USER_DATA.format(hostname=HOSTNAME),
-                    "network-config": IMAGER_NETWORK_CONFIG,
-                    "meta-data": IMAGER_META_DATA,
-                    "cmdline.txt": imager_cmdline()}, imager=True),
-    Seed("stock", {"user-data": PIGEN_USER_DATA, "network-config": PIGEN_NETWORK_CONFIG,
-                   "meta-data": PIGEN_META_DATA}, imager=False),
+    Seed(
+        "imager",
+        {
+            "user-data": IMAGER_USER_DATA.format(hostname=HOSTNAME),
+            "network-config": IMAGER_NETWORK_CONFIG,
+            "meta-data": IMAGER_META_DATA,
+            "cmdline.txt": imager_cmdline(),
+        },
+        imager=True,
+    ),
+    Seed(
+        "stock",
+        {
+            "user-data": PIGEN_USER_DATA,
+            "network-config": PIGEN_NETWORK_CONFIG,
+            "meta-data": PIGEN_META_DATA,
+        },
+        imager=False,
+    ),
 ]
 
 
@@ -146,8 +174,11 @@ def test_trixie_card_provisions_itself_through_cloud_init(
     takes the secrets out afterwards). ``stock``: a card flashed as Raspberry Pi OS ships it
     (coralpi's own instance id in meta-data and on cmdline.txt starts cloud-init)."""
     spec = StandinSpec(
-        "trixie", root_tree=cloud_init_tree, root_mib=tree_mib(cloud_init_tree) + 3072,
-        boot_files=dict(seed.files), root_files={RPI_CLOUD_CFG_PATH: RPI_CLOUD_CFG},
+        "trixie",
+        root_tree=cloud_init_tree,
+        root_mib=tree_mib(cloud_init_tree) + 3072,
+        boot_files=dict(seed.files),
+        root_files={RPI_CLOUD_CFG_PATH: RPI_CLOUD_CFG},
     )
     start = time.monotonic()
     image = build(tmp_path / "trixie-standin.img", spec, tmp_path)
@@ -155,9 +186,20 @@ def test_trixie_card_provisions_itself_through_cloud_init(
     flashed_cmdline = fat_of(image).read_text("/cmdline.txt") or ""
 
     start = time.monotonic()
-    proc = coralpi("image", "prepare", image, "--hostname", HOSTNAME, "-i",
-                   image_fleet.inventory_path, "--limit", "pi3", "--lock", fleet_lock,
-                   "--json")
+    proc = coralpi(
+        "image",
+        "prepare",
+        image,
+        "--hostname",
+        HOSTNAME,
+        "-i",
+        image_fleet.inventory_path,
+        "--limit",
+        "pi3",
+        "--lock",
+        fleet_lock,
+        "--json",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(proc.stdout)
     assert result["route"] == "cloud-init" and result["release"] == "trixie", result
@@ -175,8 +217,10 @@ def test_trixie_card_provisions_itself_through_cloud_init(
     else:
         assert meta["instance-id"].startswith(f"coralpi-{HOSTNAME}-"), meta
         assert meta["dsmode"] == "local" and meta["local-hostname"] == HOSTNAME
-        assert fat.read_text("/cmdline.txt") == \
-            flashed_cmdline.rstrip("\n") + f" ds=nocloud;i={meta['instance-id']}\n"
+        assert (
+            fat.read_text("/cmdline.txt")
+            == flashed_cmdline.rstrip("\n") + f" ds=nocloud;i={meta['instance-id']}\n"
+        )
     instance_id = meta["instance-id"]
     prepared_cmdline = fat.read_text("/cmdline.txt")
 
@@ -193,11 +237,16 @@ def test_trixie_card_provisions_itself_through_cloud_init(
         # -- first boot: cloud-init runs the seed, its runcmd runs firstboot.sh to the end.
         log = tmp_path / "boot1.log"
         seconds = boot_until(
-            root, boot, image_fleet.host("pi3").netns, log,
+            root,
+            boot,
+            image_fleet.host("pi3").netns,
+            log,
             lambda: (report / "status.json").exists() and finished.exists(),
-            FIRST_BOOT_TIMEOUT)
-        print(f"[{seed.name}] first boot (cloud-init + provision + verify, apt proxy): "
-              f"{seconds:.0f}s")
+            FIRST_BOOT_TIMEOUT,
+        )
+        print(
+            f"[{seed.name}] first boot (cloud-init + provision + verify, apt proxy): {seconds:.0f}s"
+        )
         firstboot_log = (report / "firstboot.log").read_text()
         cloud_log = (root / "var/log/cloud-init.log").read_text(errors="replace")
         output_log = (root / "var/log/cloud-init-output.log").read_text(errors="replace")
@@ -212,8 +261,10 @@ def test_trixie_card_provisions_itself_through_cloud_init(
         if seed.imager:
             assert "imager-runcmd" in output_log, "Imager's own runcmd must run too"
             # Not coralpi's to change (see the module docstring), shown for the record.
-            print(f"[{seed.name}] cloud-init's own log holds Imager's Wi-Fi passphrase: "
-                  f"{'standin-wifi-passphrase' in cloud_log}")
+            print(
+                f"[{seed.name}] cloud-init's own log holds Imager's Wi-Fi passphrase: "
+                f"{'standin-wifi-passphrase' in cloud_log}"
+            )
         # Provisioned.
         assert (root / "opt/coralpi/venv/bin/python").exists(), context
         fact = json.loads((root / "etc/ansible/facts.d/coralpi.fact").read_text())
@@ -247,8 +298,9 @@ def test_trixie_card_provisions_itself_through_cloud_init(
             assert "notarealpasswordhash" not in user_data_text
             assert "passwd" not in user_data["users"][0]
             assert "standin-wifi-passphrase" not in network_text
-            assert yaml.safe_load(network_text)["network"]["wifis"]["wlan0"][
-                "access-points"] == {"standin-ssid": {}}
+            assert yaml.safe_load(network_text)["network"]["wifis"]["wlan0"]["access-points"] == {
+                "standin-ssid": {}
+            }
         else:
             assert "runcmd" not in user_data and user_data["ssh_pwauth"] is False
             assert yaml.safe_load(network_text) == yaml.safe_load(PIGEN_NETWORK_CONFIG)
@@ -262,18 +314,24 @@ def test_trixie_card_provisions_itself_through_cloud_init(
         boot2 = tmp_path / "bootfs2"
         extract_boot(image, boot2)
         log2 = tmp_path / "boot2.log"
-        seconds = boot_until(root, boot2, image_fleet.host("pi3").netns, log2,
-                             lambda: mtime(finished) > first_finished, SECOND_BOOT_TIMEOUT)
+        seconds = boot_until(
+            root,
+            boot2,
+            image_fleet.host("pi3").netns,
+            log2,
+            lambda: mtime(finished) > first_finished,
+            SECOND_BOOT_TIMEOUT,
+        )
         print(f"[{seed.name}] second boot (cloud-init, nothing to do): {seconds:.0f}s")
         second_log = (root / "var/log/cloud-init.log").read_text(errors="replace")
-        second_part = second_log[len(cloud_log):]
+        second_part = second_log[len(cloud_log) :]
         assert "running 'init-local'" in second_part, "cloud-init did not run again"
         assert mtime(semaphore) == sem_mtime, "scripts_user ran again"
         for module in ("config-runcmd", "config-scripts-user"):
-            assert f"{module} already ran (freq=once-per-instance)" in second_part, \
-                second_part[-3000:]
-        assert (root / "var/lib/cloud/data/previous-instance-id").read_text().strip() \
-            == instance_id
+            assert f"{module} already ran (freq=once-per-instance)" in second_part, second_part[
+                -3000:
+            ]
+        assert (root / "var/lib/cloud/data/previous-instance-id").read_text().strip() == instance_id
         report2 = boot2 / "coralpi-report"
         assert len((report2 / "firstboot.log").read_text().splitlines()) == log_lines
         assert not (boot2 / "coralpi").exists()

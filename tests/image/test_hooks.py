@@ -56,7 +56,9 @@ def test_standalone_firstrun_cleans_up_like_imagers() -> None:
     assert script.count(hook_firstrun.BEGIN) == 1
     lines = script.splitlines()
     assert lines[-3:] == [
-        "rm -f /boot/firstrun.sh", "sed -i 's| systemd.run.*||g' /boot/cmdline.txt", "exit 0"
+        "rm -f /boot/firstrun.sh",
+        "sed -i 's| systemd.run.*||g' /boot/cmdline.txt",
+        "exit 0",
     ]
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
 
@@ -64,11 +66,15 @@ def test_standalone_firstrun_cleans_up_like_imagers() -> None:
 def test_imager_firstrun_gets_the_block_before_its_cleanup_once() -> None:
     merged = hook_firstrun.firstrun_with_hook(IMAGER_FIRSTRUN)
     assert merged.count(hook_firstrun.BEGIN) == 1
-    assert merged.index("userconf") < merged.index(hook_firstrun.BEGIN) \
+    assert (
+        merged.index("userconf")
+        < merged.index(hook_firstrun.BEGIN)
         < merged.index("rm -f /boot/firstrun.sh")
+    )
     # Imager's own lines are all still there, in order.
-    assert [ln for ln in merged.splitlines() if ln not in hook_firstrun.BLOCK.splitlines()] \
-        == IMAGER_FIRSTRUN.splitlines()
+    assert [
+        ln for ln in merged.splitlines() if ln not in hook_firstrun.BLOCK.splitlines()
+    ] == IMAGER_FIRSTRUN.splitlines()
     again = hook_firstrun.firstrun_with_hook(merged)
     assert again == merged
 
@@ -88,8 +94,9 @@ def test_user_data_new_and_merged_once() -> None:
     merged = yaml.safe_load(merged_text)
     original = yaml.safe_load(imager)
     assert merged["runcmd"] == [*original["runcmd"], hook_cloudinit.RUNCMD]
-    assert {k: v for k, v in merged.items() if k != "runcmd"} == \
-        {k: v for k, v in original.items() if k != "runcmd"}
+    assert {k: v for k, v in merged.items() if k != "runcmd"} == {
+        k: v for k, v in original.items() if k != "runcmd"
+    }
     assert hook_cloudinit.user_data_with_hook(merged_text, "coral7") == merged_text
     assert hook_cloudinit.has_hook(merged_text)
 
@@ -112,8 +119,9 @@ def test_meta_data_keeps_an_existing_instance_id() -> None:
     fresh = yaml.safe_load(hook_cloudinit.meta_data_with_hook(None, "coral7", "salt"))
     assert fresh["local-hostname"] == "coral7"
     assert fresh["instance-id"].startswith("coralpi-coral7-")
-    kept = yaml.safe_load(hook_cloudinit.meta_data_with_hook("instance-id: rpi-imager-1\n",
-                                                             "coral7", "salt"))
+    kept = yaml.safe_load(
+        hook_cloudinit.meta_data_with_hook("instance-id: rpi-imager-1\n", "coral7", "salt")
+    )
     assert kept["instance-id"] == "rpi-imager-1"
 
 
@@ -127,8 +135,11 @@ def test_a_card_that_already_booted_gets_a_fresh_instance_id() -> None:
     """cloud-init skips runcmd for an instance it already ran: re-preparing a card that
     booted with Imager's id must give meta-data and cmdline.txt a new one."""
     used = ("rpi-imager-1",)
-    meta = yaml.safe_load(hook_cloudinit.meta_data_with_hook(
-        "instance-id: rpi-imager-1\n", "coral7", "salt", used_ids=used))
+    meta = yaml.safe_load(
+        hook_cloudinit.meta_data_with_hook(
+            "instance-id: rpi-imager-1\n", "coral7", "salt", used_ids=used
+        )
+    )
     assert meta["instance-id"].startswith("coralpi-coral7-")
     booted = CMDLINE.rstrip("\n") + " ds=nocloud;i=rpi-imager-1;s=file:///boot/firmware/\n"
     again = hook_cloudinit.cmdline_with_nocloud(booted, meta["instance-id"], used_ids=used)

@@ -31,6 +31,7 @@ Maker = Callable[[Path], Path]
 def standin(**kw: object) -> Maker:
     def make(tmp: Path) -> Path:
         return build(tmp / "standin.img", StandinSpec(**kw), tmp)  # type: ignore[arg-type]
+
     return make
 
 
@@ -52,31 +53,63 @@ CASES = [
     ("not-a-disk-image", not_an_image, [], "not a disk image"),
     ("no-fat-partition", standin(boot_type="83", boot_fat=""), [], "no FAT boot partition"),
     ("fat-type-unformatted", standin(boot_fat=""), [], "holds no FAT file system"),
-    ("unsupported-release", standin(release="bullseye"), ["--platform", "bullseye/x86_64/3.9"],
-     "unsupported release"),
-    ("plan-for-another-release", standin(release="bookworm"),
-     ["--platform", PLATFORM["trixie"]], "holds bookworm"),
+    (
+        "unsupported-release",
+        standin(release="bullseye"),
+        ["--platform", "bullseye/x86_64/3.9"],
+        "unsupported release",
+    ),
+    (
+        "plan-for-another-release",
+        standin(release="bookworm"),
+        ["--platform", PLATFORM["trixie"]],
+        "holds bookworm",
+    ),
     ("plan-for-another-arch", standin(arch="arm64"), [], "aarch64 system"),
     ("truncated-image", truncated, [], "truncated image"),
-    ("foreign-firstrun", standin(boot_files={"firstrun.sh": "#!/bin/sh\necho mine\n"}), [],
-     "not one Raspberry Pi Imager wrote"),
-    ("cmdline-runs-something-else", standin(boot_files={
-        "cmdline.txt": "console=tty1 root=/dev/mmcblk0p2 systemd.run=/boot/other.sh\n"}), [],
-     "already runs /boot/other.sh"),
-    ("user-data-not-cloud-config", standin(release="trixie", boot_files={
-        "user-data": "#!/bin/sh\necho hi\n"}), ["--platform", PLATFORM["trixie"]],
-     "not #cloud-config"),
-    ("user-data-other-hostname", standin(release="trixie", boot_files={
-        "user-data": IMAGER_USER_DATA.format(hostname="otherpi")}),
-     ["--platform", PLATFORM["trixie"]], "sets hostname 'otherpi'"),
-    ("trixie-without-cloud-init", standin(release="trixie", cloud_init=False),
-     ["--platform", PLATFORM["trixie"]], "without cloud-init"),
+    (
+        "foreign-firstrun",
+        standin(boot_files={"firstrun.sh": "#!/bin/sh\necho mine\n"}),
+        [],
+        "not one Raspberry Pi Imager wrote",
+    ),
+    (
+        "cmdline-runs-something-else",
+        standin(
+            boot_files={
+                "cmdline.txt": "console=tty1 root=/dev/mmcblk0p2 systemd.run=/boot/other.sh\n"
+            }
+        ),
+        [],
+        "already runs /boot/other.sh",
+    ),
+    (
+        "user-data-not-cloud-config",
+        standin(release="trixie", boot_files={"user-data": "#!/bin/sh\necho hi\n"}),
+        ["--platform", PLATFORM["trixie"]],
+        "not #cloud-config",
+    ),
+    (
+        "user-data-other-hostname",
+        standin(
+            release="trixie", boot_files={"user-data": IMAGER_USER_DATA.format(hostname="otherpi")}
+        ),
+        ["--platform", PLATFORM["trixie"]],
+        "sets hostname 'otherpi'",
+    ),
+    (
+        "trixie-without-cloud-init",
+        standin(release="trixie", cloud_init=False),
+        ["--platform", PLATFORM["trixie"]],
+        "without cloud-init",
+    ),
     ("bad-hostname", standin(), ["--hostname", "not_a_host!"], "hostname"),
 ]
 
 
-@pytest.mark.parametrize(("make", "args", "message"), [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("make", "args", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_bad_input_is_refused_before_writing(
     image_tools: None, tmp_path: Path, make: Maker, args: list[str], message: str
 ) -> None:
@@ -94,11 +127,21 @@ def test_bad_input_is_refused_before_writing(
 def test_private_key_is_refused(image_tools: None, tmp_path: Path) -> None:
     card = standin()(tmp_path)
     key = tmp_path / "id_ed25519"
-    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaA==\n"
-                   "-----END OPENSSH PRIVATE KEY-----\n")
+    key.write_text(
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaA==\n-----END OPENSSH PRIVATE KEY-----\n"
+    )
     before = sha256(card)
-    proc = coralpi("image", "prepare", card, "--hostname", "c1", "--platform",
-                   PLATFORM["bookworm"], "--ssh-key", key)
+    proc = coralpi(
+        "image",
+        "prepare",
+        card,
+        "--hostname",
+        "c1",
+        "--platform",
+        PLATFORM["bookworm"],
+        "--ssh-key",
+        key,
+    )
     assert proc.returncode == 1 and "private key" in proc.stderr
     assert sha256(card) == before
 
@@ -109,8 +152,12 @@ def test_private_key_is_refused(image_tools: None, tmp_path: Path) -> None:
 @contextmanager
 def loop_device(image: Path | str, offset: int = 0) -> Iterator[Path]:
     """A loop device over ``image`` (from ``offset``): the stand-in card as a block device."""
-    dev = subprocess.run(["losetup", "--find", "--show", "--offset", str(offset), str(image)],
-                         capture_output=True, text=True, check=True).stdout.strip()
+    dev = subprocess.run(
+        ["losetup", "--find", "--show", "--offset", str(offset), str(image)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     try:
         yield Path(dev)
     finally:
@@ -136,20 +183,23 @@ def test_mounted_card_is_refused(image_tools: None, root_only: None, tmp_path: P
     image = standin()(tmp_path)
     before = sha256(image)
     with loop_device(image) as dev, mounted_root(dev, tmp_path / "mnt"):
-        proc = coralpi("image", "prepare", dev, "--hostname", "c1", "--platform",
-                       PLATFORM["bookworm"], "--yes")
+        proc = coralpi(
+            "image", "prepare", dev, "--hostname", "c1", "--platform", PLATFORM["bookworm"], "--yes"
+        )
         assert proc.returncode == 1
         assert f"is mounted (at {tmp_path / 'mnt'})" in proc.stderr, proc.stderr
     with mounted_root(image, tmp_path / "mnt2"):
-        proc = coralpi("image", "prepare", image, "--hostname", "c1", "--platform",
-                       PLATFORM["bookworm"])
+        proc = coralpi(
+            "image", "prepare", image, "--hostname", "c1", "--platform", PLATFORM["bookworm"]
+        )
         assert proc.returncode == 1
         assert f"is mounted (at {tmp_path / 'mnt2'}) through a loop device" in proc.stderr
     assert sha256(image) == before
 
 
-def test_this_machines_own_disk_is_refused(image_tools: None, root_only: None,
-                                           tmp_path: Path) -> None:
+def test_this_machines_own_disk_is_refused(
+    image_tools: None, root_only: None, tmp_path: Path
+) -> None:
     """The check is fed the loop device as if it held / (the test cannot offer this
     machine's real root disk, and must never risk writing to it)."""
     image = standin()(tmp_path)
@@ -164,13 +214,22 @@ def test_this_machines_own_disk_is_refused(image_tools: None, root_only: None,
         assert root_line.split()[2] not in {devno}
 
 
-def test_block_device_needs_confirmation(image_tools: None, root_only: None,
-                                         tmp_path: Path) -> None:
+def test_block_device_needs_confirmation(
+    image_tools: None, root_only: None, tmp_path: Path
+) -> None:
     image = standin()(tmp_path)
     with loop_device(image) as dev:
         before = sha256(image)
-        proc = coralpi("image", "prepare", dev, "--hostname", "c1", "--platform",
-                       PLATFORM["bookworm"], stdin="")
+        proc = coralpi(
+            "image",
+            "prepare",
+            dev,
+            "--hostname",
+            "c1",
+            "--platform",
+            PLATFORM["bookworm"],
+            stdin="",
+        )
         assert proc.returncode == 1
         assert "needs confirmation; run on a terminal or pass --yes" in proc.stderr, proc.stderr
         assert sha256(image) == before

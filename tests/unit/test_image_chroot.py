@@ -26,13 +26,17 @@ def test_native_architecture_needs_no_interpreter(tmp_path: Path) -> None:
 def test_debian_handler_held_open_by_the_kernel(tmp_path: Path) -> None:
     entry(tmp_path, "qemu-aarch64", "/usr/libexec/qemu-binfmt/aarch64-binfmt-P", "POCF")
     assert interpreter_for("aarch64", "x86_64", tmp_path) == (
-        Path("/usr/libexec/qemu-binfmt/aarch64-binfmt-P"), True)
+        Path("/usr/libexec/qemu-binfmt/aarch64-binfmt-P"),
+        True,
+    )
 
 
 def test_prefixed_handler_without_f_flag_must_be_bound_into_the_root(tmp_path: Path) -> None:
     entry(tmp_path, "coralpi-qemu-arm", "/usr/bin/qemu-arm-static", "OC")
     assert interpreter_for("armv7l", "x86_64", tmp_path) == (
-        Path("/usr/bin/qemu-arm-static"), False)
+        Path("/usr/bin/qemu-arm-static"),
+        False,
+    )
 
 
 @pytest.mark.parametrize("setup", ["none", "disabled", "other-arch"])

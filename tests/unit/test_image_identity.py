@@ -51,16 +51,22 @@ def test_a_build_trees_identity_is_cleared_and_what_is_kept_stays(tmp_path: Path
     assert os.readlink(root / "var/lib/dbus/machine-id") == "/etc/machine-id"
     assert not list((root / "etc/ssh").glob("ssh_host_*"))
     assert (root / "etc/ssh/sshd_config").read_text() == "PermitRootLogin no\n"
-    for gone in ("var/lib/systemd/random-seed", "var/lib/dhcp/dhclient.eth0.leases",
-                 "var/log/dpkg.log.1", "var/log/apt/eipp.log.xz", "root/.bash_history",
-                 "root/.ansible", "home/pi/.bash_history", "var/cache/apt/pkgcache.bin",
-                 "var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_InRelease"):
+    for gone in (
+        "var/lib/systemd/random-seed",
+        "var/lib/dhcp/dhclient.eth0.leases",
+        "var/log/dpkg.log.1",
+        "var/log/apt/eipp.log.xz",
+        "root/.bash_history",
+        "root/.ansible",
+        "home/pi/.bash_history",
+        "var/cache/apt/pkgcache.bin",
+        "var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_InRelease",
+    ):
         assert not (root / gone).exists(), gone
     assert not list((root / "var/log/journal").iterdir())
     assert (root / "var/log/dpkg.log").read_text() == ""
     assert (root / "var/log/apt/term.log").read_text() == ""
-    for kept in ("home/pi/notes.txt", "etc/ansible/facts.d/coralpi.fact",
-                 "var/lib/apt/lists/lock"):
+    for kept in ("home/pi/notes.txt", "etc/ansible/facts.d/coralpi.fact", "var/lib/apt/lists/lock"):
         assert (root / kept).is_file(), kept
     assert (root / "var/lib/apt/lists/partial").is_dir()
 

@@ -22,21 +22,47 @@ def test_image_build_names_the_lock_entry_and_coralpi_fetch(tmp_path: Path) -> N
     if os.geteuid() != 0:
         pytest.skip("image build refuses to run without root before it reads the lock")
     base = tmp_path / "base.img.xz"  # a real .xz: the card checks come after decompressing
-    base.write_bytes(subprocess.run(["xz", "-c"], input=b"\0" * 65536, capture_output=True,
-                                    check=True).stdout)
+    base.write_bytes(
+        subprocess.run(["xz", "-c"], input=b"\0" * 65536, capture_output=True, check=True).stdout
+    )
     version = pi_ansible.controller_version()
     name = f"ansible_core-{version}-py3-none-any.whl"
-    entry = lockfile.Artifact("wheel", name, version, (tmp_path / "gone" / name).as_uri(),
-                              hashlib.sha256(b"wheel").hexdigest(), 5, "the Pi's Ansible")
+    entry = lockfile.Artifact(
+        "wheel",
+        name,
+        version,
+        (tmp_path / "gone" / name).as_uri(),
+        hashlib.sha256(b"wheel").hexdigest(),
+        5,
+        "the Pi's Ansible",
+    )
     lock = tmp_path / "coralpi.lock"
     lockfile.write_if_changed(lock, lockfile.Lock(shared=(entry,)))
     before = lock.read_bytes()
     out = tmp_path / "golden.img"
     proc = subprocess.run(
-        [sys.executable, "-m", "provision", "image", "build", "--base", str(base), "--out",
-         str(out), "--platform", "bookworm/x86_64/3.11", "--lock", str(lock),
-         "--cache-dir", str(tmp_path / "empty-cache")],
-        capture_output=True, text=True, check=False, cwd=REPO, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "provision",
+            "image",
+            "build",
+            "--base",
+            str(base),
+            "--out",
+            str(out),
+            "--platform",
+            "bookworm/x86_64/3.11",
+            "--lock",
+            str(lock),
+            "--cache-dir",
+            str(tmp_path / "empty-cache"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        timeout=120,
         env=dict(os.environ, CORALPI_NO_PROGRESS="1"),
     )
     assert proc.returncode == 1, proc.stderr
@@ -45,5 +71,8 @@ def test_image_build_names_the_lock_entry_and_coralpi_fetch(tmp_path: Path) -> N
     assert f"coralpi fetch --lock {lock}" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "base.img.xz", "coralpi.lock", "empty-cache"], "nothing written beside --out"
+        "base.img.xz",
+        "coralpi.lock",
+        "empty-cache",
+    ], "nothing written beside --out"
     assert lock.read_bytes() == before

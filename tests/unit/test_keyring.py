@@ -20,7 +20,9 @@ def _gpg(home: Path, *args: str) -> bytes:
     env = dict(os.environ, GNUPGHOME=str(home))
     return subprocess.run(
         ["gpg", "--batch", "--quiet", "--passphrase", "", "--pinentry-mode", "loopback", *args],
-        env=env, check=True, capture_output=True,
+        env=env,
+        check=True,
+        capture_output=True,
     ).stdout
 
 
@@ -43,10 +45,22 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
     home = tmp_path_factory.mktemp("gnupg")
     home.chmod(0o700)
     try:
-        _gpg(home, "--quick-generate-key", "Stand-in Archive Key <archive@example.invalid>",
-             "ed25519", "sign", "never")
-        _gpg(home, "--quick-generate-key", "Other Key <other@example.invalid>",
-             "ed25519", "sign", "never")
+        _gpg(
+            home,
+            "--quick-generate-key",
+            "Stand-in Archive Key <archive@example.invalid>",
+            "ed25519",
+            "sign",
+            "never",
+        )
+        _gpg(
+            home,
+            "--quick-generate-key",
+            "Other Key <other@example.invalid>",
+            "ed25519",
+            "sign",
+            "never",
+        )
         first, second = _fingerprints(home)
         armored = _gpg(home, "--armor", "--export")
         only_first = _gpg(home, "--export", first)
@@ -68,7 +82,7 @@ def test_read_keys_lists_both_primary_fingerprints(keys: dict[str, object]) -> N
 def test_accepted_fingerprint_passes_and_keyring_holds_only_it(keys: dict[str, object]) -> None:
     armored, first = keys["armored"], keys["first"]
     assert isinstance(armored, bytes) and isinstance(first, str)
-    spaced = " ".join(first[i:i + 4] for i in range(0, 40, 4)).lower()
+    spaced = " ".join(first[i : i + 4] for i in range(0, 40, 4)).lower()
     ring, matched = keyring.build_keyring(armored, [spaced], "http://mirror/doc/apt-key.gpg")
     assert matched == [first]
     assert not ring.startswith(b"-----BEGIN")  # binary, as apt's signed-by wants

@@ -35,10 +35,24 @@ def _lock() -> Lock:
     plat = PlatformLock(
         _inputs(),
         (
-            Artifact("deb", "libedgetpu1-std_x.deb", "16.0", "https://m/std.deb", SHA_B, 10,
-                     'runtime: "quoted" reason \\ with backslash'),
-            Artifact("wheel", "tflite_runtime-2.14.0-cp311-cp311-manylinux_2_34_aarch64.whl",
-                     "2.14.0", "https://files.example/t.whl", SHA_A, 123, "python_runtime: é"),
+            Artifact(
+                "deb",
+                "libedgetpu1-std_x.deb",
+                "16.0",
+                "https://m/std.deb",
+                SHA_B,
+                10,
+                'runtime: "quoted" reason \\ with backslash',
+            ),
+            Artifact(
+                "wheel",
+                "tflite_runtime-2.14.0-cp311-cp311-manylinux_2_34_aarch64.whl",
+                "2.14.0",
+                "https://files.example/t.whl",
+                SHA_A,
+                123,
+                "python_runtime: é",
+            ),
         ),
     )
     shared = (

@@ -15,8 +15,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 PLAYBOOKS = sorted((REPO_ROOT / "playbooks").glob("*.yml"))
 ROLES = sorted(p for p in (REPO_ROOT / "playbooks" / "roles").iterdir() if p.is_dir())
-ENV = {**os.environ, "ANSIBLE_NOCOLOR": "1", "NO_COLOR": "1",
-       "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg")}
+ENV = {
+    **os.environ,
+    "ANSIBLE_NOCOLOR": "1",
+    "NO_COLOR": "1",
+    "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+}
 
 
 def _tool(name: str) -> str:
@@ -27,8 +31,9 @@ def _tool(name: str) -> str:
 
 
 def _run(cmd: list[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=REPO_ROOT, env=ENV, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        cmd, cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def test_the_four_playbooks_exist() -> None:
@@ -36,22 +41,41 @@ def test_the_four_playbooks_exist() -> None:
 
 
 def test_yamllint_is_clean() -> None:
-    proc = _run([_tool("yamllint"), "-s", "-f", "parsable", "playbooks", "inventory",
-                 ".yamllint", ".ansible-lint"])
+    proc = _run(
+        [
+            _tool("yamllint"),
+            "-s",
+            "-f",
+            "parsable",
+            "playbooks",
+            "inventory",
+            ".yamllint",
+            ".ansible-lint",
+        ]
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_ansible_lint_production_profile_is_clean() -> None:
-    proc = _run([_tool("ansible-lint"), "--profile", "production", "--nocolor",
-                 "-f", "pep8", "playbooks"])
+    proc = _run(
+        [_tool("ansible-lint"), "--profile", "production", "--nocolor", "-f", "pep8", "playbooks"]
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("playbook", PLAYBOOKS, ids=[p.name for p in PLAYBOOKS])
 @pytest.mark.parametrize("inventory", ["localhost.yml", "example-fleet.yml"])
 def test_syntax_check(playbook: Path, inventory: str) -> None:
-    proc = _run([_tool("ansible-playbook"), "--syntax-check", "-i",
-                 str(REPO_ROOT / "inventory" / inventory), str(playbook)], timeout=120)
+    proc = _run(
+        [
+            _tool("ansible-playbook"),
+            "--syntax-check",
+            "-i",
+            str(REPO_ROOT / "inventory" / inventory),
+            str(playbook),
+        ],
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

@@ -50,12 +50,14 @@ def test_inventory_check_and_choices_follow_the_registry() -> None:
     for variable in REGISTRY:
         if variable.kind == "bool":
             for spelling, meaning in (("yes", True), ("Off", False), ("1", True)):
-                assert check_variables("h", {variable.name: spelling}) == {
-                    variable.name: meaning}
+                assert check_variables("h", {variable.name: spelling}) == {variable.name: meaning}
             with pytest.raises(ConfigError, match=f"host h: {variable.name}: 'sometimes'"):
                 check_variables("h", {variable.name: "sometimes"})
-    for name, field in (("coralpi_runtime", "runtime"), ("coralpi_accelerator", "accelerator"),
-                        ("coralpi_opencv", "opencv")):
+    for name, field in (
+        ("coralpi_runtime", "runtime"),
+        ("coralpi_accelerator", "accelerator"),
+        ("coralpi_opencv", "opencv"),
+    ):
         for choice in BY_NAME[name].choices:
             extra = {"accept_max_eula": True} if choice == "max" else {}
             assert getattr(Choices(**{field: choice, **extra}), field) == choice

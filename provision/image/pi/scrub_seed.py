@@ -20,9 +20,12 @@ USER_SECRETS = ("passwd", "hashed_passwd", "plain_text_passwd")
 
 
 def scrub_user_data(data: dict[str, Any]) -> dict[str, Any]:
-    runcmd = [c for c in data.get("runcmd") or []
-              if not (isinstance(c, list) and any(RUNCMD_SCRIPT in str(p) for p in c))
-              and not (isinstance(c, str) and RUNCMD_SCRIPT in c)]
+    runcmd = [
+        c
+        for c in data.get("runcmd") or []
+        if not (isinstance(c, list) and any(RUNCMD_SCRIPT in str(p) for p in c))
+        and not (isinstance(c, str) and RUNCMD_SCRIPT in c)
+    ]
     if runcmd:
         data["runcmd"] = runcmd
     else:

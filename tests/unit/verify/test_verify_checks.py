@@ -28,19 +28,30 @@ def pi_facts(**changes: Any) -> SystemFacts:
     """A healthy provisioned Pi 4 on bookworm; `changes` spoil one thing."""
     config_text = "camera_auto_detect=1\n"
     base = SystemFacts(
-        os_id="debian", os_codename="bookworm", arch="aarch64", board=PI4,
+        os_id="debian",
+        os_codename="bookworm",
+        arch="aarch64",
+        board=PI4,
         boot_config="/boot/firmware/config.txt",
         config=configtxt.evaluate(config_text, PI4),
         packages={"libedgetpu1-std": "16.0tf2.17.1-1"},
-        apt_sources=[AptSource("/etc/apt/sources.list.d/coral.sources",
-                               ["https://packages.cloud.google.com/apt"],
-                               ["coral-edgetpu-stable"], KEYRING)],
+        apt_sources=[
+            AptSource(
+                "/etc/apt/sources.list.d/coral.sources",
+                ["https://packages.cloud.google.com/apt"],
+                ["coral-edgetpu-stable"],
+                KEYRING,
+            )
+        ],
         keyrings={KEYRING: Keyring(KEYRING, [GOOGLE])},
         udev_rules=["/lib/udev/rules.d/60-libedgetpu1-std.rules"],
-        user="pi", user_groups=["pi", "plugdev"], user_exists=True,
+        user="pi",
+        user_groups=["pi", "plugdev"],
+        user_exists=True,
         usb_devices=[UsbDevice("/sys/bus/usb/devices/2-1", "18d1", "9302", "5000")],
         edgetpu_library="/usr/lib/aarch64-linux-gnu/libedgetpu.so.1",
-        local_fact=standard_fact(), throttled=0,
+        local_fact=standard_fact(),
+        throttled=0,
     )
     for key, value in changes.items():
         setattr(base, key, value)
@@ -48,10 +59,13 @@ def pi_facts(**changes: Any) -> SystemFacts:
 
 
 def py_facts(**changes: Any) -> PythonFacts:
-    base = PythonFacts(python="3.11.2", executable="/opt/coralpi/venv/bin/python",
-                       runtime=RuntimeImport("tflite_runtime.interpreter", "tflite-runtime",
-                                             "2.14.0"),
-                       numpy_version="1.24.2", opencv=OpenCVImport(ok=True, version="4.6.0"))
+    base = PythonFacts(
+        python="3.11.2",
+        executable="/opt/coralpi/venv/bin/python",
+        runtime=RuntimeImport("tflite_runtime.interpreter", "tflite-runtime", "2.14.0"),
+        numpy_version="1.24.2",
+        opencv=OpenCVImport(ok=True, version="4.6.0"),
+    )
     for key, value in changes.items():
         setattr(base, key, value)
     return base
@@ -66,10 +80,11 @@ def by_name(results: list[checks.CheckResult]) -> dict[str, checks.CheckResult]:
 
 
 def test_healthy_pi_passes_everything() -> None:
-    results = by_name(checks.run_all(pi_facts(), py_facts(), fact_exp(), None,
-                                     lambda path: True))
+    results = by_name(checks.run_all(pi_facts(), py_facts(), fact_exp(), None, lambda path: True))
     assert {n: r.status for n, r in results.items() if r.status != "pass"} == {
-        "pcie_accelerator": "skip", "ld_preload": "skip"}
+        "pcie_accelerator": "skip",
+        "ld_preload": "skip",
+    }
 
 
 def test_os_and_arch() -> None:
@@ -85,8 +100,12 @@ def test_os_and_arch() -> None:
 def test_apt_source_variants() -> None:
     exp = fact_exp(runtime_source="coral-apt")
     assert checks.check_apt_source(pi_facts(), exp).status == "pass"
-    unsigned = AptSource("/etc/apt/sources.list", ["https://packages.cloud.google.com/apt"],
-                         ["coral-edgetpu-stable"], None)
+    unsigned = AptSource(
+        "/etc/apt/sources.list",
+        ["https://packages.cloud.google.com/apt"],
+        ["coral-edgetpu-stable"],
+        None,
+    )
     result = checks.check_apt_source(pi_facts(apt_sources=[unsigned]), exp)
     assert result.status == "fail" and "no signed-by" in result.detail
     missing_key = checks.check_apt_source(pi_facts(keyrings={KEYRING: Keyring(KEYRING, [])}), exp)
@@ -94,8 +113,10 @@ def test_apt_source_variants() -> None:
     in_global = pi_facts(trusted_keyrings=[Keyring("/etc/apt/trusted.gpg", [GOOGLE])])
     warned = checks.check_apt_source(in_global, exp)
     assert warned.status == "warn" and "/etc/apt/trusted.gpg" in warned.fix
-    stand_in = pi_facts(keyrings={KEYRING: Keyring(KEYRING, ["CD" * 20])},
-                        trusted_keyrings=[Keyring("/etc/apt/trusted.gpg.d/x.gpg", ["CD" * 20])])
+    stand_in = pi_facts(
+        keyrings={KEYRING: Keyring(KEYRING, ["CD" * 20])},
+        trusted_keyrings=[Keyring("/etc/apt/trusted.gpg.d/x.gpg", ["CD" * 20])],
+    )
     assert "/etc/apt/trusted.gpg.d/x.gpg" in checks.check_apt_source(stand_in, exp).fix
     other_key = pi_facts(keyrings={KEYRING: Keyring(KEYRING, ["AB" * 20])})
     other = checks.check_apt_source(other_key, exp)
@@ -104,8 +125,12 @@ def test_apt_source_variants() -> None:
     assert checks.check_apt_source(none, exp).status == "fail"
     assert checks.check_apt_source(none, fact_exp()).status == "skip"  # community-deb
     assert checks.check_apt_source(none, expected.Expected()).status == "warn"
-    dead = AptSource("/etc/apt/sources.list", ["https://packages.cloud.google.com/apt"],
-                     ["coral-cloud-stable"], KEYRING)
+    dead = AptSource(
+        "/etc/apt/sources.list",
+        ["https://packages.cloud.google.com/apt"],
+        ["coral-cloud-stable"],
+        KEYRING,
+    )
     assert checks.check_apt_source(pi_facts(apt_sources=[dead]), exp).status == "fail"
 
 
@@ -116,8 +141,9 @@ def test_runtime_package_variant_and_conflict() -> None:
     max_installed = pi_facts(packages={"libedgetpu1-max": "16.0tf2.17.1-1"})
     wrong = checks.check_runtime_package(max_installed, exp)
     assert wrong.status == "fail" and "std expected" in wrong.detail
-    ok_max = checks.check_runtime_package(max_installed, fact_exp(
-        runtime_package="libedgetpu1-max", runtime_variant="max"))
+    ok_max = checks.check_runtime_package(
+        max_installed, fact_exp(runtime_package="libedgetpu1-max", runtime_variant="max")
+    )
     assert ok_max.status == "pass" and "25 C" in ok_max.detail
     nothing = pi_facts(packages={}, edgetpu_library=None)
     assert checks.check_runtime_package(nothing, exp).status == "fail"
@@ -129,25 +155,29 @@ def test_runtime_package_variant_and_conflict() -> None:
 def test_udev_and_groups() -> None:
     exp = fact_exp()
     assert checks.check_udev(pi_facts(udev_rules=[]), exp).status == "fail"
-    assert checks.check_udev(pi_facts(udev_rules=[], packages={}),
-                             expected.Expected()).status == "warn"
+    assert (
+        checks.check_udev(pi_facts(udev_rules=[], packages={}), expected.Expected()).status
+        == "warn"
+    )
     outside = checks.check_user_groups(pi_facts(user_groups=["pi"]), exp)
     assert outside.status == "fail" and "plugdev" in outside.detail
     pcie = pi_facts(pci_devices=[PciDevice("/sys/bus/pci/devices/x", "1ac1", "089a")])
     no_apex = checks.check_user_groups(pcie, exp)
     assert no_apex.status == "fail" and "apex" in no_apex.detail
     assert checks.check_user_groups(pi_facts(user="root", user_groups=[]), exp).status == "pass"
-    assert checks.check_user_groups(pi_facts(user="ghost", user_exists=False),
-                                    exp).status == "fail"
+    assert checks.check_user_groups(pi_facts(user="ghost", user_exists=False), exp).status == "fail"
     assert checks.check_user_groups(pi_facts(user=None), exp).status == "skip"
 
 
-@pytest.mark.parametrize(("ids", "speed", "status", "word"), [
-    (("18d1", "9302"), "5000", "pass", "firmware loaded"),
-    (("1a6e", "089a"), "5000", "pass", "firmware not loaded"),
-    (("18d1", "9302"), "480", "warn", "USB2"),
-    (("18d1", "9302"), "10000", "pass", "10000"),
-])
+@pytest.mark.parametrize(
+    ("ids", "speed", "status", "word"),
+    [
+        (("18d1", "9302"), "5000", "pass", "firmware loaded"),
+        (("1a6e", "089a"), "5000", "pass", "firmware not loaded"),
+        (("18d1", "9302"), "480", "warn", "USB2"),
+        (("18d1", "9302"), "10000", "pass", "10000"),
+    ],
+)
 def test_usb_accelerator(ids: tuple[str, str], speed: str, status: str, word: str) -> None:
     device = UsbDevice("/sys/bus/usb/devices/1-1", ids[0], ids[1], speed)
     result = checks.check_usb_accelerator(pi_facts(usb_devices=[device]), fact_exp())
@@ -164,13 +194,19 @@ def test_no_accelerator_is_a_warning_not_a_failure() -> None:
 
 def test_pcie_accelerator() -> None:
     device = [PciDevice("/sys/bus/pci/devices/0000:01:00.0", "1ac1", "089a")]
-    assert checks.check_pcie_accelerator(pi_facts(pci_devices=device, apex_node=True),
-                                         fact_exp()).status == "pass"
+    assert (
+        checks.check_pcie_accelerator(
+            pi_facts(pci_devices=device, apex_node=True), fact_exp()
+        ).status
+        == "pass"
+    )
     no_node = checks.check_pcie_accelerator(pi_facts(pci_devices=device), fact_exp())
     assert no_node.status == "fail" and "gasket" in no_node.fix
     assert checks.check_pcie_accelerator(pi_facts(), fact_exp()).status == "skip"
-    assert checks.check_pcie_accelerator(pi_facts(), expected.Expected(
-        accelerator="pcie")).status == "warn"
+    assert (
+        checks.check_pcie_accelerator(pi_facts(), expected.Expected(accelerator="pcie")).status
+        == "warn"
+    )
 
 
 def test_camera_follows_the_board_sections() -> None:
@@ -179,13 +215,18 @@ def test_camera_follows_the_board_sections() -> None:
     assert result.status == "fail" and "camera_auto_detect=0" in result.detail
     assert checks.check_camera(pi_facts(board=None), fact_exp()).status == "skip"
     assert checks.check_camera(pi_facts(), fact_exp(camera_method="none")).status == "skip"
-    legacy = fact_exp(camera_method="raspi-config-legacy",
-                      camera_config_path="/boot/config.txt")
-    buster = pi_facts(os_codename="buster", boot_config="/boot/config.txt",
-                      config=configtxt.evaluate("start_x=1\ngpu_mem=128\n", PI4))
+    legacy = fact_exp(camera_method="raspi-config-legacy", camera_config_path="/boot/config.txt")
+    buster = pi_facts(
+        os_codename="buster",
+        boot_config="/boot/config.txt",
+        config=configtxt.evaluate("start_x=1\ngpu_mem=128\n", PI4),
+    )
     assert checks.check_camera(buster, legacy).status == "pass"
-    low_mem = pi_facts(os_codename="buster", boot_config="/boot/config.txt",
-                       config=configtxt.evaluate("start_x=1\ngpu_mem=64\n", PI4))
+    low_mem = pi_facts(
+        os_codename="buster",
+        boot_config="/boot/config.txt",
+        config=configtxt.evaluate("start_x=1\ngpu_mem=64\n", PI4),
+    )
     assert checks.check_camera(low_mem, legacy).status == "warn"
     wrong_file = checks.check_camera(pi_facts(boot_config="/boot/config.txt"), fact_exp())
     assert wrong_file.status == "fail" and "/boot/firmware/config.txt" in wrong_file.detail
@@ -200,29 +241,37 @@ def test_power() -> None:
 
 def test_python_runtime_and_numpy() -> None:
     exp = fact_exp()
-    missing = py_facts(runtime=RuntimeImport(error="tflite_runtime.interpreter: No module "
-                                             "named 'tflite_runtime'"))
+    missing = py_facts(
+        runtime=RuntimeImport(error="tflite_runtime.interpreter: No module named 'tflite_runtime'")
+    )
     result = checks.check_python_runtime(pi_facts(), missing, exp)
     assert result.status == "fail" and "venv" in result.fix
-    other_version = py_facts(runtime=RuntimeImport("tflite_runtime.interpreter",
-                                                   "tflite-runtime", "2.13.0"))
+    other_version = py_facts(
+        runtime=RuntimeImport("tflite_runtime.interpreter", "tflite-runtime", "2.13.0")
+    )
     assert checks.check_python_runtime(pi_facts(), other_version, exp).status == "fail"
     official = pi_facts(packages={"libedgetpu1-std": "16.0"})
     pairing = checks.check_python_runtime(official, py_facts(), expected.Expected())
     assert pairing.status == "warn" and "segfault" in pairing.detail
     assert checks.check_numpy(py_facts(numpy_version="2.1.0"), exp).status == "fail"
-    assert checks.check_numpy(py_facts(numpy_version="2.1.0"),
-                              expected.Expected()).status == "fail"  # tflite default <2
-    litert = py_facts(runtime=RuntimeImport("ai_edge_litert.interpreter", "ai-edge-litert",
-                                            "2.3.0"), numpy_version="2.1.0")
+    assert (
+        checks.check_numpy(py_facts(numpy_version="2.1.0"), expected.Expected()).status == "fail"
+    )  # tflite default <2
+    litert = py_facts(
+        runtime=RuntimeImport("ai_edge_litert.interpreter", "ai-edge-litert", "2.3.0"),
+        numpy_version="2.1.0",
+    )
     assert checks.check_numpy(litert, expected.Expected()).status == "pass"
     broken = py_facts(numpy_version=None, numpy_error="ImportError: _ARRAY_API not found")
     assert checks.check_numpy(broken, exp).status == "fail"
 
 
 def test_opencv_atomic_symbol_names_the_preload() -> None:
-    atomic = OpenCVImport(ok=False, error="ImportError: /usr/lib/cv2.so: undefined symbol: "
-                          "__atomic_fetch_add_8", returncode=1)
+    atomic = OpenCVImport(
+        ok=False,
+        error="ImportError: /usr/lib/cv2.so: undefined symbol: __atomic_fetch_add_8",
+        returncode=1,
+    )
     exp = fact_exp(ld_preload="/usr/lib/arm-linux-gnueabihf/libatomic.so.1")
     result = checks.check_opencv(py_facts(opencv=atomic), exp)
     assert result.status == "fail"
@@ -236,22 +285,35 @@ def test_opencv_atomic_symbol_names_the_preload() -> None:
 def test_ld_preload_in_effect() -> None:
     lib = "/usr/lib/arm-linux-gnueabihf/libatomic.so.1"
     exp = fact_exp(ld_preload=lib)
-    assert checks.check_ld_preload(pi_facts(), py_facts(ld_preload_env=[lib]), exp,
-                                   lambda p: True).status == "pass"
-    assert checks.check_ld_preload(pi_facts(ld_so_preload=[lib]), py_facts(), exp,
-                                   lambda p: True).status == "pass"
+    assert (
+        checks.check_ld_preload(
+            pi_facts(), py_facts(ld_preload_env=[lib]), exp, lambda p: True
+        ).status
+        == "pass"
+    )
+    assert (
+        checks.check_ld_preload(
+            pi_facts(ld_so_preload=[lib]), py_facts(), exp, lambda p: True
+        ).status
+        == "pass"
+    )
     pth = "/opt/coralpi/venv/lib/python3.11/site-packages/coralpi-ld-preload.pth"
     by_pth = checks.check_ld_preload(
-        pi_facts(), py_facts(loaded_libraries=["/usr/lib/arm-linux-gnueabihf/libatomic.so.1.2.0"],
-                             preload_pth={pth: f'import ctypes; ctypes.CDLL("{lib}")\n'}),
-        exp, lambda p: True)
+        pi_facts(),
+        py_facts(
+            loaded_libraries=["/usr/lib/arm-linux-gnueabihf/libatomic.so.1.2.0"],
+            preload_pth={pth: f'import ctypes; ctypes.CDLL("{lib}")\n'},
+        ),
+        exp,
+        lambda p: True,
+    )
     assert by_pth.status == "pass" and "coralpi-ld-preload.pth" in by_pth.detail
     not_set = checks.check_ld_preload(pi_facts(), py_facts(), exp, lambda p: True)
     assert not_set.status == "fail" and "not in effect" in not_set.detail
-    assert checks.check_ld_preload(pi_facts(), py_facts(), exp,
-                                   lambda p: False).status == "fail"
-    assert checks.check_ld_preload(pi_facts(), py_facts(), fact_exp(),
-                                   lambda p: True).status == "skip"
+    assert checks.check_ld_preload(pi_facts(), py_facts(), exp, lambda p: False).status == "fail"
+    assert (
+        checks.check_ld_preload(pi_facts(), py_facts(), fact_exp(), lambda p: True).status == "skip"
+    )
 
 
 def test_drift_against_the_local_fact_and_the_plan() -> None:
@@ -263,28 +325,37 @@ def test_drift_against_the_local_fact_and_the_plan() -> None:
     assert "libedgetpu1-max" in result.detail
     upgraded = pi_facts(packages={"libedgetpu1-std": "16.0tf2.18.0-1"})
     assert "16.0tf2.18.0-1" in checks.check_drift(upgraded, py_facts(), exp, None).detail
-    other_py = py_facts(runtime=RuntimeImport("tflite_runtime.interpreter", "tflite-runtime",
-                                              "2.13.0"))
+    other_py = py_facts(
+        runtime=RuntimeImport("tflite_runtime.interpreter", "tflite-runtime", "2.13.0")
+    )
     assert checks.check_drift(pi_facts(), other_py, exp, None).status == "fail"
-    plan = expected.from_plan({"runtime": {"package": "libedgetpu1-max",
-                                           "version": "16.0tf2.17.1-1"}}, "plan p.json")
+    plan = expected.from_plan(
+        {"runtime": {"package": "libedgetpu1-max", "version": "16.0tf2.17.1-1"}}, "plan p.json"
+    )
     planned = checks.check_drift(pi_facts(), py_facts(), plan, plan)
     assert planned.status == "fail" and "plan wants runtime_package=libedgetpu1-max" in (
-        planned.detail)
-    assert checks.check_drift(pi_facts(local_fact=None), py_facts(), expected.Expected(),
-                              None).status == "skip"
-    assert checks.check_drift(pi_facts(local_fact_error="bad json"), py_facts(), exp,
-                              None).status == "fail"
+        planned.detail
+    )
+    assert (
+        checks.check_drift(pi_facts(local_fact=None), py_facts(), expected.Expected(), None).status
+        == "skip"
+    )
+    assert (
+        checks.check_drift(pi_facts(local_fact_error="bad json"), py_facts(), exp, None).status
+        == "fail"
+    )
 
 
 def _smoke(**changes: Any) -> SmokeResult:
-    result = SmokeResult(device="cpu", runtime={"package": "tflite-runtime",
-                                                "version": "2.14.0"},
-                         model="m.tflite",
-                         top=[{"label": "Ara macao (Scarlet Macaw)", "score": 0.8}],
-                         latency_ms={"first": 70.0, "median": 60.0, "p95": 65.0},
-                         edgetpu_cause=Cause("no libedgetpu", "install it", ""),
-                         label_ok=True)
+    result = SmokeResult(
+        device="cpu",
+        runtime={"package": "tflite-runtime", "version": "2.14.0"},
+        model="m.tflite",
+        top=[{"label": "Ara macao (Scarlet Macaw)", "score": 0.8}],
+        latency_ms={"first": 70.0, "median": 60.0, "p95": 65.0},
+        edgetpu_cause=Cause("no libedgetpu", "install it", ""),
+        label_ok=True,
+    )
     for key, value in changes.items():
         setattr(result, key, value)
     return result
@@ -298,18 +369,27 @@ def test_smoke_checks() -> None:
     assert no_device["smoke"].status == "pass"
     attached = by_name(checks.smoke_checks(_smoke(), pi_facts(), label))
     assert attached["smoke_edgetpu"].status == "fail"
-    on_tpu = by_name(checks.smoke_checks(_smoke(device="edgetpu", edgetpu_cause=None),
-                                         pi_facts(), label))
+    on_tpu = by_name(
+        checks.smoke_checks(_smoke(device="edgetpu", edgetpu_cause=None), pi_facts(), label)
+    )
     assert on_tpu["smoke_edgetpu"].status == "pass"
-    wrong = by_name(checks.smoke_checks(
-        _smoke(top=[{"label": "Corvus corax", "score": 0.9}], label_ok=False),
-        pi_facts(usb_devices=[]), label))
+    wrong = by_name(
+        checks.smoke_checks(
+            _smoke(top=[{"label": "Corvus corax", "score": 0.9}], label_ok=False),
+            pi_facts(usb_devices=[]),
+            label,
+        )
+    )
     assert wrong["smoke"].status == "fail" and "Corvus corax" in wrong["smoke"].detail
     slow = by_name(checks.smoke_checks(_smoke(slow=True, note="USB2"), pi_facts(), label))
     assert slow["smoke"].status == "warn"
-    broken = by_name(checks.smoke_checks(
-        _smoke(top=[], latency_ms=None, error=Cause("sha256 mismatch", "fetch again", "")),
-        pi_facts(usb_devices=[]), label))
+    broken = by_name(
+        checks.smoke_checks(
+            _smoke(top=[], latency_ms=None, error=Cause("sha256 mismatch", "fetch again", "")),
+            pi_facts(usb_devices=[]),
+            label,
+        )
+    )
     assert broken["smoke"].status == "fail" and "sha256" in broken["smoke"].detail
 
 

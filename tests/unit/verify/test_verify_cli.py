@@ -20,15 +20,27 @@ PI4 = "Raspberry Pi 4 Model B Rev 1.4"
 
 
 def run_verify(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "verify", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "verify", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def provisioned_pi(root: FakeRoot, **fact: Any) -> FakeRoot:
-    return (root.os_release("bookworm").board(PI4).dpkg({"libedgetpu1-std": "16.0tf2.17.1-1"})
-            .library().udev().users().usb("1a6e", "089a", "5000")
-            .config_txt("camera_auto_detect=1\n")
-            .fact(standard_fact(opencv_source=None, **fact)))
+    return (
+        root.os_release("bookworm")
+        .board(PI4)
+        .dpkg({"libedgetpu1-std": "16.0tf2.17.1-1"})
+        .library()
+        .udev()
+        .users()
+        .usb("1a6e", "089a", "5000")
+        .config_txt("camera_auto_detect=1\n")
+        .fact(standard_fact(opencv_source=None, **fact))
+    )
 
 
 def test_json_report_of_a_provisioned_pi(fake_root: FakeRoot) -> None:
@@ -38,7 +50,11 @@ def test_json_report_of_a_provisioned_pi(fake_root: FakeRoot) -> None:
     document = json.loads(done.stdout)
     facts = document["facts"]
     assert (facts["os_id"], facts["os_codename"], facts["board"], facts["boot_config"]) == (
-        "debian", "bookworm", PI4, "/boot/firmware/config.txt")
+        "debian",
+        "bookworm",
+        PI4,
+        "/boot/firmware/config.txt",
+    )
     assert facts["arch"] and facts["expected_from"] == "local fact"
     assert "smoke" not in document
     statuses = {c["name"]: c["status"] for c in document["checks"]}
@@ -62,13 +78,26 @@ def test_drift_and_missing_group_fail_with_exit_2(fake_root: FakeRoot) -> None:
 
 def test_plan_file_overrides_the_local_fact(fake_root: FakeRoot, tmp_path: Path) -> None:
     provisioned_pi(fake_root)
-    plan = {"choices": {"runtime": "max", "accelerator": "usb", "camera": True},
-            "runtime": {"source": "community-deb", "package": "libedgetpu1-max",
-                        "version": "16.0tf2.17.1-1"}}
+    plan = {
+        "choices": {"runtime": "max", "accelerator": "usb", "camera": True},
+        "runtime": {
+            "source": "community-deb",
+            "package": "libedgetpu1-max",
+            "version": "16.0tf2.17.1-1",
+        },
+    }
     plan_file = tmp_path / "plans.json"
     plan_file.write_text(json.dumps({"coralpi_plans": {"pi-1": plan}}))
-    done = run_verify("--json", "--no-smoke", "--root", str(fake_root.path), "--plan",
-                      str(plan_file), "--user", "pi")
+    done = run_verify(
+        "--json",
+        "--no-smoke",
+        "--root",
+        str(fake_root.path),
+        "--plan",
+        str(plan_file),
+        "--user",
+        "pi",
+    )
     assert done.returncode == 2
     document = json.loads(done.stdout)
     assert document["facts"]["expected_from"] == f"plan {plan_file}"
@@ -86,13 +115,16 @@ def test_plain_text_when_not_a_terminal(fake_root: FakeRoot) -> None:
     assert done.stdout.rstrip().splitlines()[-1].startswith("result: ")
 
 
-@pytest.mark.parametrize("args", [
-    ["--count", "0"],
-    ["--bogus"],
-    ["--root", "/nonexistent/coralpi-root"],
-    ["--model", "m.tflite"],
-    ["--plan", "/nonexistent/plan.json"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--count", "0"],
+        ["--bogus"],
+        ["--root", "/nonexistent/coralpi-root"],
+        ["--model", "m.tflite"],
+        ["--plan", "/nonexistent/plan.json"],
+    ],
+)
 def test_usage_errors_exit_1(args: list[str]) -> None:
     done = run_verify("--no-smoke", *args)
     assert done.returncode == 1, done.stderr
@@ -113,19 +145,38 @@ class _Terminal(io.StringIO):
 
 def test_rich_table_on_a_terminal_and_json_otherwise() -> None:
     pytest.importorskip("rich")
-    document = {"facts": {"os_id": "debian", "os_codename": "bookworm", "arch": "aarch64",
-                          "board": PI4, "boot_config": "/boot/firmware/config.txt"},
-                "checks": [{"name": "usb_accelerator", "status": "warn",
-                            "detail": "no accelerator attached", "fix": "plug it in"},
-                           {"name": "camera", "status": "fail",
-                            "detail": "camera_auto_detect=0 under [pi4] [/]", "fix": "x"}],
-                "smoke": {"device": "cpu", "runtime": {"package": "tflite-runtime",
-                                                        "version": "2.14.0"},
-                          "model": "m.tflite",
-                          "top": [{"label": "Ara macao (Scarlet Macaw)", "score": 0.8}],
-                          "latency_ms": {"first": 1.0, "median": 1.0, "p95": 1.0},
-                          "note": "ran on the CPU"},
-                "result": "warn"}
+    document = {
+        "facts": {
+            "os_id": "debian",
+            "os_codename": "bookworm",
+            "arch": "aarch64",
+            "board": PI4,
+            "boot_config": "/boot/firmware/config.txt",
+        },
+        "checks": [
+            {
+                "name": "usb_accelerator",
+                "status": "warn",
+                "detail": "no accelerator attached",
+                "fix": "plug it in",
+            },
+            {
+                "name": "camera",
+                "status": "fail",
+                "detail": "camera_auto_detect=0 under [pi4] [/]",
+                "fix": "x",
+            },
+        ],
+        "smoke": {
+            "device": "cpu",
+            "runtime": {"package": "tflite-runtime", "version": "2.14.0"},
+            "model": "m.tflite",
+            "top": [{"label": "Ara macao (Scarlet Macaw)", "score": 0.8}],
+            "latency_ms": {"first": 1.0, "median": 1.0, "p95": 1.0},
+            "note": "ran on the CPU",
+        },
+        "result": "warn",
+    }
     terminal = _Terminal()
     report.render(document, terminal, as_json=False)
     text = terminal.getvalue()
@@ -157,23 +208,36 @@ def test_preload_is_seen_through_ld_preload_or_a_venv_pth(tmp_path: Path) -> Non
     site = tmp_path / "venv" / "lib" / "site-packages"
     site.mkdir(parents=True)
     (site / "coralpi-ld-preload.pth").write_text(
-        f'import ctypes; ctypes.CDLL("{lib}", mode=ctypes.RTLD_GLOBAL)\n')
-    launcher = ("import runpy, site, sys; site.addsitedir(sys.argv.pop(1)); "
-                "sys.argv[0] = 'verify'; runpy.run_module('verify', run_name='__main__')")
-    by_pth = subprocess.run([sys.executable, "-c", launcher, str(site), "--json", "--no-smoke",
-                             "--plan", str(plan)], cwd=REPO, capture_output=True, text=True,
-                            timeout=120)
+        f'import ctypes; ctypes.CDLL("{lib}", mode=ctypes.RTLD_GLOBAL)\n'
+    )
+    launcher = (
+        "import runpy, site, sys; site.addsitedir(sys.argv.pop(1)); "
+        "sys.argv[0] = 'verify'; runpy.run_module('verify', run_name='__main__')"
+    )
+    by_pth = subprocess.run(
+        [sys.executable, "-c", launcher, str(site), "--json", "--no-smoke", "--plan", str(plan)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     found = ld_preload_check(by_pth)
     assert found["status"] == "pass" and "coralpi-ld-preload.pth" in found["detail"]
 
-    env_done = subprocess.run([sys.executable, "-m", "verify", "--json", "--no-smoke",
-                               "--plan", str(plan)], cwd=REPO, capture_output=True, text=True,
-                              timeout=120, env={**os.environ, "LD_PRELOAD": lib})
+    env_done = subprocess.run(
+        [sys.executable, "-m", "verify", "--json", "--no-smoke", "--plan", str(plan)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LD_PRELOAD": lib},
+    )
     assert ld_preload_check(env_done)["status"] == "pass"
 
 
-def test_an_internal_error_still_gives_a_report(monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_internal_error_still_gives_a_report(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from verify import cli, facts
 
     def broken(*args: object) -> None:

@@ -34,19 +34,22 @@ dtoverlay=dwc2,dr_mode=host
 """
 
 
-@pytest.mark.parametrize(("board", "expected"), [
-    (PI4, {"pi4"}),
-    (PI5, {"pi5"}),
-    (CM4, {"cm4", "pi4"}),
-    ("Raspberry Pi 400 Rev 1.0", {"pi400", "pi4"}),
-    ("Raspberry Pi Compute Module 5 Rev 1.0", {"cm5", "pi5"}),
-    (ZERO2, {"pi02", "pi0w", "pi0"}),
-    ("Raspberry Pi Zero W Rev 1.1", {"pi0w", "pi0"}),
-    (PI3P, {"pi3+", "pi3"}),
-    ("Raspberry Pi 3 Model B Rev 1.2", {"pi3"}),
-    (None, set()),
-    ("Some x86 box", set()),
-])
+@pytest.mark.parametrize(
+    ("board", "expected"),
+    [
+        (PI4, {"pi4"}),
+        (PI5, {"pi5"}),
+        (CM4, {"cm4", "pi4"}),
+        ("Raspberry Pi 400 Rev 1.0", {"pi400", "pi4"}),
+        ("Raspberry Pi Compute Module 5 Rev 1.0", {"cm5", "pi5"}),
+        (ZERO2, {"pi02", "pi0w", "pi0"}),
+        ("Raspberry Pi Zero W Rev 1.1", {"pi0w", "pi0"}),
+        (PI3P, {"pi3+", "pi3"}),
+        ("Raspberry Pi 3 Model B Rev 1.2", {"pi3"}),
+        (None, set()),
+        ("Some x86 box", set()),
+    ],
+)
 def test_model_filters(board: str | None, expected: set[str]) -> None:
     assert configtxt.model_filters(board) == expected
 

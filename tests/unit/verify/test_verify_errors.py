@@ -5,22 +5,43 @@ import pytest
 from verify import errors
 
 
-@pytest.mark.parametrize(("message", "cause_words", "fix_words"), [
-    ("libedgetpu.so.1: cannot open shared object file: No such file or directory",
-     "not installed", "coralpi_edgetpu"),
-    ("Failed to load delegate from libedgetpu.so.1\n", "no accelerator attached", "plugdev"),
-    ("Internal: Unsupported data type in custom op handler: 0Node number 0 (EdgeTpuDelegateForC"
-     "ustomOp) failed to prepare.\nPackage requires runtime version (14), which is newer than "
-     "this runtime version (13).", "runtime version 14", "--min_runtime_version 13"),
-    ("Encountered unresolved custom op: edgetpu-custom-op.\nNode number 0 (edgetpu-custom-op) "
-     "failed to prepare.", "without the Edge TPU delegate", "CPU model"),
-    ("ImportError: /usr/lib/python3/dist-packages/cv2.so: undefined symbol: __atomic_fetch_add_8",
-     "libatomic", "LD_PRELOAD"),
-    ("AttributeError: _ARRAY_API not found", "numpy 2", "numpy<2"),
-    ("/lib/aarch64-linux-gnu/libc.so.6: version `GLIBC_2.34' not found", "glibc 2.34",
-     "coralpi plan"),
-    ("ModuleNotFoundError: No module named 'tflite_runtime'", "tflite_runtime", "venv"),
-])
+@pytest.mark.parametrize(
+    ("message", "cause_words", "fix_words"),
+    [
+        (
+            "libedgetpu.so.1: cannot open shared object file: No such file or directory",
+            "not installed",
+            "coralpi_edgetpu",
+        ),
+        ("Failed to load delegate from libedgetpu.so.1\n", "no accelerator attached", "plugdev"),
+        (
+            "Internal: Unsupported data type in custom op handler: 0Node number 0 "
+            "(EdgeTpuDelegateForCustomOp) failed to prepare.\nPackage requires runtime "
+            "version (14), which is newer than this runtime version (13).",
+            "runtime version 14",
+            "--min_runtime_version 13",
+        ),
+        (
+            "Encountered unresolved custom op: edgetpu-custom-op.\nNode number 0 "
+            "(edgetpu-custom-op) failed to prepare.",
+            "without the Edge TPU delegate",
+            "CPU model",
+        ),
+        (
+            "ImportError: /usr/lib/python3/dist-packages/cv2.so: undefined symbol: "
+            "__atomic_fetch_add_8",
+            "libatomic",
+            "LD_PRELOAD",
+        ),
+        ("AttributeError: _ARRAY_API not found", "numpy 2", "numpy<2"),
+        (
+            "/lib/aarch64-linux-gnu/libc.so.6: version `GLIBC_2.34' not found",
+            "glibc 2.34",
+            "coralpi plan",
+        ),
+        ("ModuleNotFoundError: No module named 'tflite_runtime'", "tflite_runtime", "venv"),
+    ],
+)
 def test_known_errors_become_causes(message: str, cause_words: str, fix_words: str) -> None:
     cause = errors.translate(message)
     assert cause_words in cause.cause

@@ -15,14 +15,18 @@ from verify.rootfs import RootFS
 def test_os_release_parsing_with_and_without_codename() -> None:
     bookworm = facts.parse_os_release('ID=debian\nVERSION_CODENAME=bookworm\nVERSION_ID="12"\n')
     assert (bookworm["ID"], bookworm["VERSION_CODENAME"], bookworm["VERSION_ID"]) == (
-        "debian", "bookworm", "12")
+        "debian",
+        "bookworm",
+        "12",
+    )
     old = facts.parse_os_release('ID=raspbian\nVERSION="10 (buster)"\n# comment\n')
     assert old["VERSION_CODENAME"] == "buster"
 
 
 def test_device_tree_model_is_nul_terminated() -> None:
     assert facts.parse_device_tree_model(b"Raspberry Pi 4 Model B Rev 1.4\x00") == (
-        "Raspberry Pi 4 Model B Rev 1.4")
+        "Raspberry Pi 4 Model B Rev 1.4"
+    )
     assert facts.parse_device_tree_model(b"\x00") is None
 
 
@@ -42,16 +46,21 @@ def test_one_line_and_deb822_sources() -> None:
         "# deb http://old coral-edgetpu-stable main\n"
         "deb [arch=arm64 signed-by=/etc/apt/keyrings/coral.gpg] "
         "https://packages.cloud.google.com/apt coral-edgetpu-stable main\n"
-        "deb https://packages.cloud.google.com/apt coral-edgetpu-stable main\n", "a.list")
+        "deb https://packages.cloud.google.com/apt coral-edgetpu-stable main\n",
+        "a.list",
+    )
     assert [(s.signed_by, s.suites) for s in one] == [
         ("/etc/apt/keyrings/coral.gpg", ["coral-edgetpu-stable"]),
-        (None, ["coral-edgetpu-stable"])]
+        (None, ["coral-edgetpu-stable"]),
+    ]
     assert all(facts.is_coral_source(s) for s in one)
     deb822 = facts.parse_deb822_sources(
         "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\n\n"
         "Types: deb\nURIs: https://packages.cloud.google.com/apt\nSuites: coral-edgetpu-stable\n"
         "Enabled: no\nSigned-By:\n -----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n abc\n"
-        " -----END PGP PUBLIC KEY BLOCK-----\n", "b.sources")
+        " -----END PGP PUBLIC KEY BLOCK-----\n",
+        "b.sources",
+    )
     assert not facts.is_coral_source(deb822[0])
     assert deb822[1].signed_by == "inline"
     assert deb822[1].enabled is False
@@ -69,18 +78,45 @@ def test_openpgp_fingerprints_match_gpg(tmp_path: Path) -> None:
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
     env = {**os.environ, "GNUPGHOME": str(home)}
-    subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key",
-                    "Test Repo <repo@example.invalid>", "ed25519", "sign", "never"],
-                   env=env, check=True, capture_output=True)
-    subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-add-key",
-                    _first_fpr(env), "cv25519", "encr", "never"],
-                   env=env, check=True, capture_output=True)
-    binary = subprocess.run(["gpg", "--export"], env=env, check=True,
-                            capture_output=True).stdout
-    armored = subprocess.run(["gpg", "--armor", "--export"], env=env, check=True,
-                             capture_output=True).stdout
-    listing = subprocess.run(["gpg", "--with-colons", "--list-keys"], env=env, check=True,
-                             capture_output=True, text=True).stdout
+    subprocess.run(
+        [
+            "gpg",
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "Test Repo <repo@example.invalid>",
+            "ed25519",
+            "sign",
+            "never",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            "gpg",
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-add-key",
+            _first_fpr(env),
+            "cv25519",
+            "encr",
+            "never",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    binary = subprocess.run(["gpg", "--export"], env=env, check=True, capture_output=True).stdout
+    armored = subprocess.run(
+        ["gpg", "--armor", "--export"], env=env, check=True, capture_output=True
+    ).stdout
+    listing = subprocess.run(
+        ["gpg", "--with-colons", "--list-keys"], env=env, check=True, capture_output=True, text=True
+    ).stdout
     expected = [line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr")]
     assert len(expected) == 2
     assert facts.openpgp_fingerprints(binary) == expected
@@ -89,19 +125,28 @@ def test_openpgp_fingerprints_match_gpg(tmp_path: Path) -> None:
 
 
 def _first_fpr(env: dict[str, str]) -> str:
-    listing = subprocess.run(["gpg", "--with-colons", "--list-keys"], env=env, check=True,
-                             capture_output=True, text=True).stdout
+    listing = subprocess.run(
+        ["gpg", "--with-colons", "--list-keys"], env=env, check=True, capture_output=True, text=True
+    ).stdout
     return next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr"))
 
 
 def test_gather_system_reads_a_recorded_pi(fake_root: FakeRoot) -> None:
-    (fake_root.os_release("bookworm").board("Raspberry Pi 4 Model B Rev 1.4")
-     .dpkg({"libedgetpu1-std": "16.0tf2.17.1-1"}).library().udev().users()
-     .usb("18d1", "9302", "5000").usb("1d6b", "0003", "5000", bus="usb2")
-     .pci("1ac1", "089a").fact(standard_fact())
-     .config_txt("camera_auto_detect=0\n[pi4]\ncamera_auto_detect=1\n")
-     .config_txt("# stub, see /boot/firmware/config.txt\n", "/boot/config.txt")
-     .coral_source(key=b"\x00garbage"))
+    (
+        fake_root.os_release("bookworm")
+        .board("Raspberry Pi 4 Model B Rev 1.4")
+        .dpkg({"libedgetpu1-std": "16.0tf2.17.1-1"})
+        .library()
+        .udev()
+        .users()
+        .usb("18d1", "9302", "5000")
+        .usb("1d6b", "0003", "5000", bus="usb2")
+        .pci("1ac1", "089a")
+        .fact(standard_fact())
+        .config_txt("camera_auto_detect=0\n[pi4]\ncamera_auto_detect=1\n")
+        .config_txt("# stub, see /boot/firmware/config.txt\n", "/boot/config.txt")
+        .coral_source(key=b"\x00garbage")
+    )
     fake_root.write("/etc/ld.so.preload", "/usr/lib/arm-linux-gnueabihf/libatomic.so.1\n")
     fake_root.write("/sys/devices/platform/soc/soc:firmware/get_throttled", "50000\n")
     gathered = facts.gather_system(RootFS(str(fake_root.path)), "pi")
@@ -109,8 +154,11 @@ def test_gather_system_reads_a_recorded_pi(fake_root: FakeRoot) -> None:
     assert gathered.board == "Raspberry Pi 4 Model B Rev 1.4" and gathered.is_pi
     assert gathered.boot_config == "/boot/firmware/config.txt"
     assert gathered.config is not None and gathered.config.get("camera_auto_detect") == "1"
-    assert gathered.packages == {"base-files": "12.4", "dpkg": "1.21.22",
-                                 "libedgetpu1-std": "16.0tf2.17.1-1"}
+    assert gathered.packages == {
+        "base-files": "12.4",
+        "dpkg": "1.21.22",
+        "libedgetpu1-std": "16.0tf2.17.1-1",
+    }
     assert gathered.arch == "aarch64"  # the recorded tree's dpkg is arm64
     assert gathered.edgetpu_library == "/usr/lib/aarch64-linux-gnu/libedgetpu.so.1"
     assert gathered.udev_rules == ["/lib/udev/rules.d/60-libedgetpu1-std.rules"]
@@ -149,9 +197,12 @@ def test_empty_root_gives_empty_facts(fake_root: FakeRoot) -> None:
 
 
 def test_opencv_probe_reports_a_failing_import(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(facts, "OPENCV_PROBE",
-                        "import sys; sys.stderr.write('ImportError: /x/cv2.so: undefined "
-                        "symbol: __atomic_fetch_add_8\\n'); sys.exit(1)")
+    monkeypatch.setattr(
+        facts,
+        "OPENCV_PROBE",
+        "import sys; sys.stderr.write('ImportError: /x/cv2.so: undefined "
+        "symbol: __atomic_fetch_add_8\\n'); sys.exit(1)",
+    )
     result = facts.finish_opencv_probe(facts.start_opencv_probe())
     assert not result.ok and result.returncode == 1
     assert result.error is not None and "__atomic_fetch_add_8" in result.error
@@ -179,7 +230,8 @@ def test_proc_maps_and_preload_pth(tmp_path: Path) -> None:
     site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
     site.mkdir(parents=True)
     (site / "coralpi-ld-preload.pth").write_text(
-        'import ctypes; ctypes.CDLL("/usr/lib/arm-linux-gnueabihf/libatomic.so.1")\n')
+        'import ctypes; ctypes.CDLL("/usr/lib/arm-linux-gnueabihf/libatomic.so.1")\n'
+    )
     (site / "distutils-precedence.pth").write_text("import os\n")
     found = facts.preload_pth_files([str(site), str(tmp_path)])
     assert list(found) == [str(site / "coralpi-ld-preload.pth")]

@@ -34,12 +34,24 @@ class FakeInterpreter:
             raise RuntimeError(FakeInterpreter.fail_with_delegate)
 
     def get_input_details(self) -> list[dict[str, Any]]:
-        return [{"index": 0, "shape": np.array([1, 8, 6, 3]), "dtype": np.uint8,
-                 "quantization": (0.0078125, 128)}]
+        return [
+            {
+                "index": 0,
+                "shape": np.array([1, 8, 6, 3]),
+                "dtype": np.uint8,
+                "quantization": (0.0078125, 128),
+            }
+        ]
 
     def get_output_details(self) -> list[dict[str, Any]]:
-        return [{"index": 1, "shape": np.array([1, 3]), "dtype": np.uint8,
-                 "quantization": (0.00390625, 0)}]
+        return [
+            {
+                "index": 1,
+                "shape": np.array([1, 3]),
+                "dtype": np.uint8,
+                "quantization": (0.00390625, 0),
+            }
+        ]
 
     def set_tensor(self, index: int, value: Any) -> None:
         self.input = value
@@ -65,24 +77,37 @@ def files(tmp_path: Path) -> dict[str, str]:
     return {p.name: str(p) for p in tmp_path.iterdir()}
 
 
-def _run(files: dict[str, str], loader: Any, image: str = "red.jpg",
-         **kwargs: Any) -> smoke.SmokeResult:
+def _run(
+    files: dict[str, str], loader: Any, image: str = "red.jpg", **kwargs: Any
+) -> smoke.SmokeResult:
     module = SimpleNamespace(Interpreter=FakeInterpreter)
     options = smoke.SmokeOptions(count=5, top_k=2, expect="Ara macao (Scarlet Macaw)")
-    return smoke.run(module, {"package": "fake", "version": "0"}, files.__getitem__, options,
-                     edgetpu_model="m_edgetpu.tflite", cpu_model="m.tflite",
-                     labels_file="labels.txt", image_file=image, delegate_loader=loader,
-                     **kwargs)
+    return smoke.run(
+        module,
+        {"package": "fake", "version": "0"},
+        files.__getitem__,
+        options,
+        edgetpu_model="m_edgetpu.tflite",
+        cpu_model="m.tflite",
+        labels_file="labels.txt",
+        image_file=image,
+        delegate_loader=loader,
+        **kwargs,
+    )
 
 
 def test_runs_on_the_edgetpu_when_the_delegate_loads(files: dict[str, str]) -> None:
     delegate = object()
-    result = _run(files, lambda module: (delegate, None), board="Raspberry Pi 4 Model B",
-                  arch="aarch64", usb_speed="5000")
+    result = _run(
+        files,
+        lambda module: (delegate, None),
+        board="Raspberry Pi 4 Model B",
+        arch="aarch64",
+        usb_speed="5000",
+    )
     assert result.device == "edgetpu" and result.model == "m_edgetpu.tflite"
     assert FakeInterpreter.created == [(files["m_edgetpu.tflite"], [delegate])]
-    assert result.top[0] == {"label": "Ara macao (Scarlet Macaw)", "index": 2,
-                             "score": 0.78125}
+    assert result.top[0] == {"label": "Ara macao (Scarlet Macaw)", "index": 2, "score": 0.78125}
     assert len(result.top) == 2 and result.label_ok
     assert result.expected_ms == smoke.EDGETPU_PI4_USB3_MS
     assert result.latency_ms is not None and set(result.latency_ms) == {"first", "median", "p95"}
@@ -98,9 +123,11 @@ def test_falls_back_to_the_cpu_and_says_why(files: dict[str, str]) -> None:
 
 
 def test_model_for_a_newer_runtime_falls_back_with_the_translated_cause(
-        files: dict[str, str]) -> None:
-    FakeInterpreter.fail_with_delegate = ("Package requires runtime version (14), which is "
-                                          "newer than this runtime version (13).")
+    files: dict[str, str],
+) -> None:
+    FakeInterpreter.fail_with_delegate = (
+        "Package requires runtime version (14), which is newer than this runtime version (13)."
+    )
     result = _run(files, lambda module: (object(), None))
     assert result.device == "cpu"
     assert result.edgetpu_cause is not None and "version 14" in result.edgetpu_cause.cause
@@ -114,16 +141,29 @@ def test_wrong_label_is_flagged(files: dict[str, str]) -> None:
 def test_a_missing_asset_is_an_error_not_a_crash(files: dict[str, str]) -> None:
     result = _run(files, lambda module: (None, None), image="absent.jpg")
     assert result.device is None and result.error is not None
-    no_runtime = smoke.run(None, {}, files.__getitem__, smoke.SmokeOptions(),
-                           edgetpu_model="", cpu_model="", labels_file="", image_file="")
+    no_runtime = smoke.run(
+        None,
+        {},
+        files.__getitem__,
+        smoke.SmokeOptions(),
+        edgetpu_model="",
+        cpu_model="",
+        labels_file="",
+        image_file="",
+    )
     assert no_runtime.error is not None and no_runtime.device is None
 
 
-def test_slow_runs_are_flagged_with_a_cause(files: dict[str, str],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_slow_runs_are_flagged_with_a_cause(
+    files: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(smoke, "EDGETPU_USB2_MS", 1e-6)
-    result = _run(files, lambda module: (object(), None), usb_speed="480",
-                  board="Raspberry Pi 3 Model B Plus Rev 1.3")
+    result = _run(
+        files,
+        lambda module: (object(), None),
+        usb_speed="480",
+        board="Raspberry Pi 3 Model B Plus Rev 1.3",
+    )
     assert result.slow and "USB2" in result.note
 
 
@@ -135,11 +175,12 @@ def test_helpers() -> None:
     assert smoke.median([3.0, 1.0, 2.0]) == 2.0 and smoke.median([1.0, 2.0]) == 1.5
     assert smoke.expected_latency("edgetpu", None, "x86_64", "5000")[0] == 2.29
     assert smoke.expected_latency("edgetpu", "Raspberry Pi 4 Model B", "aarch64", "480")[0] == (
-        10.61)
+        10.61
+    )
     assert smoke.expected_latency("cpu", "Raspberry Pi 4 Model B", "aarch64", None)[0] == 150.0
     assert smoke.expected_latency("cpu", None, "x86_64", None)[0] is None
     assert smoke.expected_latency("edgetpu", "Raspberry Pi 5 Model B", "aarch64", "5000")[0] is (
-        None)
-    deq = smoke.dequantize(np.array([[128, 0]], dtype=np.uint8),
-                           {"quantization": (0.5, 128)})
+        None
+    )
+    deq = smoke.dequantize(np.array([[128, 0]], dtype=np.uint8), {"quantization": (0.5, 128)})
     assert deq.tolist() == [0.0, -64.0]

@@ -11,9 +11,9 @@ TESTDATA = REPO.parent / "shared" / "testdata" / "coral"
 
 OS_RELEASE = {
     "bookworm": 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\n'
-                'VERSION_ID="12"\nVERSION="12 (bookworm)"\nVERSION_CODENAME=bookworm\nID=debian\n',
+    'VERSION_ID="12"\nVERSION="12 (bookworm)"\nVERSION_CODENAME=bookworm\nID=debian\n',
     "buster": 'PRETTY_NAME="Raspbian GNU/Linux 10 (buster)"\nNAME="Raspbian GNU/Linux"\n'
-              'VERSION_ID="10"\nVERSION="10 (buster)"\nID=raspbian\nID_LIKE=debian\n',
+    'VERSION_ID="10"\nVERSION="10 (buster)"\nID=raspbian\nID_LIKE=debian\n',
 }
 
 DPKG_STANZA = """Package: {name}
@@ -51,23 +51,29 @@ class FakeRoot:
         return self
 
     def dpkg(self, packages: dict[str, str], status: str = "install ok installed") -> FakeRoot:
-        stanzas = [DPKG_STANZA.format(name="base-files", status=status, version="12.4"),
-                   DPKG_STANZA.format(name="dpkg", status=status, version="1.21.22")]
-        stanzas += [DPKG_STANZA.format(name=n, status=status, version=v)
-                    for n, v in packages.items()]
+        stanzas = [
+            DPKG_STANZA.format(name="base-files", status=status, version="12.4"),
+            DPKG_STANZA.format(name="dpkg", status=status, version="1.21.22"),
+        ]
+        stanzas += [
+            DPKG_STANZA.format(name=n, status=status, version=v) for n, v in packages.items()
+        ]
         self.write("/var/lib/dpkg/status", "\n".join(stanzas))
         return self
 
-    def library(self, name: str = "libedgetpu.so.1",
-                directory: str = "/usr/lib/aarch64-linux-gnu") -> FakeRoot:
+    def library(
+        self, name: str = "libedgetpu.so.1", directory: str = "/usr/lib/aarch64-linux-gnu"
+    ) -> FakeRoot:
         self.write(f"{directory}/{name}", b"\x7fELF")
         return self
 
     def udev(self, name: str = "60-libedgetpu1-std.rules") -> FakeRoot:
-        self.write(f"/lib/udev/rules.d/{name}",
-                   'SUBSYSTEM=="usb",ATTRS{idVendor}=="1a6e",GROUP="plugdev"\n'
-                   'SUBSYSTEM=="usb",ATTRS{idVendor}=="18d1",ATTRS{idProduct}=="9302",'
-                   'GROUP="plugdev"\n')
+        self.write(
+            f"/lib/udev/rules.d/{name}",
+            'SUBSYSTEM=="usb",ATTRS{idVendor}=="1a6e",GROUP="plugdev"\n'
+            'SUBSYSTEM=="usb",ATTRS{idVendor}=="18d1",ATTRS{idProduct}=="9302",'
+            'GROUP="plugdev"\n',
+        )
         return self
 
     def users(self, plugdev: str = "pi", apex: str = "") -> FakeRoot:
@@ -97,11 +103,14 @@ class FakeRoot:
         self.write("/etc/ansible/facts.d/coralpi.fact", text)
         return self
 
-    def coral_source(self, keyring: str = "/etc/apt/keyrings/coral.gpg",
-                     key: bytes | None = None) -> FakeRoot:
-        self.write("/etc/apt/sources.list.d/coral-edgetpu.sources",
-                   "Types: deb\nURIs: https://packages.cloud.google.com/apt\n"
-                   f"Suites: coral-edgetpu-stable\nComponents: main\nSigned-By: {keyring}\n")
+    def coral_source(
+        self, keyring: str = "/etc/apt/keyrings/coral.gpg", key: bytes | None = None
+    ) -> FakeRoot:
+        self.write(
+            "/etc/apt/sources.list.d/coral-edgetpu.sources",
+            "Types: deb\nURIs: https://packages.cloud.google.com/apt\n"
+            f"Suites: coral-edgetpu-stable\nComponents: main\nSigned-By: {keyring}\n",
+        )
         if key is not None:
             self.write(keyring, key)
         return self
@@ -109,11 +118,17 @@ class FakeRoot:
 
 def standard_fact(**overrides: Any) -> dict[str, Any]:
     fact: dict[str, Any] = {
-        "runtime_package": "libedgetpu1-std", "runtime_version": "16.0tf2.17.1-1",
-        "runtime_variant": "std", "runtime_source": "community-deb",
-        "python_runtime_package": "tflite-runtime", "python_runtime_version": "2.14.0",
-        "numpy_constraint": "<2", "opencv_source": "apt", "ld_preload": None,
-        "venv": "/opt/coralpi/venv", "camera_method": "camera-auto-detect",
+        "runtime_package": "libedgetpu1-std",
+        "runtime_version": "16.0tf2.17.1-1",
+        "runtime_variant": "std",
+        "runtime_source": "community-deb",
+        "python_runtime_package": "tflite-runtime",
+        "python_runtime_version": "2.14.0",
+        "numpy_constraint": "<2",
+        "opencv_source": "apt",
+        "ld_preload": None,
+        "venv": "/opt/coralpi/venv",
+        "camera_method": "camera-auto-detect",
         "camera_config_path": "/boot/firmware/config.txt",
         "provisioned_at": "2025-01-01T00:00:00Z",
     }
