@@ -28,6 +28,7 @@ test: install lint typecheck
 
 lint: install
 	$(BIN)/ruff check provision verify tests bench scripts testfleet
+	$(BIN)/ruff format --check provision verify tests bench scripts testfleet
 	$(BIN)/yamllint -s playbooks inventory
 	$(BIN)/ansible-lint --profile production playbooks
 
