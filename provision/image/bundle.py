@@ -118,6 +118,7 @@ def build_bundle(
     for name in PLAYBOOKS:
         shutil.copyfile(src / "playbooks" / name, root / "playbooks" / name)
     shutil.copytree(src / "playbooks" / "roles", root / "playbooks" / "roles", ignore=_ignore)
+    shutil.copytree(src / "playbooks" / "tasks", root / "playbooks" / "tasks", ignore=_ignore)
     shutil.copytree(src / "verify", root / "verify", ignore=_ignore)
 
     art = root / "artifacts"
