@@ -17,7 +17,9 @@ from provision.artifacts.lockfile import Lock, read_if_exists, write_if_changed
 from provision.artifacts.service import ArtifactSettings, build_lock, open_cache
 from provision.commands import options
 from provision.errors import ConfigError
-from provision.planning.matrix import platform_target
+from provision.planning.matrix import platform_target, resolve
+from provision.planning.service import plan_inventory
+from provision.planning.targets import choices_from_vars
 from provision.planning.variables import BY_NAME
 
 HELP = "pin every wheel, runtime .deb, key and asset the fleet installs into coralpi.lock"
@@ -96,30 +98,22 @@ def collect_hosts(
     args: argparse.Namespace, extra: Mapping[str, Any]
 ) -> list[tuple[str, dict[str, Any], ArtifactSettings]]:
     """(label, plan dict, settings) for every inventory host and --platform."""
-    from provision.planning.matrix import resolve
-    from provision.planning.targets import choices_from_vars, target_from_facts
-
     out: list[tuple[str, dict[str, Any], ArtifactSettings]] = []
     if args.inventory is not None:
-        from provision.planning.inventory import load_inventory
-        from provision.planning.probe import gather_facts
-
-        hosts = load_inventory(args.inventory, args.limit)
-        facts = gather_facts(args.inventory, args.limit)
-        missing = [h.name for h in hosts if h.name not in facts]
+        planned = plan_inventory(args.inventory, args.limit, extra)
+        missing = [h.name for h in planned.hosts if not h.probed]
         if missing:
-            print(
-                f"coralpi lock: no facts from {', '.join(missing)} (unreachable?); "
-                "their platforms are not locked unless another host or --platform "
-                "covers them",
-                file=sys.stderr,
-            )
-        for host in hosts:
-            if host.name not in facts:
-                continue
-            variables = {**host.variables, **extra}
-            plan = resolve(target_from_facts(facts[host.name]), choices_from_vars(variables))
-            out.append((host.name, plan.to_dict(), ArtifactSettings.from_vars(variables)))
+            print(f"coralpi lock: no facts from {', '.join(missing)} (unreachable?); "
+                  "their platforms are not locked unless another host or --platform "
+                  "covers them", file=sys.stderr)
+        refused = [f"host {h.name}: {h.error}" for h in planned.hosts
+                   if h.probed and h.error is not None]
+        if refused:
+            raise ConfigError("cannot lock for these hosts:\n  " + "\n  ".join(refused))
+        for host in planned.hosts:
+            if host.plan is not None:
+                out.append((host.name, host.plan.to_dict(),
+                            ArtifactSettings.from_vars(host.variables)))
     for spec in args.platform:
         plan = resolve(platform_target(spec), choices_from_vars(extra))
         out.append((spec, plan.to_dict(), ArtifactSettings.from_vars(extra)))

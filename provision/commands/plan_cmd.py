@@ -20,7 +20,8 @@ from provision.commands import options
 from provision.errors import ConfigError, CoralpiError, UnsupportedTarget
 from provision.planning.matrix import controller_supports, load_matrix, resolve
 from provision.planning.plan import Plan
-from provision.planning.targets import ARCHS, Choices, Target, choices_from_vars, target_from_facts
+from provision.planning.service import plan_host
+from provision.planning.targets import ARCHS, Choices, Target, choices_from_vars
 from provision.planning.variables import BY_NAME
 
 # (inventory, limit) -> {inventory_hostname: facts}. Each host's mapping holds the probe
@@ -182,8 +183,7 @@ def plan_inventory(
             errors[host] = f"not probed: {facts[PROBE_ERROR]}"
             continue
         try:
-            choices = choices_from_vars({**facts, **overrides})
-            plans[host] = resolve(target_from_facts(facts), choices)
+            plans[host] = plan_host(facts, {**facts, **overrides})
         except CoralpiError as exc:
             errors[host] = str(exc)
     if not plans and not errors:

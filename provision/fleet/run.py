@@ -20,13 +20,14 @@ from typing import Any
 from provision.artifacts.cache import ArtifactError
 from provision.artifacts.service import ArtifactSettings, ensure_host_artifacts
 from provision.driver.runner import HostProgress, RunInterrupted, RunResult, run_playbook
-from provision.errors import ConfigError, CoralpiError
+from provision.errors import ConfigError
 from provision.fleet.progress import live_progress
 from provision.fleet.report import FleetReport
 from provision.planning.inventory import InventoryHost, check_variables, load_inventory
-from provision.planning.matrix import controller_supports, resolve
+from provision.planning.matrix import controller_supports
 from provision.planning.probe import probe_hosts
-from provision.planning.targets import choices_from_vars, target_from_facts
+from provision.planning.service import host_variables, plan_probed
+from provision.planning.targets import choices_from_vars
 from provision.tools import playbook
 
 
@@ -62,19 +63,13 @@ class FleetOptions:
     retry_failed: bool = False
 
 
-def _host_variables(host: InventoryHost, extra: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(host.variables)
-    merged.update({k: v for k, v in extra.items() if k.startswith("coralpi_")})
-    return merged
-
-
 def check_choices(hosts: list[InventoryHost], extra: Mapping[str, Any]) -> None:
     """Refuse bad choices on any host before probing; every problem in one message."""
     check_variables("given with -e", {k: v for k, v in extra.items() if k.startswith("coralpi_")})
     problems = []
     for host in hosts:
         try:
-            choices_from_vars(_host_variables(host, extra))
+            choices_from_vars(host_variables(host, extra))
         except ConfigError as exc:
             problems.append(f"host {host.name}: {exc}")
     if problems:
@@ -89,7 +84,7 @@ def rollout_vars(hosts: list[InventoryHost], extra: Mapping[str, Any]) -> dict[s
     result: dict[str, Any] = {}
     for name in _ROLLOUT:
         values = {
-            str(_host_variables(h, extra)[name]) for h in hosts if name in _host_variables(h, extra)
+            str(host_variables(h, extra)[name]) for h in hosts if name in host_variables(h, extra)
         }
         if not values:
             continue
@@ -117,19 +112,17 @@ def plan_hosts(
     """Resolve a plan per probed host; any refusal aborts with every host's reason."""
     plans: dict[str, dict[str, Any]] = {}
     problems = []
-    for host in hosts:
-        if host.name not in facts:
-            continue
-        try:
-            target = target_from_facts(facts[host.name])
-            plan = resolve(target, choices_from_vars(_host_variables(host, extra)))
-            ok, why = controller_supports(plan, metadata.version("ansible-core"))
-            if not ok:
-                raise ConfigError(why)
-        except CoralpiError as exc:
-            problems.append(f"host {host.name}: {exc}")
-            continue
-        plans[host.name] = plan.to_dict()
+    for planned in plan_probed(hosts, facts, extra):
+        if not planned.probed:
+            continue  # the report already says why
+        error = planned.error
+        if planned.plan is not None:
+            ok, why = controller_supports(planned.plan, metadata.version("ansible-core"))
+            if ok:
+                plans[planned.name] = planned.plan.to_dict()
+                continue
+            error = why
+        problems.append(f"host {planned.name}: {error}")
     if problems:
         raise ConfigError(
             "no host was touched; these cannot be provisioned:\n  " + "\n  ".join(problems)
@@ -141,7 +134,7 @@ def _settings_for(
     host: InventoryHost, extra: Mapping[str, Any], options: FleetOptions
 ) -> ArtifactSettings:
     return ArtifactSettings.from_vars(
-        _host_variables(host, extra), cache_dir=options.cache_dir, lock_file=options.lock_file
+        host_variables(host, extra), cache_dir=options.cache_dir, lock_file=options.lock_file
     )
 
 

@@ -16,9 +16,10 @@ from typing import Any
 from provision.errors import ConfigError
 from provision.image.errors import ImageError
 from provision.image.rootfs_probe import RootInfo
-from provision.planning.inventory import check_variables
+from provision.planning.inventory import InventoryHost, check_variables
 from provision.planning.matrix import platform_target, resolve
-from provision.planning.targets import Target, choices_from_vars, target_from_facts
+from provision.planning.service import plan_inventory
+from provision.planning.targets import Target, choices_from_vars
 
 #: Releases whose first-boot hook ``image prepare`` writes, and the hook each uses.
 HOOKS = {"bookworm": "firstrun", "trixie": "cloud-init"}
@@ -43,24 +44,23 @@ def from_platform(
 
 
 def from_inventory(inventory: Path, limit: str | None, extra: Mapping[str, Any]) -> HostPlan:
-    from provision.planning.inventory import load_inventory
-    from provision.planning.probe import gather_facts
-
     if not limit:
         raise ConfigError("image prepare -i INVENTORY needs --limit HOST (one card, one host)")
-    hosts = load_inventory(inventory, limit)
-    if len(hosts) != 1:
-        raise ConfigError(
-            f"--limit {limit} matches {len(hosts)} hosts ({', '.join(h.name for h in hosts)}); "
-            "a card is prepared for exactly one"
-        )
-    host = hosts[0]
-    variables = {**host.variables, **check_variables("given with -e", extra)}
-    facts = gather_facts(inventory, host.name)
-    if host.name not in facts:
+
+    def one_host(hosts: list[InventoryHost]) -> None:
+        if len(hosts) != 1:
+            raise ConfigError(
+                f"--limit {limit} matches {len(hosts)} hosts "
+                f"({', '.join(h.name for h in hosts)}); a card is prepared for exactly one"
+            )
+
+    planned = plan_inventory(inventory, limit, extra, check_hosts=one_host)
+    (host,) = planned.hosts
+    if not host.probed:
         raise ConfigError(f"host {host.name} could not be probed (unreachable?)")
-    plan = resolve(target_from_facts(facts[host.name]), choices_from_vars(variables))
-    return HostPlan(host.name, plan.to_dict(), variables)
+    if host.plan is None:
+        raise ConfigError(f"host {host.name}: {host.error}")
+    return HostPlan(host.name, host.plan.to_dict(), host.variables)
 
 
 def check_against_card(
