@@ -71,11 +71,18 @@ def mounted_root(image: Path, mnt: Path, *, readonly: bool = False) -> Iterator[
         subprocess.run(["umount", "-d", str(mnt)], check=False)
 
 
-@contextmanager
-def booted(root: Path, boot: Path, log: Path, name: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``systemd-nspawn --boot --private-network`` (no network at all) on ``root``, with
-    ``boot`` bound on /boot/firmware; on leaving, the container is powered off by the PID
-    started here (SIGTERM: nspawn halts its systemd; SIGKILL after two minutes)."""
+def nspawn_argv(
+    root: Path,
+    boot: Path,
+    name: str,
+    *,
+    netns: str | None = None,
+    words: tuple[str, ...] | list[str] = (),
+) -> list[str]:
+    """``systemd-nspawn --boot`` on ``root`` with ``boot`` bound on /boot/firmware: in the
+    test fleet's network namespace ``netns``, else with no network at all; ``words`` go
+    to the container's systemd as kernel command line words."""
+    network = f"--network-namespace-path=/run/netns/{netns}" if netns else "--private-network"
     argv = [
         "systemd-nspawn",
         "--boot",
@@ -83,13 +90,23 @@ def booted(root: Path, boot: Path, log: Path, name: str) -> Iterator[subprocess.
         str(root),
         "--register=no",
         "--keep-unit",
-        "--private-network",
+        network,
         f"--bind={boot}:/boot/firmware",
         f"--machine={name}",
     ]
+    return [*argv, "--", *words] if words else argv
+
+
+@contextmanager
+def booted(root: Path, boot: Path, log: Path, name: str) -> Iterator[subprocess.Popen[bytes]]:
+    """:func:`nspawn_argv` with no network; on leaving, the container is powered off by the
+    PID started here (SIGTERM: nspawn halts its systemd; SIGKILL after two minutes)."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+            nspawn_argv(root, boot, name),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
         try:
             yield proc

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from booting import extract_boot, fat_of, tree_mib, write_back_boot
+from booting import extract_boot, fat_of, nspawn_argv, tree_mib, write_back_boot
 from conftest import coralpi, sha256
 from standin_images import (
     IMAGER_FIRSTRUN,
@@ -116,19 +116,7 @@ def mounted_card_root(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
 def boot_once(root: Path, boot: Path, netns: str, log: Path) -> int:
     """Boot the card's root with systemd (PID recorded, ended by PID on timeout)."""
     words = [w for w in (boot / "cmdline.txt").read_text().split() if w.startswith("systemd.")]
-    argv = [
-        "systemd-nspawn",
-        "--boot",
-        "--directory",
-        str(root),
-        "--register=no",
-        "--keep-unit",
-        f"--network-namespace-path=/run/netns/{netns}",
-        f"--bind={boot}:/boot/firmware",
-        "--machine=coralpi-card",
-        "--",
-        *words,
-    ]
+    argv = nspawn_argv(root, boot, "coralpi-card", netns=netns, words=words)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT

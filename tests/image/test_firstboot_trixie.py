@@ -53,7 +53,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from booting import extract_boot, fat_of, mounted_root, tree_mib, write_back_boot
+from booting import extract_boot, fat_of, mounted_root, nspawn_argv, tree_mib, write_back_boot
 from conftest import coralpi
 from standin_images import (
     IMAGER_INSTANCE_ID,
@@ -89,19 +89,7 @@ def boot_until(
     cmdline = (boot / "cmdline.txt").read_text()
     words = [w for w in cmdline.split() if w.startswith("ds=")]
     assert words, cmdline
-    argv = [
-        "systemd-nspawn",
-        "--boot",
-        "--directory",
-        str(root),
-        "--register=no",
-        "--keep-unit",
-        f"--network-namespace-path=/run/netns/{netns}",
-        f"--bind={boot}:/boot/firmware",
-        "--machine=coralpi-trixie-card",
-        "--",
-        *words,
-    ]
+    argv = nspawn_argv(root, boot, "coralpi-trixie-card", netns=netns, words=words)
     start = time.monotonic()
     with log.open("ab") as out:
         proc = subprocess.Popen(
