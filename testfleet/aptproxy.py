@@ -31,6 +31,9 @@ Port: {port}
 BindAddress: {address}
 ForeGround: 1
 ExThreshold: 4
+# A slow or flaky mirror: retry broken upstream downloads longer before answering 503.
+DlMaxRetries: 10
+NetworkTimeout: 120
 ReportPage: acng-report.html
 """
 

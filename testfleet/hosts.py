@@ -99,8 +99,9 @@ def prepare_host_dir(
     )
     direct = "".join(f'Acquire::http::Proxy::{h} "DIRECT";\n' for h in direct_hosts)
     (etc / "apt" / "apt.conf.d" / "01coralpi-testfleet-proxy").write_text(
-        "// test fleet: Debian packages come through the fleet's apt proxy\n"
-        f'Acquire::http::Proxy "{apt_proxy}";\n' + direct
+        "// test fleet: Debian packages come through the fleet's apt proxy; a download the\n"
+        "// proxy could not finish from the mirror (503) is tried again\n"
+        f'Acquire::http::Proxy "{apt_proxy}";\nAcquire::Retries "5";\n' + direct
     )
     ssh_dir = upper / "home" / "pi" / ".ssh"
     ssh_dir.mkdir(parents=True, exist_ok=True)

@@ -177,14 +177,25 @@ def loop_device(image: Path, part: Partition) -> Iterator[str]:
         check_detached(image)
 
 
-def check_detached(image: Path) -> None:
-    still = subprocess.run(
-        ["losetup", "--associated", str(image)], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    if still:
-        raise ImageError(
-            f"{image} is still attached to a loop device ({still}); the build is not used"
-        )
+#: Seconds the kernel gets to detach an autoclear loop device after the last unmount (it
+#: waits for every other opener, e.g. udev's probe of the device, to close it first).
+DETACH_WAIT = 20.0
+
+
+def check_detached(image: Path, wait: float = DETACH_WAIT) -> None:
+    deadline = time.monotonic() + wait
+    while True:
+        still = subprocess.run(
+            ["losetup", "--associated", str(image)], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        if not still:
+            return
+        if time.monotonic() >= deadline:
+            raise ImageError(
+                f"{image} is still attached to a loop device ({still}) {wait:.0f}s after the "
+                "last unmount; the build is not used"
+            )
+        time.sleep(0.5)
 
 
 def grow_ext4(device: str) -> None:
