@@ -3,6 +3,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 INVENTORY ?= inventory/localhost.yml
 PYTEST_ARGS ?=
+# The suite runs in two pytest-xdist workers, a test module per worker at a time (its
+# fixtures, e.g. a module's fleet, stay in one process); TEST_JOBS=0 runs it in one process.
+TEST_JOBS ?= 2
 
 .PHONY: install apply verify plan test lint typecheck unit fleet bench demo clean
 
@@ -24,7 +27,7 @@ plan: install
 
 ## Everything CI runs: lint, type check, unit tests, fleet integration tests.
 test: install lint typecheck
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check provision verify tests bench scripts testfleet

@@ -6,21 +6,18 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from image_cli import CORALPI, REPO
 
-from provision.artifacts.cache import sha256_file
 from testfleet import Fleet, HostSpec
 from testfleet.mirror import debian_mirror
 from testfleet.paths import cache_root
 from testfleet.rootfs import INCLUDE, RootfsRecipe, ensure_rootfs
 
 IMAGE_DIR = Path(__file__).resolve().parent
-REPO = IMAGE_DIR.parents[1]
-CORALPI = str(Path(sys.executable).parent / "coralpi")
 TOOLS = ("sfdisk", "mkfs.fat", "mkfs.ext4", "mcopy", "mdir", "debugfs")
 
 
@@ -42,9 +39,6 @@ def image_tools() -> None:
 def root_only() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root (loop devices, network namespaces, containers)")
-
-
-sha256 = sha256_file  # re-exported for the image tests
 
 
 @pytest.fixture(scope="session")
@@ -111,14 +105,3 @@ def fleet_lock(image_fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> 
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     return path
-
-
-def coralpi(*args: str | Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CORALPI, *map(str, args)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-        input=stdin,
-    )

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 from booting import booted, extract_boot, fat_of, mounted_root, tree_mib, wait_for, write_back_boot
-from conftest import CORALPI, REPO, coralpi, sha256
+from image_cli import CORALPI, REPO, coralpi, sha256
 from standin_images import CONFIG_TXT, StandinSpec, build
 
 from provision.image import chroot, manifest

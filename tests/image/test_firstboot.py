@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 import yaml
 from booting import extract_boot, fat_of, nspawn_argv, tree_mib, write_back_boot
-from conftest import coralpi, sha256
+from image_cli import coralpi, sha256
 from standin_images import (
     IMAGER_FIRSTRUN,
     IMAGER_NETWORK_CONFIG,

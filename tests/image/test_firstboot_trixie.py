@@ -54,7 +54,7 @@ from pathlib import Path
 import pytest
 import yaml
 from booting import extract_boot, fat_of, mounted_root, nspawn_argv, tree_mib, write_back_boot
-from conftest import coralpi
+from image_cli import coralpi
 from standin_images import (
     IMAGER_INSTANCE_ID,
     IMAGER_META_DATA,

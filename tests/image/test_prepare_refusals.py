@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import coralpi, sha256
+from image_cli import coralpi, sha256
 from standin_images import IMAGER_USER_DATA, StandinSpec, build
 
 from provision.image.errors import ImageError
