@@ -103,17 +103,22 @@ def collect_hosts(
         planned = plan_inventory(args.inventory, args.limit, extra)
         missing = [h.name for h in planned.hosts if not h.probed]
         if missing:
-            print(f"coralpi lock: no facts from {', '.join(missing)} (unreachable?); "
-                  "their platforms are not locked unless another host or --platform "
-                  "covers them", file=sys.stderr)
-        refused = [f"host {h.name}: {h.error}" for h in planned.hosts
-                   if h.probed and h.error is not None]
+            print(
+                f"coralpi lock: no facts from {', '.join(missing)} (unreachable?); "
+                "their platforms are not locked unless another host or --platform "
+                "covers them",
+                file=sys.stderr,
+            )
+        refused = [
+            f"host {h.name}: {h.error}" for h in planned.hosts if h.probed and h.error is not None
+        ]
         if refused:
             raise ConfigError("cannot lock for these hosts:\n  " + "\n  ".join(refused))
         for host in planned.hosts:
             if host.plan is not None:
-                out.append((host.name, host.plan.to_dict(),
-                            ArtifactSettings.from_vars(host.variables)))
+                out.append(
+                    (host.name, host.plan.to_dict(), ArtifactSettings.from_vars(host.variables))
+                )
     for spec in args.platform:
         plan = resolve(platform_target(spec), choices_from_vars(extra))
         out.append((spec, plan.to_dict(), ArtifactSettings.from_vars(extra)))

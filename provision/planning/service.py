@@ -76,8 +76,7 @@ def plan_probed(
         variables = host_variables(host, extra)
         if host.name not in facts:
             why = (failed or {}).get(host.name, "the probe gathered no facts")
-            out.append(PlannedHost(host.name, variables, error=f"not probed: {why}",
-                                   probed=False))
+            out.append(PlannedHost(host.name, variables, error=f"not probed: {why}", probed=False))
             continue
         try:
             plan = plan_host(facts[host.name], variables)
@@ -100,8 +99,7 @@ def plan_inventory(
     """Read and check the inventory, probe its hosts (in ``run_dir``, else a temporary
     directory) and plan each. ``-e`` values (``extra``) are checked like inventory ones;
     ``check_hosts`` may refuse the host list before anything is probed."""
-    check_variables("given with -e", {k: v for k, v in extra.items()
-                                      if k.startswith("coralpi_")})
+    check_variables("given with -e", {k: v for k, v in extra.items() if k.startswith("coralpi_")})
     hosts = load_inventory(inventory, limit)
     if check_hosts is not None:
         check_hosts(hosts)
