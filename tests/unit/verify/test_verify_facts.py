@@ -78,45 +78,54 @@ def test_openpgp_fingerprints_match_gpg(tmp_path: Path) -> None:
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
     env = {**os.environ, "GNUPGHOME": str(home)}
-    subprocess.run(
-        [
-            "gpg",
-            "--batch",
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            "Test Repo <repo@example.invalid>",
-            "ed25519",
-            "sign",
-            "never",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            "gpg",
-            "--batch",
-            "--passphrase",
-            "",
-            "--quick-add-key",
-            _first_fpr(env),
-            "cv25519",
-            "encr",
-            "never",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    binary = subprocess.run(["gpg", "--export"], env=env, check=True, capture_output=True).stdout
-    armored = subprocess.run(
-        ["gpg", "--armor", "--export"], env=env, check=True, capture_output=True
-    ).stdout
-    listing = subprocess.run(
-        ["gpg", "--with-colons", "--list-keys"], env=env, check=True, capture_output=True, text=True
-    ).stdout
+    try:
+        subprocess.run(
+            [
+                "gpg",
+                "--batch",
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                "Test Repo <repo@example.invalid>",
+                "ed25519",
+                "sign",
+                "never",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                "gpg",
+                "--batch",
+                "--passphrase",
+                "",
+                "--quick-add-key",
+                _first_fpr(env),
+                "cv25519",
+                "encr",
+                "never",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        binary = subprocess.run(
+            ["gpg", "--export"], env=env, check=True, capture_output=True
+        ).stdout
+        armored = subprocess.run(
+            ["gpg", "--armor", "--export"], env=env, check=True, capture_output=True
+        ).stdout
+        listing = subprocess.run(
+            ["gpg", "--with-colons", "--list-keys"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    finally:  # gpg starts an agent for this home: end it with the test
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
     expected = [line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr")]
     assert len(expected) == 2
     assert facts.openpgp_fingerprints(binary) == expected
