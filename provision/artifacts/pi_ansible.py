@@ -37,9 +37,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from provision.artifacts import downloads, wheels
+from provision.artifacts import wheels
 from provision.artifacts.cache import ArtifactCache
-from provision.artifacts.downloads import Source
 from provision.artifacts.lockfile import Artifact, Lock
 from provision.errors import ConfigError
 from provision.planning.matrix import load_matrix
@@ -146,11 +145,7 @@ def resolve_artifact(
             f"{[w.filename for w in res.wheels]}"
         )
     wheel = chosen[0]
-    pinned = pins.get(wheel.url) or pins.get(wheel.filename)
-    got = downloads.fetch(
-        cache,
-        Source("wheel", wheel.filename, wheel.url, pinned or wheel.sha256, "coralpi_pip_index_url"),
-    )
+    got = wheels.fetch(cache, wheel, pins)
     return Artifact(
         "wheel",
         wheel.filename,

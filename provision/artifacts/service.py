@@ -309,22 +309,7 @@ def resolve_platform(
     exclude = ["numpy"] if inputs.numpy_source == "apt" else []
     res = wheels.resolve(spec, inputs.pip_requirements, exclude)
     for wheel in res.wheels:
-        pinned = _pin(pins, wheel.url, wheel.filename)
-        if pinned and wheel.sha256 and pinned != wheel.sha256:
-            raise ArtifactError(
-                f"{wheel.filename}: the index now publishes sha256 {wheel.sha256} for "
-                f"{wheel.url}, but the lock pins {pinned}; refusing it"
-            )
-        got = downloads.fetch(
-            cache,
-            Source(
-                "wheel",
-                wheel.filename,
-                wheel.url,
-                pinned or wheel.sha256,
-                SETTING_FOR_KIND["wheel"],
-            ),
-        )
+        got = wheels.fetch(cache, wheel, pins)
         arts.append(
             Artifact(
                 "wheel",
@@ -625,8 +610,9 @@ def ensure_pi_ansible_wheel(
 
     With the lock's entry for ``choice.version`` the file comes from the cache by its
     sha256 (downloaded from the entry's URL only when the cache lacks it; when that fails the
-    error names the entry and `coralpi fetch`). Without one it is resolved now (network)
-    and added to the lock file, like a platform the lock does not have yet.
+    error names the entry; the image commands add how `coralpi fetch` gets it ahead).
+    Without one it is resolved now (network) and added to the lock file, like a platform
+    the lock does not have yet.
     """
     lock = _lock_state(cache, lock_path)
     art = pi_ansible.locked(lock, choice.version)
@@ -646,6 +632,5 @@ def ensure_pi_ansible_wheel(
         raise ArtifactError(
             f"{where}: its [[shared]] wheel {art.name} (ansible-core {art.version}, the "
             f"Pi's Ansible, sha256 {art.sha256}) is not in the artifact cache {cache.root} "
-            f"and could not be downloaded ({exc}). Run `coralpi fetch --lock {where}` where "
-            "its source is reachable, then run this again"
+            f"and could not be downloaded ({exc})"
         ) from None

@@ -28,7 +28,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,8 @@ from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvir
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from provision.artifacts.cache import ArtifactError
+from provision.artifacts import downloads
+from provision.artifacts.cache import ArtifactCache, ArtifactError
 
 PYPI_INDEX = "https://pypi.org/simple"
 _MAX_ROUNDS = 12
@@ -265,3 +266,20 @@ def resolve(
     out.wheels = wheels
     out.excluded_requirements.sort()
     return out
+
+
+def fetch(cache: ArtifactCache, wheel: ResolvedWheel, pins: Mapping[str, str]) -> downloads.Fetched:
+    """Download a resolved wheel into the cache under its pin (by URL or file name, else
+    the sha256 the index publishes); a pin the index now contradicts is refused."""
+    pinned = pins.get(wheel.url) or pins.get(wheel.filename)
+    if pinned and wheel.sha256 and pinned != wheel.sha256:
+        raise ArtifactError(
+            f"{wheel.filename}: the index now publishes sha256 {wheel.sha256} for "
+            f"{wheel.url}, but the lock pins {pinned}; refusing it"
+        )
+    return downloads.fetch(
+        cache,
+        downloads.Source(
+            "wheel", wheel.filename, wheel.url, pinned or wheel.sha256, "coralpi_pip_index_url"
+        ),
+    )

@@ -92,7 +92,7 @@ def gather_artifacts(
     except HashMismatch:
         raise
     except ArtifactError as exc:
-        if lock_file is None or not lock_file.is_file() or "coralpi fetch" in str(exc):
+        if lock_file is None or not lock_file.is_file():
             raise
         raise ArtifactError(str(exc) + fetch_hint(lock_file)) from None
     return arts, choice, wheel
