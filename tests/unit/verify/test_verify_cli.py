@@ -1,5 +1,5 @@
 """`python -m verify` end to end on recorded root trees (the smoke test is covered by
-tests/test_smoke_cpu.py)."""
+tests/local/test_smoke_cpu.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The smoke test's logic against a stand-in interpreter module (the real one runs in
-tests/test_smoke_cpu.py)."""
+tests/local/test_smoke_cpu.py)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import pytest
 
 from verify import assets
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TESTDATA = REPO.parent / "shared" / "testdata" / "coral"
 
 pytestmark = pytest.mark.skipif(not TESTDATA.is_dir(), reason="Coral test data not present")

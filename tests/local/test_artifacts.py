@@ -44,7 +44,7 @@ from provision.planning.matrix import resolve
 from provision.planning.targets import Choices, Target
 from verify.assets import PINNED, SMOKE_FILES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TESTDATA = ROOT / ".." / "shared" / "testdata" / "coral"
 DEB_STD = "libedgetpu1-std_16.0tf2.17.1-1.bookworm_amd64.deb"
 DEB_MAX = "libedgetpu1-max_16.0tf2.17.1-1.bookworm_amd64.deb"
