@@ -60,7 +60,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--platform", default="bookworm/aarch64/3.11")
     args = parser.parse_args()
-    plan = resolve(platform_target(args.platform), Choices()).to_dict()
+    plan = resolve(platform_target(args.platform), Choices())
 
     with tempfile.TemporaryDirectory(prefix="coralpi-bench-") as tmp_name:
         tmp = Path(tmp_name)

@@ -31,7 +31,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
 
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
@@ -42,6 +41,7 @@ from provision.artifacts.cache import ArtifactCache
 from provision.artifacts.lockfile import Artifact, Lock
 from provision.errors import ConfigError
 from provision.planning.matrix import load_matrix
+from provision.planning.plan import Plan
 from provision.planning.targets import version_tuple
 
 #: Debian packages that give the ansible-core wheel its dependencies on the Pi.
@@ -73,10 +73,10 @@ def controller_version() -> str:
         raise ConfigError("ansible-core is not installed beside coralpi") from None
 
 
-def decide(plan: dict[str, Any], version: str | None = None) -> PiAnsible:
+def decide(plan: Plan, version: str | None = None) -> PiAnsible:
     """The Ansible the Pi of ``plan`` runs itself; ConfigError when none can."""
     version = version or controller_version()
-    python = str(plan["target"]["python"])
+    python = plan.target.python
     line = ".".join(version.split(".")[:2])
     rows = [ln for ln in load_matrix().ansible_lines if ln.line == line]
     if rows:
@@ -87,10 +87,10 @@ def decide(plan: dict[str, Any], version: str | None = None) -> PiAnsible:
                 f"Python range is {low} to {high}), and a first-boot bundle runs Ansible on "
                 "the Pi itself"
             )
-    spec = SpecifierSet(str(plan["controller"]["ansible_core"]))
+    spec = SpecifierSet(plan.controller.ansible_core)
     if not spec.contains(Version(version), prereleases=True):
         raise ConfigError(
-            f"{plan['target']['codename']} with python {python} needs ansible-core{spec}; "
+            f"{plan.target.codename} with python {python} needs ansible-core{spec}; "
             f"this controller has {version}, which the bundle would carry to the Pi"
         )
     reason = (
@@ -125,16 +125,15 @@ def lock_reason(choice: PiAnsible) -> str:
 
 
 def resolve_artifact(
-    choice: PiAnsible, plan: dict[str, Any], cache: ArtifactCache, pins: Mapping[str, str]
+    choice: PiAnsible, plan: Plan, cache: ArtifactCache, pins: Mapping[str, str]
 ) -> Artifact:
     """Find ansible-core ``choice.version``'s one wheel on the index, download and check
     it, and record it as a lock entry (network)."""
-    py = plan["python_runtime"]
     spec = wheels.WheelSpec(
-        python=str(plan["target"]["python"]),
-        python_tag=str(py["python_tag"]),
-        platform_tags=tuple(py["platform_tags"]),
-        arch=str(plan["target"]["arch"]),
+        python=plan.target.python,
+        python_tag=plan.python_runtime.python_tag,
+        platform_tags=plan.python_runtime.platform_tags,
+        arch=plan.target.arch,
     )
     res = wheels.resolve(spec, [f"ansible-core=={choice.version}"], exclude=FROM_DEBIAN)
     chosen = [w for w in res.wheels if w.name == "ansible-core"]
@@ -158,7 +157,7 @@ def resolve_artifact(
 
 
 def lock_entry(
-    plan: dict[str, Any], cache: ArtifactCache, pins: Mapping[str, str], previous: Lock | None
+    plan: Plan, cache: ArtifactCache, pins: Mapping[str, str], previous: Lock | None
 ) -> Artifact | None:
     """What ``coralpi lock`` records for the Pi's Ansible of ``plan``: the previous lock's
     entry when it has this version (no network), else a new one; None when no first-boot

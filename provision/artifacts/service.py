@@ -15,8 +15,9 @@ change the files) this module finds, downloads, checks and records:
 
 ``build_lock()`` writes what it found into a :class:`~provision.artifacts.lockfile.Lock`;
 ``fetch_lock()`` fills a cache from a lock; ``ensure_host_artifacts()`` gives the apply
-command the ``artifacts`` mapping of docs/DESIGN.md section 1 for one host, resolving each
-platform once per process however many hosts share it.
+command one host's :class:`HostArtifacts` (the ``artifacts`` mapping of docs/DESIGN.md
+section 1 once written out), resolving each platform once per process however many hosts
+share it. Every function here reads the typed :class:`~provision.planning.plan.Plan`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from provision.artifacts import downloads, keyring, lockfile, pi_ansible, wheels
 from provision.artifacts.cache import ArtifactCache, ArtifactError, HashMismatch
 from provision.artifacts.downloads import Source
 from provision.artifacts.lockfile import Artifact, Lock, PlatformInputs, PlatformLock
+from provision.planning.plan import Plan
 from provision.planning.variables import BY_NAME, parse_bool
 from verify.assets import PINNED as ASSET_PINS
 from verify.assets import SMOKE_FILES
@@ -127,23 +129,12 @@ def as_settings(settings: ArtifactSettings | Mapping[str, Any] | None) -> Artifa
 # ------------------------------------------------------------ plan -> inputs (pure)
 
 
-def _get(plan: Mapping[str, Any], *path: str) -> Any:
-    node: Any = plan
-    for key in path:
-        if not isinstance(node, Mapping) or key not in node:
-            raise ArtifactError(f"plan has no {'.'.join(path)} (see docs/DESIGN.md section 1)")
-        node = node[key]
-    return node
-
-
-def runtime_debs(plan: Mapping[str, Any]) -> dict[str, str]:
+def runtime_debs(plan: Plan) -> dict[str, str]:
     """``{"std": file name, "max": file name}`` of the community runtime, or {}."""
-    runtime = _get(plan, "runtime")
-    if runtime.get("source") != "community-deb":
+    runtime = plan.runtime
+    if runtime.source != "community-deb":
         return {}
-    filename = runtime.get("deb_filename")
-    package = str(runtime.get("package", ""))
-    other = str(runtime.get("conflicts", ""))
+    filename, package, other = runtime.deb_filename, runtime.package, runtime.conflicts
     if not filename or not package.startswith("libedgetpu1-") or not other:
         raise ArtifactError(
             "plan: runtime.source is community-deb but deb_filename/package/conflicts are unset"
@@ -155,33 +146,28 @@ def runtime_debs(plan: Mapping[str, Any]) -> dict[str, str]:
     return {variant: filename, other_variant: filename.replace(package, other, 1)}
 
 
-def platform_inputs(plan: Mapping[str, Any], settings: ArtifactSettings) -> PlatformInputs:
-    target = _get(plan, "target")
-    choices = plan.get("choices", {})
-    index = str(choices.get("pip_index_url") or settings.pip_index_url or "")
+def platform_inputs(plan: Plan, settings: ArtifactSettings) -> PlatformInputs:
+    target = plan.target
     return PlatformInputs(
-        codename=str(target["codename"]),
-        arch=str(target["arch"]),
-        python=str(target["python"]),
-        opencv=str(choices.get("opencv", _get(plan, "opencv", "source"))),
-        python_tag=str(_get(plan, "python_runtime", "python_tag")),
-        platform_tags=tuple(_get(plan, "python_runtime", "platform_tags")),
-        pip_requirements=tuple(_get(plan, "pip_requirements")),
-        numpy_source=str(_get(plan, "numpy", "source")),
-        pip_index_url=index,
-        runtime_source=str(_get(plan, "runtime", "source")),
+        codename=target.codename,
+        arch=target.arch,
+        python=target.python,
+        opencv=plan.choices.opencv,
+        python_tag=plan.python_runtime.python_tag,
+        platform_tags=plan.python_runtime.platform_tags,
+        pip_requirements=plan.pip_requirements,
+        numpy_source=plan.numpy.source,
+        pip_index_url=plan.choices.pip_index_url or settings.pip_index_url,
+        runtime_source=plan.runtime.source,
         runtime_debs=tuple(sorted(runtime_debs(plan).values())),
     )
 
 
-def needs_coral_key(plan: Mapping[str, Any], settings: ArtifactSettings) -> bool:
+def needs_coral_key(plan: Plan, settings: ArtifactSettings) -> bool:
     if settings.coral_source_enabled is not None:
         return settings.coral_source_enabled
     # The Coral repository is also where gasket-dkms (the PCIe driver) comes from.
-    return bool(
-        _get(plan, "runtime", "source") == "coral-apt"
-        or _get(plan, "choices", "accelerator") == "pcie"
-    )
+    return plan.runtime.source == "coral-apt" or plan.choices.accelerator == "pcie"
 
 
 def asset_url(base: str, commit: str, name: str) -> str:
@@ -251,16 +237,13 @@ def _source(art: Artifact, *, signature_checked: bool = False) -> Source:
     )
 
 
-def _wheel_reason(
-    plan: Mapping[str, Any], name: str, res: wheels.Resolution, inputs: PlatformInputs
-) -> str:
-    runtime_pkg = canonicalize_name(str(_get(plan, "python_runtime", "package")))
-    opencv = plan.get("opencv", {})
+def _wheel_reason(plan: Plan, name: str, res: wheels.Resolution, inputs: PlatformInputs) -> str:
+    opencv = plan.opencv
     parents = sorted(p for p in res.required_by.get(name, set()) if p)
-    if name == runtime_pkg:
-        reason = f"python_runtime: {_get(plan, 'python_runtime', 'reason')}"
-    elif opencv.get("source") == "pip" and name == canonicalize_name(str(opencv.get("package"))):
-        reason = f"opencv: {opencv.get('reason', '')}"
+    if name == canonicalize_name(plan.python_runtime.package):
+        reason = f"python_runtime: {plan.python_runtime.reason}"
+    elif opencv.source == "pip" and name == canonicalize_name(opencv.package):
+        reason = f"opencv: {opencv.reason}"
     elif "" in res.required_by.get(name, set()):
         reason = f"pip_requirements of the plan for {inputs.id}"
     else:
@@ -269,13 +252,13 @@ def _wheel_reason(
     if left_out:
         reason += (
             f"; its {', '.join(left_out)} is met by Debian's python3-numpy "
-            f"(numpy.source apt: {plan.get('numpy', {}).get('reason', '')})"
+            f"(numpy.source apt: {plan.numpy.reason})"
         )
     return reason
 
 
 def resolve_platform(
-    plan: Mapping[str, Any],
+    plan: Plan,
     settings: ArtifactSettings,
     cache: ArtifactCache,
     pins: Mapping[str, str],
@@ -291,21 +274,16 @@ def resolve_platform(
     )
     arts: list[Artifact] = []
     # The runtime .debs first: an unreachable mirror shows before any index work.
-    runtime = _get(plan, "runtime")
-    chosen = str(runtime.get("package", ""))
+    runtime = plan.runtime
     for variant, filename in sorted(runtime_debs(plan).items()):
         url = f"{settings.community_runtime_url.rstrip('/')}/{filename}"
         got = downloads.fetch(
             cache, Source("deb", filename, url, _pin(pins, url, filename), SETTING_FOR_KIND["deb"])
         )
-        why = f"runtime: {runtime.get('reason', '')}"
-        if not chosen.endswith(f"-{variant}"):
+        why = f"runtime: {runtime.reason}"
+        if not runtime.package.endswith(f"-{variant}"):
             why += f" ({variant}: kept ready so switching std/max needs no new download)"
-        arts.append(
-            Artifact(
-                "deb", filename, str(runtime.get("version", "")), url, got.sha256, got.size, why
-            )
-        )
+        arts.append(Artifact("deb", filename, runtime.version, url, got.sha256, got.size, why))
     exclude = ["numpy"] if inputs.numpy_source == "apt" else []
     res = wheels.resolve(spec, inputs.pip_requirements, exclude)
     for wheel in res.wheels:
@@ -374,7 +352,7 @@ def keyring_path(cache: ArtifactCache, art: Artifact, accepted: Iterable[str]) -
 
 def platform_dirs(
     cache: ArtifactCache, plat: PlatformLock, settings: ArtifactSettings | None = None
-) -> tuple[Path, dict[str, str]]:
+) -> tuple[Path, dict[str, Path]]:
     """Fetch one platform's pinned files; return (wheels dir, {"std"/"max": deb path}).
 
     With ``settings``, runtime .debs come from its ``community_runtime_url`` (a mirror
@@ -382,14 +360,14 @@ def platform_dirs(
     """
     wheel_files = [_fetch_art(cache, a) for a in plat.artifacts if a.kind == "wheel"]
     wheels_dir = cache.link_into(cache.root / "platform" / plat.inputs.slug / "wheels", wheel_files)
-    debs: dict[str, str] = {}
+    debs: dict[str, Path] = {}
     for art in plat.artifacts:
         if art.kind == "deb":
             if settings is not None:
                 url = f"{settings.community_runtime_url.rstrip('/')}/{art.name}"
                 art = dataclasses.replace(art, url=url)
             variant = art.name.split("_", 1)[0].rsplit("-", 1)[-1]
-            debs[variant] = str(_fetch_art(cache, art))
+            debs[variant] = _fetch_art(cache, art)
     return wheels_dir, debs
 
 
@@ -412,7 +390,7 @@ def _accepted_from(art: Artifact, settings: ArtifactSettings | None) -> list[str
 
 
 def build_lock(
-    hosts: Sequence[tuple[Mapping[str, Any], ArtifactSettings]],
+    hosts: Sequence[tuple[Plan, ArtifactSettings]],
     cache: ArtifactCache,
     previous: Lock | None = None,
     refresh: bool = False,
@@ -459,7 +437,7 @@ def build_lock(
         shared.extend(asset_artifacts(settings))
         if not any(pi_ansible.is_pi_ansible(a) for a in shared):
             pi_art = pi_ansible.lock_entry(
-                dict(plan), cache, _pins(pins, settings), None if refresh else previous
+                plan, cache, _pins(pins, settings), None if refresh else previous
             )
             if pi_art is not None:
                 shared.append(pi_art)
@@ -527,14 +505,41 @@ def open_cache(root: str | Path | None = None) -> ArtifactCache:
     return _OPEN_CACHES.setdefault(store.root.resolve(), store)
 
 
+@dataclass(frozen=True)
+class HostArtifacts:
+    """Where one host's files are on the controller (or, in a first-boot bundle, on the Pi):
+    the ``artifacts`` entry of its plan in the playbooks' variables (docs/DESIGN.md
+    section 1)."""
+
+    wheels_dir: Path
+    #: The community runtime .debs by variant ("std", "max"); empty with the Coral apt runtime.
+    runtime_debs: Mapping[str, Path]
+    #: The binary keyring for the Coral apt source, or None when that source is not used.
+    coral_keyring: Path | None
+    verify_assets: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "wheels_dir": str(self.wheels_dir),
+            "runtime_debs": {k: str(v) for k, v in sorted(self.runtime_debs.items())},
+            "coral_keyring": str(self.coral_keyring) if self.coral_keyring else "",
+            "verify_assets": str(self.verify_assets),
+        }
+
+
+def playbook_plan(plan: Plan, artifacts: HostArtifacts) -> dict[str, Any]:
+    """One host's entry of ``coralpi_plans``: the plan written out, with its artifacts."""
+    return {**plan.to_dict(), "artifacts": artifacts.to_dict()}
+
+
 def ensure_host_artifacts(
-    plan_dict: Mapping[str, Any],
+    plan: Plan,
     settings: ArtifactSettings | Mapping[str, Any] | None,
     cache: ArtifactCache | str | Path | None = None,
     *,
     lock_path: Path | None = None,
-) -> dict[str, Any]:
-    """The ``artifacts`` mapping of docs/DESIGN.md section 1 for one host.
+) -> HostArtifacts:
+    """One host's files, downloaded and checked into the cache.
 
     ``settings``: the host's ``coralpi_*`` variables (or :class:`ArtifactSettings`).
     ``cache``: an :class:`ArtifactCache`, a cache root, or None for ``settings.cache_dir``
@@ -546,30 +551,30 @@ def ensure_host_artifacts(
     s = as_settings(settings)
     store = cache if isinstance(cache, ArtifactCache) else open_cache(cache or s.cache_dir)
     lock_path = lock_path or s.lock_file
-    inputs = platform_inputs(plan_dict, s)
-    want_key = needs_coral_key(plan_dict, s)
+    inputs = platform_inputs(plan, s)
+    want_key = needs_coral_key(plan, s)
     memo_key = f"host:{inputs}:{s}:{want_key}:{lock_path}"
     done = store.memo.get(memo_key)
-    if isinstance(done, dict):
-        return dict(done)
+    if isinstance(done, HostArtifacts):
+        return done
 
     lock = _lock_state(store, lock_path)
     changed = False
     plat = lock.platforms.get(inputs.id)
     if plat is None or plat.inputs != inputs:
-        plat = resolve_platform(plan_dict, s, store, _pins(lock_pins(lock), s))
+        plat = resolve_platform(plan, s, store, _pins(lock_pins(lock), s))
         lock.platforms[inputs.id] = plat
         changed = True
     wheels_dir, debs = platform_dirs(store, plat, s)
 
-    coral_keyring = ""
+    coral_keyring = None
     if want_key:
         key_art = next((a for a in lock.shared if a.kind == "apt-key" and a.url == s.key_url), None)
         if key_art is None:
             key_art = resolve_coral_key(s, store, _pins(lock_pins(lock), s))
             lock.shared = lockfile.merge_shared(lock.shared, [key_art])
             changed = True
-        coral_keyring = str(keyring_path(store, key_art, _accepted_from(key_art, s)))
+        coral_keyring = keyring_path(store, key_art, _accepted_from(key_art, s))
 
     asset_arts = asset_artifacts(s)
     if not all(a in lock.shared for a in asset_arts):
@@ -579,13 +584,8 @@ def ensure_host_artifacts(
 
     if changed and lock_path is not None:
         lockfile.write_if_changed(lock_path, lock)
-    result: dict[str, Any] = {
-        "wheels_dir": str(wheels_dir),
-        "runtime_debs": debs,
-        "coral_keyring": coral_keyring,
-        "verify_assets": str(assets),
-    }
-    store.memo[memo_key] = dict(result)
+    result = HostArtifacts(wheels_dir, debs, coral_keyring, assets)
+    store.memo[memo_key] = result
     return result
 
 
@@ -600,7 +600,7 @@ def fetch_hint(lock_path: Path | None) -> str:
 
 
 def ensure_pi_ansible_wheel(
-    plan_dict: Mapping[str, Any],
+    plan: Plan,
     choice: pi_ansible.PiAnsible,
     cache: ArtifactCache,
     *,
@@ -617,7 +617,7 @@ def ensure_pi_ansible_wheel(
     lock = _lock_state(cache, lock_path)
     art = pi_ansible.locked(lock, choice.version)
     if art is None:
-        art = pi_ansible.resolve_artifact(choice, dict(plan_dict), cache, lock_pins(lock))
+        art = pi_ansible.resolve_artifact(choice, plan, cache, lock_pins(lock))
         lock.shared = lockfile.merge_shared(
             [a for a in lock.shared if not pi_ansible.is_pi_ansible(a)], [art]
         )

@@ -18,6 +18,7 @@ from provision.artifacts.service import ArtifactSettings, build_lock, open_cache
 from provision.commands import options
 from provision.errors import ConfigError
 from provision.planning.matrix import platform_target, resolve
+from provision.planning.plan import Plan
 from provision.planning.service import plan_inventory
 from provision.planning.targets import choices_from_vars
 from provision.planning.variables import BY_NAME
@@ -96,9 +97,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def collect_hosts(
     args: argparse.Namespace, extra: Mapping[str, Any]
-) -> list[tuple[str, dict[str, Any], ArtifactSettings]]:
-    """(label, plan dict, settings) for every inventory host and --platform."""
-    out: list[tuple[str, dict[str, Any], ArtifactSettings]] = []
+) -> list[tuple[str, Plan, ArtifactSettings]]:
+    """(label, plan, settings) for every inventory host and --platform."""
+    out: list[tuple[str, Plan, ArtifactSettings]] = []
     if args.inventory is not None:
         planned = plan_inventory(args.inventory, args.limit, extra)
         missing = [h.name for h in planned.hosts if not h.probed]
@@ -116,12 +117,10 @@ def collect_hosts(
             raise ConfigError("cannot lock for these hosts:\n  " + "\n  ".join(refused))
         for host in planned.hosts:
             if host.plan is not None:
-                out.append(
-                    (host.name, host.plan.to_dict(), ArtifactSettings.from_vars(host.variables))
-                )
+                out.append((host.name, host.plan, ArtifactSettings.from_vars(host.variables)))
     for spec in args.platform:
         plan = resolve(platform_target(spec), choices_from_vars(extra))
-        out.append((spec, plan.to_dict(), ArtifactSettings.from_vars(extra)))
+        out.append((spec, plan, ArtifactSettings.from_vars(extra)))
     if not out:
         raise ConfigError(
             "coralpi lock needs targets: -i INVENTORY and/or --platform "

@@ -235,7 +235,7 @@ def image_line(plan: Plan) -> str:
     from provision.artifacts import pi_ansible
 
     try:
-        choice = pi_ansible.decide(plan.to_dict())
+        choice = pi_ansible.decide(plan)
     except ConfigError as exc:
         return f"image prepare/build: not possible: {exc}"
     return f"image prepare/build: {choice.reason}"

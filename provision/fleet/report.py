@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from provision.planning.plan import Plan
 from provision.redaction import redact
 
 
@@ -36,15 +37,13 @@ class HostReport:
     failed_checks: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    def absorb_plan(self, plan: Mapping[str, Any]) -> None:
-        target = plan.get("target", {})
-        self.board = target.get("board")
-        self.os = f"{target.get('os_id', '')} {target.get('codename', '')}".strip()
-        self.arch = str(target.get("arch", ""))
-        runtime = plan.get("runtime", {})
-        self.runtime = f"{runtime.get('package', '')} {runtime.get('version', '')}".strip()
-        py = plan.get("python_runtime", {})
-        self.python_runtime = f"{py.get('package', '')} {py.get('version', '')}".strip()
+    def absorb_plan(self, plan: Plan) -> None:
+        target = plan.target
+        self.board = target.board
+        self.os = f"{target.os_id} {target.codename}"
+        self.arch = target.arch
+        self.runtime = f"{plan.runtime.package} {plan.runtime.version}"
+        self.python_runtime = f"{plan.python_runtime.package} {plan.python_runtime.version}"
 
     def absorb_verify(self, verify: Mapping[str, Any]) -> None:
         """Fold in the JSON that `python -m verify --json` printed on the host."""

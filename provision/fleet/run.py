@@ -18,13 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from provision.artifacts.cache import ArtifactError
-from provision.artifacts.service import ArtifactSettings, ensure_host_artifacts
+from provision.artifacts.service import (
+    ArtifactSettings,
+    HostArtifacts,
+    ensure_host_artifacts,
+    playbook_plan,
+)
 from provision.driver.runner import HostProgress, RunInterrupted, RunResult, run_playbook
 from provision.errors import ConfigError
 from provision.fleet.progress import live_progress
 from provision.fleet.report import FleetReport
 from provision.planning.inventory import InventoryHost, check_variables, load_inventory
 from provision.planning.matrix import controller_supports
+from provision.planning.plan import Plan
 from provision.planning.probe import probe_hosts
 from provision.planning.service import host_variables, plan_probed
 from provision.planning.targets import choices_from_vars
@@ -108,9 +114,9 @@ def rollout_vars(hosts: list[InventoryHost], extra: Mapping[str, Any]) -> dict[s
 
 def plan_hosts(
     hosts: list[InventoryHost], facts: Mapping[str, Mapping[str, Any]], extra: Mapping[str, Any]
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Plan]:
     """Resolve a plan per probed host; any refusal aborts with every host's reason."""
-    plans: dict[str, dict[str, Any]] = {}
+    plans: dict[str, Plan] = {}
     problems = []
     for planned in plan_probed(hosts, facts, extra):
         if not planned.probed:
@@ -119,7 +125,7 @@ def plan_hosts(
         if planned.plan is not None:
             ok, why = controller_supports(planned.plan, metadata.version("ansible-core"))
             if ok:
-                plans[planned.name] = planned.plan.to_dict()
+                plans[planned.name] = planned.plan
                 continue
             error = why
         problems.append(f"host {planned.name}: {error}")
@@ -245,11 +251,12 @@ def _probe_plan_and_run(
 
     plans = plan_hosts(hosts, probe.facts, options.extra_vars)
     by_name = {h.name: h for h in hosts}
+    artifacts: dict[str, HostArtifacts] = {}
     for name, plan in plans.items():
         report.host(name).absorb_plan(plan)
         settings = _settings_for(by_name[name], options.extra_vars, options)
         try:
-            plan["artifacts"] = ensure_host_artifacts(plan, settings)
+            artifacts[name] = ensure_host_artifacts(plan, settings)
         except ArtifactError as exc:
             raise ArtifactError(
                 f"{exc}\nNo host was touched. To see the whole job on a simulated fleet "
@@ -261,7 +268,7 @@ def _probe_plan_and_run(
     report_dir = run_dir / "verify"
     report_dir.mkdir(exist_ok=True)
     extravars: dict[str, Any] = {
-        "coralpi_plans": plans,
+        "coralpi_plans": {name: playbook_plan(p, artifacts[name]) for name, p in plans.items()},
         "coralpi_verify_report_dir": str(report_dir),
         **{k: v for k, v in options.extra_vars.items() if not k.startswith("coralpi_plan")},
         **rollout,

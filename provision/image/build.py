@@ -248,7 +248,7 @@ def build_image(
     if opened is not None:
         check_against_card(plan, opened.info, str(base), hook=False)
     pi_ansible.decide(plan)
-    chroot.interpreter_for(str(plan["target"]["arch"]))
+    chroot.interpreter_for(plan.target.arch)
     lock = lock_file or side_path(out, ".lock")
     progress("checking the artifacts (from the lock where it pins them)")
     gather_artifacts(host, cache_dir=cache_dir, lock_file=lock)
@@ -303,9 +303,9 @@ def build_image(
                 "text": lock_text,
             },
             "for": host.label,
-            "target": plan["target"],
-            "runtime": plan.get("runtime", {}),
-            "python_runtime": plan.get("python_runtime", {}),
+            "target": plan.target.to_dict(),
+            "runtime": plan.runtime.to_dict(),
+            "python_runtime": plan.python_runtime.to_dict(),
             "deferred_to_first_boot": list(DEFERRED),
             **data,
             "still_differs": list(manifest.STILL_DIFFERS),
@@ -354,17 +354,15 @@ def _provision(
         (bundle.dir / rel).write_text(text)
     plan = host.plan
     report = boot_dir / "coralpi-report"
-    venv = str(plan.get("venv", {}).get("path") or "/opt/coralpi/venv")
+    venv = plan.venv.path
     early = tmp / "chroot-start.log"
     try:
         if root_part.size != opened.root.size:
             progress(f"growing the root file system to {root_part.size // 2**20} MiB")
             with chroot.loop_device(part, root_part) as device:
                 chroot.grow_ext4(device)
-        with chroot.open_root(
-            part, root_part, tmp / "root", boot_dir, str(plan["target"]["arch"])
-        ) as root:
-            progress(f"provisioning {opened.info.codename} {plan['target']['arch']} in a chroot")
+        with chroot.open_root(part, root_part, tmp / "root", boot_dir, plan.target.arch) as root:
+            progress(f"provisioning {opened.info.codename} {plan.target.arch} in a chroot")
             rc = run_in_chroot(root, report / "firstboot.log", early, progress)
             status = _status(report)
             if rc != 0 or status.get("status") != "ok":

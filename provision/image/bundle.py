@@ -22,17 +22,18 @@ import shutil
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from provision import __version__
 from provision.artifacts import pi_ansible
 from provision.artifacts.cache import ArtifactError, HashMismatch
 from provision.artifacts.service import (
     ArtifactSettings,
+    HostArtifacts,
     ensure_host_artifacts,
     ensure_pi_ansible_wheel,
     fetch_hint,
     open_cache,
+    playbook_plan,
 )
 from provision.image.planning import HostPlan
 from provision.tools import repo_root
@@ -59,8 +60,8 @@ INVENTORY = (
 @dataclass(frozen=True)
 class Bundle:
     dir: Path
-    plan: dict[str, Any]  # with the artifacts paths as the Pi sees them
     host: HostPlan
+    artifacts: HostArtifacts  # the paths as the Pi sees them
     ansible: pi_ansible.PiAnsible
     route: str
 
@@ -77,8 +78,8 @@ def _copy_files(files: list[Path], dest: Path) -> None:
 
 def gather_artifacts(
     host: HostPlan, *, cache_dir: Path | None = None, lock_file: Path | None = None
-) -> tuple[dict[str, Any], pi_ansible.PiAnsible, Path]:
-    """Every file the bundle carries, in the cache: (the host's artifacts mapping, the
+) -> tuple[HostArtifacts, pi_ansible.PiAnsible, Path]:
+    """Every file the bundle carries, in the cache: (the host's artifacts, the
     Pi's Ansible, its wheel). The Pi's Ansible comes first: the one file only a bundle
     needs. With a lock the files are those it pins (platforms it lacks are added); a file
     that cannot be had is refused naming `coralpi fetch`. Cheap the second time in one
@@ -107,7 +108,6 @@ def build_bundle(
     lock_file: Path | None = None,
 ) -> Bundle:
     """Fill ``staging/coralpi`` (fresh) and return it."""
-    plan = dict(host.plan)
     arts, choice, wheel = gather_artifacts(host, cache_dir=cache_dir, lock_file=lock_file)
 
     root = staging / BUNDLE_NAME
@@ -122,25 +122,24 @@ def build_bundle(
     shutil.copytree(src / "verify", root / "verify", ignore=_ignore)
 
     art = root / "artifacts"
-    _copy_files(sorted(Path(arts["wheels_dir"]).iterdir()), art / "wheels")
-    debs = {k: Path(v) for k, v in sorted(arts["runtime_debs"].items())}
-    _copy_files(list(debs.values()), art / "debs")
-    keyring = Path(arts["coral_keyring"]) if arts["coral_keyring"] else None
-    if keyring is not None:
-        _copy_files([keyring], art / "keyring")
-    _copy_files(sorted(Path(arts["verify_assets"]).iterdir()), art / "assets")
+    _copy_files(sorted(arts.wheels_dir.iterdir()), art / "wheels")
+    _copy_files(list(arts.runtime_debs.values()), art / "debs")
+    if arts.coral_keyring is not None:
+        _copy_files([arts.coral_keyring], art / "keyring")
+    _copy_files(sorted(arts.verify_assets.iterdir()), art / "assets")
     _copy_files([wheel], root / "ansible")
 
-    plan["artifacts"] = {
-        "wheels_dir": f"{ON_PI}/artifacts/wheels",
-        "runtime_debs": {k: f"{ON_PI}/artifacts/debs/{p.name}" for k, p in debs.items()},
-        "coral_keyring": f"{ON_PI}/artifacts/keyring/{keyring.name}" if keyring else "",
-        "verify_assets": f"{ON_PI}/artifacts/assets",
-    }
-    (root / "vars").mkdir()
-    (root / "vars" / "plan.json").write_text(
-        json.dumps({"coralpi_plans": {"localhost": plan}}, indent=2) + "\n"
+    on_pi = Path(ON_PI) / "artifacts"
+    keyring = arts.coral_keyring
+    pi_arts = HostArtifacts(
+        wheels_dir=on_pi / "wheels",
+        runtime_debs={k: on_pi / "debs" / p.name for k, p in arts.runtime_debs.items()},
+        coral_keyring=on_pi / "keyring" / keyring.name if keyring else None,
+        verify_assets=on_pi / "assets",
     )
+    (root / "vars").mkdir()
+    plans = {"localhost": playbook_plan(host.plan, pi_arts)}
+    (root / "vars" / "plan.json").write_text(json.dumps({"coralpi_plans": plans}, indent=2) + "\n")
     (root / "vars" / "host.json").write_text(json.dumps(host.variables, indent=2) + "\n")
     (root / "ansible.cfg").write_text(ANSIBLE_CFG)
     (root / "inventory.ini").write_text(INVENTORY)
@@ -151,7 +150,7 @@ def build_bundle(
         "coralpi_version": __version__,
         "for": host.label,
         "route": route,
-        "target": plan["target"],
+        "target": host.plan.target.to_dict(),
         "ansible_on_pi": {
             "ansible_core": choice.version,
             "debian_packages": list(choice.debian_packages),
@@ -160,7 +159,7 @@ def build_bundle(
         "files": _hashes(root),
     }
     (root / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return Bundle(root, plan, host, choice, route)
+    return Bundle(root, host, pi_arts, choice, route)
 
 
 def _hashes(root: Path) -> dict[str, str]:

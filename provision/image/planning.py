@@ -18,6 +18,7 @@ from provision.image.errors import ImageError
 from provision.image.rootfs_probe import RootInfo
 from provision.planning.inventory import InventoryHost, check_variables
 from provision.planning.matrix import platform_target, resolve
+from provision.planning.plan import Plan
 from provision.planning.service import plan_inventory
 from provision.planning.targets import Target, choices_from_vars
 
@@ -29,7 +30,7 @@ DEFAULT_BOARD = "Raspberry Pi"
 @dataclass(frozen=True)
 class HostPlan:
     label: str  # the --platform spec or the inventory host
-    plan: dict[str, Any]
+    plan: Plan
     variables: dict[str, Any]  # the host's coralpi_* variables
 
 
@@ -40,7 +41,7 @@ def from_platform(
     base = platform_target(spec)
     target = Target(base.os_id, base.codename, base.arch, base.python, base.glibc, board)
     plan = resolve(target, choices_from_vars(chosen))
-    return HostPlan(spec, plan.to_dict(), chosen)
+    return HostPlan(spec, plan, chosen)
 
 
 def from_inventory(inventory: Path, limit: str | None, extra: Mapping[str, Any]) -> HostPlan:
@@ -60,16 +61,14 @@ def from_inventory(inventory: Path, limit: str | None, extra: Mapping[str, Any])
         raise ConfigError(f"host {host.name} could not be probed (unreachable?)")
     if host.plan is None:
         raise ConfigError(f"host {host.name}: {host.error}")
-    return HostPlan(host.name, host.plan.to_dict(), host.variables)
+    return HostPlan(host.name, host.plan, host.variables)
 
 
-def check_against_card(
-    plan: Mapping[str, Any], card: RootInfo, where: str, *, hook: bool = True
-) -> str:
+def check_against_card(plan: Plan, card: RootInfo, where: str, *, hook: bool = True) -> str:
     """The hook route for the card; ImageError when card and plan disagree or the release
     has no supported first-boot hook (``hook=False``, for image builds: the release must
     still be one whose Python runs the bundle's Ansible, i.e. one with a hook)."""
-    target = plan["target"]
+    target = plan.target
     codename = card.codename or ""
     if codename not in HOOKS:
         found = codename or "no VERSION_CODENAME in its os-release"
@@ -78,17 +77,17 @@ def check_against_card(
             f"{' and '.join(sorted(HOOKS))} cards only (their first-boot hooks, and a Python "
             "that runs the bundle's Ansible)"
         )
-    if target["codename"] != codename:
+    if target.codename != codename:
         raise ImageError(
-            f"{where} holds {codename}, but the plan is for {target['codename']}: prepare it "
+            f"{where} holds {codename}, but the plan is for {target.codename}: prepare it "
             f"with --platform {codename}/... or a {codename} host"
         )
-    if card.arch is not None and card.arch != target["arch"]:
-        raise ImageError(f"{where} is a {card.arch} system, but the plan is for {target['arch']}")
-    if card.pythons and target["python"] not in card.pythons:
+    if card.arch is not None and card.arch != target.arch:
+        raise ImageError(f"{where} is a {card.arch} system, but the plan is for {target.arch}")
+    if card.pythons and target.python not in card.pythons:
         raise ImageError(
             f"{where} has python {', '.join(card.pythons)}, but the plan is for python "
-            f"{target['python']}"
+            f"{target.python}"
         )
     if hook and HOOKS[codename] == "cloud-init" and not card.cloud_init:
         raise ImageError(

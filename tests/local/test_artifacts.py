@@ -14,7 +14,7 @@ Tests marked `pypi` download real wheels from PyPI (the real ansible-core wheel 
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import functools
 import hashlib
 import os
@@ -36,11 +36,13 @@ from provision.artifacts.cache import ArtifactCache, ArtifactError, HashMismatch
 from provision.artifacts.downloads import Source
 from provision.artifacts.service import (
     ArtifactSettings,
+    HostArtifacts,
     build_lock,
     ensure_host_artifacts,
     fetch_lock,
 )
 from provision.planning.matrix import resolve
+from provision.planning.plan import Plan
 from provision.planning.targets import Choices, Target
 from verify.assets import PINNED, SMOKE_FILES
 
@@ -155,7 +157,7 @@ def standin_pi_ansible(
     served = request.getfixturevalue("upstream") if "upstream" in request.fixturenames else None
 
     def resolve_standin(
-        choice: pi_ansible.PiAnsible, plan: dict[str, Any], cache: ArtifactCache, pins: Any
+        choice: pi_ansible.PiAnsible, plan: Plan, cache: ArtifactCache, pins: Any
     ) -> lockfile.Artifact:
         standin_lookups.append(choice.version)
         name = f"ansible_core-{choice.version}-py3-none-any.whl"
@@ -184,14 +186,14 @@ def closed_port() -> int:
 
 def plan_for(
     codename: str, arch: str, python: str, glibc: str, *, wheels: bool = False, **choices: Any
-) -> dict[str, Any]:
-    plan = resolve(Target("debian", codename, arch, python, glibc), Choices(**choices)).to_dict()
+) -> Plan:
+    plan = resolve(Target("debian", codename, arch, python, glibc), Choices(**choices))
     if not wheels:  # keep PyPI out of tests not marked `pypi`
-        plan["pip_requirements"] = []
+        plan = dataclasses.replace(plan, pip_requirements=())
     return plan
 
 
-def bookworm_amd64(**kw: Any) -> dict[str, Any]:
+def bookworm_amd64(**kw: Any) -> Plan:
     return plan_for("bookworm", "x86_64", "3.11", "2.36", **kw)
 
 
@@ -200,7 +202,7 @@ def settings(upstream: dict[str, Any], **extra: Any) -> ArtifactSettings:
 
 
 def _pinned_lock(
-    upstream: dict[str, Any], cache: ArtifactCache, plans: list[dict[str, Any]], **extra: Any
+    upstream: dict[str, Any], cache: ArtifactCache, plans: list[Plan], **extra: Any
 ) -> lockfile.Lock:
     s = settings(upstream, **extra)
     return build_lock([(p, s) for p in plans], cache, extra_pins=upstream["pins"])
@@ -380,7 +382,7 @@ def test_unreachable_mirrors_name_their_setting(tmp_path: Path) -> None:
 
 
 def test_fleet_of_one_platform_costs_one_download(upstream: dict[str, Any], tmp_path: Path) -> None:
-    def run(hosts: int, root: Path) -> tuple[int, list[dict[str, Any]]]:
+    def run(hosts: int, root: Path) -> tuple[int, list[HostArtifacts]]:
         cache = ArtifactCache.open(root)
         lock_path = tmp_path / f"{root.name}.lock"
         lockfile.write_if_changed(
@@ -398,12 +400,12 @@ def test_fleet_of_one_platform_costs_one_download(upstream: dict[str, Any], tmp_
     assert one == three > 0
     art = results[0]
     assert results[1] == results[2] == art
-    assert set(art) == {"wheels_dir", "runtime_debs", "coral_keyring", "verify_assets"}
-    assert Path(art["runtime_debs"]["std"]).name == DEB_STD
-    assert Path(art["runtime_debs"]["max"]).name == DEB_MAX
-    assert art["coral_keyring"] == ""
-    assert sorted(os.listdir(art["verify_assets"])) == sorted(SMOKE_FILES)
-    assert os.listdir(art["wheels_dir"]) == []
+    assert set(art.to_dict()) == {"wheels_dir", "runtime_debs", "coral_keyring", "verify_assets"}
+    assert art.runtime_debs["std"].name == DEB_STD
+    assert art.runtime_debs["max"].name == DEB_MAX
+    assert art.coral_keyring is None and art.to_dict()["coral_keyring"] == ""
+    assert sorted(os.listdir(art.verify_assets)) == sorted(SMOKE_FILES)
+    assert os.listdir(art.wheels_dir) == []
 
 
 def test_a_mirror_chosen_after_locking_serves_the_pinned_files(
@@ -418,7 +420,7 @@ def test_a_mirror_chosen_after_locking_serves_the_pinned_files(
     (upstream["docroot"] / "mirror").symlink_to(upstream["docroot"] / "runtime")
     moved = {**upstream["vars"], "coralpi_community_runtime_url": f"{upstream['base']}/mirror"}
     art = ensure_host_artifacts(bookworm_amd64(), moved, tmp_path / "cache", lock_path=lock_path)
-    assert Path(art["runtime_debs"]["std"]).name == DEB_STD
+    assert art.runtime_debs["std"].name == DEB_STD
     assert lock_path.read_bytes() == before
     # The mirror serving other bytes under the pinned name is refused.
     (upstream["docroot"] / "mirror").unlink()
@@ -433,11 +435,12 @@ def test_coral_apt_plan_gets_a_fingerprint_checked_keyring(
     upstream: dict[str, Any], tmp_path: Path
 ) -> None:
     plan = plan_for("bullseye", "aarch64", "3.9", "2.31")
-    assert plan["runtime"]["source"] == "coral-apt"
+    assert plan.runtime.source == "coral-apt"
     lock_path = tmp_path / "coralpi.lock"
     art = ensure_host_artifacts(plan, upstream["vars"], tmp_path / "cache", lock_path=lock_path)
-    assert art["runtime_debs"] == {}
-    ring = Path(art["coral_keyring"]).read_bytes()
+    assert art.runtime_debs == {}
+    assert art.coral_keyring is not None
+    ring = art.coral_keyring.read_bytes()
     assert ring and not ring.startswith(b"-----BEGIN")
     lock = lockfile.read(lock_path)
     (key,) = [a for a in lock.shared if a.kind == "apt-key"]
@@ -466,14 +469,14 @@ def test_pins_by_file_name_trust_a_plain_http_mirror_without_a_lock(
     s = ArtifactSettings.from_vars(upstream["vars"], cache_dir=tmp_path / "cache", pins=by_name)
     art = ensure_host_artifacts(bookworm_amd64(), s)
     for variant, name in (("std", DEB_STD), ("max", DEB_MAX)):
-        path = Path(art["runtime_debs"][variant])
+        path = art.runtime_debs[variant]
         assert path.is_relative_to(tmp_path / "cache")
         assert hashlib.sha256(path.read_bytes()).hexdigest() == by_name[name]
 
 
 def test_max_runtime_plan_keeps_both_debs(upstream: dict[str, Any], tmp_path: Path) -> None:
     plan = bookworm_amd64(runtime="max", accept_max_eula=True)
-    assert plan["runtime"]["package"] == "libedgetpu1-max"
+    assert plan.runtime.package == "libedgetpu1-max"
     lock = _pinned_lock(upstream, ArtifactCache.open(tmp_path / "c"), [plan])
     (plat,) = lock.platforms.values()
     debs = {a.name for a in plat.artifacts if a.kind == "deb"}
@@ -660,7 +663,7 @@ def test_tflite_runtime_wheels_for_bookworm(
     upstream: dict[str, Any], pypi_cache: ArtifactCache, arch: str, tag: str
 ) -> None:
     plan = plan_for("bookworm", arch, "3.11", "2.36", wheels=True)
-    assert plan["pip_requirements"] == ["tflite-runtime==2.14.0"]
+    assert plan.pip_requirements == ("tflite-runtime==2.14.0",)
     deb_arch = {"aarch64": "arm64", "armv7l": "armhf", "x86_64": "amd64"}[arch]
     docroot: Path = upstream["docroot"]
     pins = dict(upstream["pins"])
@@ -695,12 +698,12 @@ def test_ai_edge_litert_with_dependencies_for_trixie_aarch64(
     upstream: dict[str, Any], pypi_cache: ArtifactCache
 ) -> None:
     plan = plan_for("trixie", "aarch64", "3.13", "2.41", wheels=True)
-    plan = copy.deepcopy(plan)
-    plan["runtime"]["source"] = "coral-apt"  # no runtime .debs needed for this wheel test
-    assert plan["python_runtime"]["package"] == "ai-edge-litert"
+    # no runtime .debs needed for this wheel test
+    plan = dataclasses.replace(plan, runtime=dataclasses.replace(plan.runtime, source="coral-apt"))
+    assert plan.python_runtime.package == "ai-edge-litert"
     s = settings(upstream, coralpi_coral_source_enabled=False)
     art = ensure_host_artifacts(plan, s, pypi_cache)
-    files = sorted(os.listdir(art["wheels_dir"]))
+    files = sorted(os.listdir(art.wheels_dir))
     assert any(f.startswith("ai_edge_litert-") and "cp313" in f and "aarch64" in f for f in files)
     assert any(f.startswith("flatbuffers-") for f in files)  # a dependency came along
     assert not any(f.startswith("numpy-") for f in files)  # numpy comes from apt

@@ -14,11 +14,13 @@ import pytest
 from provision import cli
 from provision.fleet import run as fleet
 from provision.fleet.report import FleetReport
+from provision.planning.matrix import platform_target, resolve
+from provision.planning.targets import Choices
 
 
 def _interrupted_step(*args: Any, **kwargs: Any) -> None:
     report: FleetReport = args[-1]
-    report.host("pi1").absorb_plan({"target": {"os_id": "debian", "codename": "bookworm"}})
+    report.host("pi1").absorb_plan(resolve(platform_target("bookworm/x86_64/3.11"), Choices()))
     raise KeyboardInterrupt
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from provision.artifacts.service import ArtifactSettings, needs_coral_key
 from provision.planning.matrix import resolve
+from provision.planning.plan import Plan
 from provision.planning.targets import Choices, Target
 
 
-def _plan(codename: str, arch: str, python: str, accelerator: str = "usb") -> dict[str, object]:
+def _plan(codename: str, arch: str, python: str, accelerator: str = "usb") -> Plan:
     target = Target("debian", codename, arch, python, "2.36" if codename == "bookworm" else "2.31")
-    return resolve(target, Choices(accelerator=accelerator)).to_dict()
+    return resolve(target, Choices(accelerator=accelerator))
 
 
 def test_source_follows_the_runtime_and_the_pcie_driver() -> None:

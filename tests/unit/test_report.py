@@ -7,17 +7,13 @@ import json
 from pathlib import Path
 
 from provision.fleet.report import FleetReport, render
+from provision.planning.matrix import resolve
+from provision.planning.targets import Choices, Target
 
-PLAN = {
-    "target": {
-        "os_id": "debian",
-        "codename": "bookworm",
-        "arch": "aarch64",
-        "board": "Raspberry Pi 4 Model B Rev 1.4",
-    },
-    "runtime": {"package": "libedgetpu1-std", "version": "16.0tf2.17.1-1"},
-    "python_runtime": {"package": "tflite-runtime", "version": "2.14.0"},
-}
+PLAN = resolve(
+    Target("debian", "bookworm", "aarch64", "3.11", "2.36", "Raspberry Pi 4 Model B Rev 1.4"),
+    Choices(),
+)
 
 VERIFY_OK = {
     "checks": [
@@ -59,7 +55,8 @@ def test_report_rows_json_and_text(tmp_path: Path) -> None:
     assert rows["pi1"]["warnings"] == ["accelerator: no accelerator attached"]
     assert rows["pi2"]["status"] == "failed" and rows["pi2"]["failed_task"] == "verify"
     assert rows["pi2"]["message"] == "opencv: undefined symbol"
-    assert rows["pi1"]["runtime"] == "libedgetpu1-std 16.0tf2.17.1-1"
+    assert rows["pi1"]["runtime"] == f"libedgetpu1-std {PLAN.runtime.version}"
+    assert rows["pi1"]["python_runtime"] == f"tflite-runtime {PLAN.python_runtime.version}"
 
     out = io.StringIO()
     render(report, as_json=False, stream=out)
