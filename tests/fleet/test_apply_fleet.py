@@ -15,41 +15,17 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fleet_cli import CORALPI, PARROT, REPO, VENV_PY, coralpi, installed, lock_fleet, rows
 
 from testfleet import Fleet, HostSpec
 
-REPO = Path(__file__).resolve().parents[2]
-CORALPI = str(Path(sys.executable).parent / "coralpi")
-PARROT = "Ara macao (Scarlet Macaw)"
 HOSTS = (HostSpec("pi1", "bookworm"), HostSpec("pi2", "bookworm"), HostSpec("pi3", "trixie"))
-VENV_PY = "/opt/coralpi/venv/bin/python"
-
-
-def coralpi(*args: str, runs: Path) -> tuple[int, dict[str, Any], str]:
-    """Run the real CLI entry point; return exit code, the JSON report and stderr."""
-    proc = subprocess.run(
-        [CORALPI, *args, "--json", "--runs-dir", str(runs), "--lock", str(runs / "coralpi.lock")],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-    )
-    try:
-        report = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        report = {}
-    return proc.returncode, report, proc.stderr + proc.stdout[-3000:]
-
-
-def rows(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {row["host"]: row for row in report.get("hosts", [])}
 
 
 @pytest.fixture(scope="module")
@@ -64,25 +40,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def lock(coral_fleet: Fleet, runs: Path) -> Path:
-    """Lock the fleet's artifacts, pinning the STAND-IN community .debs (served over plain
-    http on the test bridge) by the sha256 of the files the test fleet built."""
-    assert coral_fleet.standin is not None
-    path = runs / "coralpi.lock"
-    pins = coral_fleet.pin_args()
-    proc = subprocess.run(
-        [CORALPI, "lock", "-i", str(coral_fleet.inventory_path), "--lock", str(path), *pins],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-    )
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    return path
-
-
-def installed(fleet: Fleet, host: str, package: str) -> str:
-    proc = fleet.ssh(host, f"dpkg-query -W -f='${{Status}} ${{Version}}' {package} || true")
-    return str(proc.stdout).strip()
+    """Lock the fleet's artifacts (its STAND-IN community .debs pinned by their sha256)."""
+    return lock_fleet(coral_fleet, coral_fleet.inventory_path, runs / "coralpi.lock")
 
 
 def test_first_converge_provisions_and_verifies_every_host(

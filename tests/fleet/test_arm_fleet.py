@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fleet_cli import CORALPI, PARROT, REPO, VENV_PY, coralpi, host_text, rows
 
 from testfleet import Fleet, HostSpec
 
@@ -46,10 +47,6 @@ from testfleet import Fleet, HostSpec
 # configured under qemu) can take longer than the suite's default per-test limit.
 pytestmark = [pytest.mark.arm, pytest.mark.fleet, pytest.mark.timeout(3600)]
 
-REPO = Path(__file__).resolve().parents[2]
-CORALPI = str(Path(sys.executable).parent / "coralpi")
-PARROT = "Ara macao (Scarlet Macaw)"
-VENV_PY = "/opt/coralpi/venv/bin/python"
 LIBATOMIC = "/usr/lib/arm-linux-gnueabihf/libatomic.so.1"
 
 MACHINE = {"amd64": "x86_64", "arm64": "aarch64", "armhf": "armv7l"}
@@ -65,27 +62,6 @@ HOSTS = {
 # What Debian ships per release: the planner's expectation is computed from these, not
 # from the hosts' probed facts (so a wrong probe shows up as a different plan).
 RELEASES = {"bookworm": ("3.11", "2.36"), "bullseye": ("3.9", "2.31")}
-
-
-def coralpi(*args: str, runs: Path, timeout: float = 3600) -> tuple[int, dict[str, Any], str]:
-    """Run the real CLI entry point with --json; return exit code, its JSON and the output."""
-    proc = subprocess.run(
-        [CORALPI, *args, "--json", "--runs-dir", str(runs), "--lock", str(runs / "coralpi.lock")],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-        timeout=timeout,
-    )
-    try:
-        report = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        report = {}
-    return proc.returncode, report, proc.stderr[-6000:] + proc.stdout[-3000:]
-
-
-def rows(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {row["host"]: row for row in report.get("hosts", [])}
 
 
 def expected_plan(host: str, *extra: str) -> dict[str, Any]:
@@ -115,12 +91,6 @@ def expected_plan(host: str, *extra: str) -> dict[str, Any]:
     assert proc.returncode == 0, proc.stderr + proc.stdout
     plan: dict[str, Any] = json.loads(proc.stdout)
     return plan
-
-
-def host_text(fleet: Fleet, host: str, command: str, timeout: float = 600) -> str:
-    proc = fleet.ssh(host, command, timeout=timeout)
-    assert proc.returncode == 0, (host, command, proc.stderr)
-    return proc.stdout
 
 
 def verify_report(report: dict[str, Any], host: str) -> dict[str, Any]:

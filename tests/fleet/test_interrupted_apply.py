@@ -20,7 +20,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,13 +27,11 @@ from typing import Any
 
 import pytest
 import yaml
+from fleet_cli import CORALPI, REPO, VENV_PY, lock_fleet
 
 from testfleet import Fleet, HostSpec
 
-REPO = Path(__file__).resolve().parents[2]
-CORALPI = str(Path(sys.executable).parent / "coralpi")
 HOST = "pi1"
-VENV_PY = "/opt/coralpi/venv/bin/python"
 INSTALL_TASK = "Install the Debian packages of the plan"
 BECOME_CANARY = "BecomeCanary-4e7a91"
 PROXY_CANARY = "ProxyCanary-b20c5d"
@@ -81,18 +78,7 @@ def inventory(fleet: Fleet, runs: Path) -> Path:
 @pytest.fixture(scope="module")
 def lock(fleet: Fleet, inventory: Path, runs: Path) -> Path:
     """Lock pinning the STAND-IN community .debs by the sha256 of the files the fleet built."""
-    assert fleet.standin is not None
-    path = runs / "coralpi.lock"
-    pins = fleet.pin_args()
-    proc = subprocess.run(
-        [CORALPI, "lock", "-i", str(inventory), "--lock", str(path), *pins],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-    )
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    return path
+    return lock_fleet(fleet, inventory, runs / "coralpi.lock")
 
 
 def apply_command(inventory: Path, runs: Path, lock: Path, *extra: str) -> list[str]:

@@ -6,17 +6,22 @@ the role-level refusal of max without the license, the signed Coral source, a ro
 and an unreachable repository left as they were, the OpenCV wheel and its preload, the
 camera, and a failed switch undone.
 
-Runs `playbooks/provision.yml` (and `verify.yml`) with `ansible-playbook` over SSH against
-a private fleet (pi1: bookworm, pi3: trixie; amd64). The plans are written here by hand in
-the shape of docs/DESIGN.md section 1, so these tests exercise the roles alone, not the
-controller's planner. What stands in for the unreachable internet (see TESTING.md):
-the Coral apt repository and the community runtime .debs are the fleet's stand-in packages
-(same names, relations, debconf questions and udev rules; a library that reports "no
-device"); wheels are downloaded from PyPI on this machine and pushed, as the controller does.
+Runs `playbooks/provision.yml` (and `probe.yml`) with `ansible-playbook` over SSH against
+a private fleet (pi1: bookworm, pi3: trixie; amd64). The plans are the controller's own
+(`resolve()` for what Debian ships on each release) and their files come from the
+controller's artifact code (`ensure_host_artifacts`, the same cache as the CLI tests); a test
+that needs what the planner would not choose on these hosts (the Coral apt runtime, a
+preload, the legacy camera) replaces that one decision with the one the matrix makes for a
+release that has it, and says so. What stands in for the unreachable internet (see
+TESTING.md): the Coral apt repository and the community runtime .debs are the fleet's
+stand-in packages (same names, relations, debconf questions and udev rules; a library that
+reports "no device"); wheels are real, from PyPI, downloaded by the controller's code.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -26,121 +31,37 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import fleet_cli
 import pytest
+from fleet_cli import installed_runtimes as installed
 
+from provision.artifacts.service import (
+    ArtifactSettings,
+    HostArtifacts,
+    ensure_host_artifacts,
+    open_cache,
+    playbook_plan,
+)
+from provision.planning.inventory import load_inventory
+from provision.planning.matrix import resolve
+from provision.planning.plan import Plan
+from provision.planning.targets import Choices, Target
 from testfleet import Fleet, HostSpec
-from testfleet.paths import testdata_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 PLAYBOOKS = REPO_ROOT / "playbooks"
-WHEEL_CACHE = REPO_ROOT / ".cache" / "test-wheels"
-SMOKE_FILES = (
-    "mobilenet_v2_1.0_224_inat_bird_quant.tflite",
-    "mobilenet_v2_1.0_224_inat_bird_quant_edgetpu.tflite",
-    "inat_bird_labels.txt",
-    "parrot.jpg",
-)
 MakeFleet = Callable[..., Fleet]
 RECAP = re.compile(
     r"^(?P<host>\S+)\s+: ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)"
     r"\s+unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)"
 )
 
-#: What each test host runs and which Python runtime the plan pairs with it.
-RELEASES: dict[str, dict[str, Any]] = {
-    "bookworm": {
-        "python": "3.11",
-        "glibc": "2.36",
-        "numpy": ">=1.23.2,<2",
-        "python_runtime": ("tflite-runtime", "2.14.0", "tflite_runtime.interpreter"),
-        "download": ["--python-version", "3.11", "--platform", "manylinux2014_x86_64"],
-    },
-    "trixie": {
-        "python": "3.13",
-        "glibc": "2.41",
-        "numpy": ">=1.23.2",
-        "python_runtime": ("ai-edge-litert", "2.3.0", "ai_edge_litert.interpreter"),
-        "download": [
-            "--python-version",
-            "3.13",
-            "--platform",
-            "manylinux_2_27_x86_64",
-            "--platform",
-            "manylinux_2_17_x86_64",
-            "--platform",
-            "manylinux2014_x86_64",
-        ],
-    },
-}
-COMMUNITY_VERSION = "16.0tf2.17.1-1"
+#: What Debian ships per release (python, glibc): the plans are made from these, and the
+#: probe test checks the hosts' facts give the same.
+RELEASES = {"bookworm": ("3.11", "2.36"), "trixie": ("3.13", "2.41")}
+PI_BOARD = "Raspberry Pi 4 Model B Rev 1.4"
 CORAL_SOURCES = "/etc/apt/sources.list.d/coral-edgetpu.sources"
-
-
-# -- artifacts the controller would provide -------------------------------------------------
-
-
-def _download(name: str, args: list[str], requirement: str) -> Path:
-    """Wheels for one requirement (and its dependencies), cached across runs."""
-    target = WHEEL_CACHE / name
-    done = target / ".complete"
-    if not done.exists():
-        target.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                str(VENV_BIN / "pip"),
-                "download",
-                "-q",
-                "--only-binary=:all:",
-                "-d",
-                str(target),
-                *args,
-                requirement,
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        done.write_text("")
-    return target
-
-
-def download_wheels(codename: str) -> Path:
-    """Wheels for a release's Python runtime (and its dependencies)."""
-    release = RELEASES[codename]
-    package, version, _ = release["python_runtime"]
-    return _download(
-        f"{codename}-{package}-{version}", release["download"], f"{package}=={version}"
-    )
-
-
-def wheels_with_opencv(codename: str, workdir: Path) -> tuple[Path, str]:
-    """A wheel directory holding the runtime's wheels plus opencv-python-headless."""
-    release = RELEASES[codename]
-    opencv = _download(
-        f"{codename}-opencv-python-headless",
-        [*release["download"], "--platform", "manylinux_2_28_x86_64", "--no-deps"],
-        "opencv-python-headless",
-    )
-    wheel = next(opencv.glob("opencv_python_headless-*.whl"))
-    combined = workdir / f"wheels-{codename}-opencv"
-    combined.mkdir(exist_ok=True)
-    for source in [*download_wheels(codename).glob("*.whl"), wheel]:
-        link = combined / source.name
-        if not link.exists():
-            link.symlink_to(source)
-    return combined, wheel.name.split("-")[1]
-
-
-def dearmor(armored: Path, out: Path) -> Path:
-    """Binary keyring from an ASCII-armoured key file (what the controller hands to apt)."""
-    subprocess.run(
-        ["gpg", "--batch", "--yes", "--dearmor", "-o", str(out), str(armored)],
-        check=True,
-        capture_output=True,
-    )
-    return out
 
 
 def other_keyring(workdir: Path) -> Path:
@@ -177,99 +98,49 @@ def other_keyring(workdir: Path) -> Path:
     return out
 
 
-def smoke_assets(workdir: Path) -> Path:
-    """The smoke-test files the verify role pushes, linked from the shared test data."""
-    assets = workdir / "assets"
-    assets.mkdir(exist_ok=True)
-    for name in SMOKE_FILES:
-        link = assets / name
-        if not link.exists():
-            link.symlink_to(testdata_dir() / name)
-    return assets
+# -- plans and files, as the controller makes them ----------------------------------------
 
 
-# -- plans, as the controller writes them (docs/DESIGN.md section 1) ------------------------
+def plan_for(codename: str, *, board: str | None = None, **choices: Any) -> Plan:
+    """The controller's plan for an amd64 Debian host of this release."""
+    python, glibc = RELEASES[codename]
+    return resolve(Target("debian", codename, "x86_64", python, glibc, board), Choices(**choices))
 
 
-def make_plan(
-    codename: str,
-    artifacts: Mapping[str, Any],
-    *,
-    variant: str = "std",
-    source: str = "community-deb",
-    opencv: str = "apt",
-    opencv_version: str | None = None,
-    ld_preload: str | None = None,
-    camera: tuple[str, str | None] = ("none", None),
-) -> dict[str, Any]:
-    release = RELEASES[codename]
-    package, version, module = release["python_runtime"]
-    other = "max" if variant == "std" else "std"
-    runtime_version = COMMUNITY_VERSION if source == "community-deb" else "16.0"
-    apt_packages = ["python3-venv", "python3-numpy", "python3-pil"]
-    if opencv == "apt":
-        apt_packages.append("python3-opencv")
-    return {
-        "target": {
-            "os_id": "debian",
-            "codename": codename,
-            "arch": "x86_64",
-            "python": release["python"],
-            "glibc": release["glibc"],
-            "board": None,
-        },
-        "choices": {"runtime": variant, "accelerator": "usb", "opencv": opencv, "camera": True},
-        "runtime": {
-            "source": source,
-            "package": f"libedgetpu1-{variant}",
-            "conflicts": f"libedgetpu1-{other}",
-            "version": runtime_version,
-            "deb_filename": (
-                f"libedgetpu1-{variant}_{COMMUNITY_VERSION}.bookworm_amd64.deb"
-                if source == "community-deb"
-                else None
-            ),
-            "reason": "hand-written test plan",
-        },
-        "python_runtime": {
-            "package": package,
-            "version": version,
-            "module": module,
-            "python_tag": "cp" + release["python"].replace(".", ""),
-            "platform_tags": [],
-            "reason": "hand-written test plan",
-        },
-        "numpy": {"constraint": release["numpy"], "source": "apt", "reason": "test"},
-        "opencv": {
-            "source": opencv,
-            "package": "python3-opencv" if opencv == "apt" else "opencv-python-headless",
-            "version": opencv_version,
-            "reason": "test",
-        },
-        "ld_preload": ld_preload,
-        "ld_preload_reason": "test",
-        "camera": {
-            "method": camera[0],
-            "config_path": camera[1],
-            "reason": "not a Raspberry Pi (test host)" if camera[0] == "none" else "test",
-        },
-        "venv": {"path": "/opt/coralpi/venv", "system_site_packages": True, "reason": "test"},
-        "apt_packages": apt_packages,
-        "pip_requirements": [f"{package}=={version}"],
-        "controller": {"ansible_core": ">=2.17", "reason": "test"},
-        "reasons": ["hand-written test plan"],
-        "artifacts": dict(artifacts),
-    }
+def with_coral_apt(plan: Plan) -> Plan:
+    """``plan`` with the runtime the matrix takes from the Coral apt repository (its decision
+    for bullseye, of the same variant): on these releases the planner chooses the community
+    build, so the signed-source path is reached only like this."""
+    bullseye = resolve(
+        Target("debian", "bullseye", "x86_64", "3.9", "2.31"),
+        Choices(runtime=plan.choices.runtime, accept_max_eula=plan.choices.accept_max_eula),
+    )
+    assert bullseye.runtime.source == "coral-apt"
+    return dataclasses.replace(plan, runtime=bullseye.runtime)
 
 
-def artifacts_for(fleet: Fleet, workdir: Path, codename: str) -> dict[str, Any]:
+def fleet_settings(fleet: Fleet, **variables: Any) -> ArtifactSettings:
+    """Where the controller takes files from for this fleet: its inventory's ``coralpi_*``
+    variables, and the STAND-IN community .debs pinned by the sha256 of what the fleet built
+    (served over plain http on the test bridge)."""
     assert fleet.standin is not None
-    return {
-        "wheels_dir": str(download_wheels(codename)),
-        "runtime_debs": {v: str(fleet.standin.community_deb(v)) for v in ("std", "max")},
-        "coral_keyring": str(dearmor(fleet.standin.public_key, workdir / "coral.gpg")),
-        "verify_assets": str(smoke_assets(workdir)),
+    host = load_inventory(fleet.inventory_path, None)[0]
+    pins = {
+        deb.name: hashlib.sha256(deb.read_bytes()).hexdigest()
+        for deb in fleet.standin.community_dir.glob("*.deb")
     }
+    return ArtifactSettings.from_vars({**host.variables, **variables}, pins=pins)
+
+
+def artifacts_for(fleet: Fleet, plan: Plan) -> HostArtifacts:
+    """The host's files as `coralpi apply` gets them (into the default artifact cache)."""
+    return ensure_host_artifacts(plan, fleet_settings(fleet), open_cache())
+
+
+def deb_version(plan: Plan) -> str:
+    """The dpkg version the plan's runtime installs."""
+    rt = plan.runtime
+    return rt.deb_filename.split("_")[1] if rt.deb_filename else rt.version
 
 
 # -- running playbooks ------------------------------------------------------------------------
@@ -295,12 +166,14 @@ def run_playbook(
     fleet: Fleet,
     workdir: Path,
     playbook: str,
-    plans: Mapping[str, Any],
+    plans: Mapping[str, tuple[Plan, HostArtifacts]],
     *extra: str,
     limit: str | None = None,
 ) -> Run:
+    """``ansible-playbook`` with ``coralpi_plans`` written as the controller writes them."""
+    written = {name: playbook_plan(plan, arts) for name, (plan, arts) in plans.items()}
     vars_file = workdir / "plans.json"
-    vars_file.write_text(json.dumps({"coralpi_plans": plans}, indent=1))
+    vars_file.write_text(json.dumps({"coralpi_plans": written}, indent=1))
     cmd = [
         str(VENV_BIN / "ansible-playbook"),
         "-i",
@@ -324,28 +197,15 @@ def run_playbook(
     return Run(proc)
 
 
-def host_text(fleet: Fleet, host: str, command: str) -> str:
-    proc = fleet.ssh(host, command, become=True, timeout=120)
-    assert proc.returncode == 0, f"{host}: {command}: {proc.stderr}"
-    return proc.stdout
-
-
-def installed(fleet: Fleet, host: str) -> dict[str, str]:
-    out = fleet.ssh(
-        host,
-        "dpkg-query -W -f='${Package} ${Version} ${db:Status-Abbrev}\\n' "
-        "libedgetpu1-std libedgetpu1-max",
-        timeout=60,
-    ).stdout
-    return {
-        f[0]: f[1]
-        for f in (line.split() for line in out.splitlines())
-        if len(f) >= 3 and f[2].startswith("ii")
-    }
-
-
 def local_fact(fleet: Fleet, host: str) -> dict[str, Any]:
-    return json.loads(host_text(fleet, host, "cat /etc/ansible/facts.d/coralpi.fact"))
+    fact: dict[str, Any] = json.loads(
+        host_text(fleet, host, "cat /etc/ansible/facts.d/coralpi.fact")
+    )
+    return fact
+
+
+def host_text(fleet: Fleet, host: str, command: str) -> str:
+    return fleet_cli.host_text(fleet, host, command, become=True, timeout=120)
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -366,15 +226,19 @@ def workdir(roles_fleet: Fleet) -> Path:
 
 
 @pytest.fixture(scope="module")
-def artifacts(roles_fleet: Fleet, workdir: Path) -> dict[str, dict[str, Any]]:
-    return {name: artifacts_for(roles_fleet, workdir, codename) for name, codename in HOSTS.items()}
+def plans(roles_fleet: Fleet) -> dict[str, tuple[Plan, HostArtifacts]]:
+    """Each host's default plan (std runtime, Debian's OpenCV) and its files."""
+    out = {}
+    for name, codename in HOSTS.items():
+        plan = plan_for(codename)
+        out[name] = (plan, artifacts_for(roles_fleet, plan))
+    return out
 
 
 @pytest.fixture(scope="module")
 def converged(
-    roles_fleet: Fleet, workdir: Path, artifacts: dict[str, dict[str, Any]]
+    roles_fleet: Fleet, workdir: Path, plans: dict[str, tuple[Plan, HostArtifacts]]
 ) -> Iterator[dict[str, Run]]:
-    plans = {n: make_plan(c, artifacts[n]) for n, c in HOSTS.items()}
     first = run_playbook(roles_fleet, workdir, "provision.yml", plans)
     assert first.rc == 0, first.output[-6000:]
     yield {"first": first}
@@ -394,23 +258,20 @@ def test_probe_writes_what_the_planner_reads(roles_fleet: Fleet, workdir: Path) 
     assert run.rc == 0, run.output[-6000:]
     for host, codename in HOSTS.items():
         facts = json.loads((probe_dir / f"{host}.json").read_text())
-        assert facts["coralpi_glibc"] == RELEASES[codename]["glibc"]
+        assert facts["coralpi_glibc"] == RELEASES[codename][1]
         assert facts["coralpi_dpkg_arch"] == "amd64" and facts["coralpi_board"] is None
         target = target_from_facts(facts)
-        assert (target.codename, target.arch, target.python, target.glibc) == (
-            codename,
-            "x86_64",
-            RELEASES[codename]["python"],
-            RELEASES[codename]["glibc"],
-        )
+        assert target == plan_for(codename).target
         assert run.changed(host) == 0  # read-only
 
 
-def test_first_converge_installs_everything(roles_fleet: Fleet, converged: dict[str, Run]) -> None:
-    for host, codename in HOSTS.items():
+def test_first_converge_installs_everything(
+    roles_fleet: Fleet, plans: dict[str, tuple[Plan, HostArtifacts]], converged: dict[str, Run]
+) -> None:
+    for host, (plan, _) in plans.items():
         assert converged["first"].changed(host) > 0
-        assert installed(roles_fleet, host) == {"libedgetpu1-std": f"{COMMUNITY_VERSION}.bookworm"}
-        _, version, module = RELEASES[codename]["python_runtime"]
+        assert installed(roles_fleet, host) == {"libedgetpu1-std": deb_version(plan)}
+        module, version = plan.python_runtime.module, plan.python_runtime.version
         probe = host_text(
             roles_fleet,
             host,
@@ -422,7 +283,7 @@ def test_first_converge_installs_everything(roles_fleet: Fleet, converged: dict[
         assert "plugdev" in groups
         fact = local_fact(roles_fleet, host)
         assert fact["runtime_package"] == "libedgetpu1-std"
-        assert fact["runtime_version"] == f"{COMMUNITY_VERSION}.bookworm"
+        assert fact["runtime_version"] == deb_version(plan)
         assert fact["runtime_variant"] == "std"
         assert fact["python_runtime_version"] == version
         assert fact["ld_preload"] is None
@@ -432,28 +293,41 @@ def test_first_converge_installs_everything(roles_fleet: Fleet, converged: dict[
 def test_max_without_the_license_is_refused_before_anything_changes(
     roles_fleet: Fleet,
     workdir: Path,
-    artifacts: dict[str, dict[str, Any]],
+    plans: dict[str, tuple[Plan, HostArtifacts]],
     converged: dict[str, Run],
 ) -> None:
-    plans = {"pi1": make_plan("bookworm", artifacts["pi1"], variant="max")}
-    run = run_playbook(roles_fleet, workdir, "provision.yml", plans, limit="pi1")
+    # The controller refuses max without the license before any host is touched (the CLI
+    # tests); an Ansible user running the roles with such a plan is refused by the role.
+    plan = plan_for("bookworm", runtime="max", accept_max_eula=True)
+    before = installed(roles_fleet, "pi1")
+    run = run_playbook(
+        roles_fleet,
+        workdir,
+        "provision.yml",
+        {"pi1": (plan, artifacts_for(roles_fleet, plan))},
+        limit="pi1",
+    )
     assert run.rc != 0
     assert "coralpi_accept_max_eula: true" in run.output
     assert run.changed("pi1") == 0
-    assert installed(roles_fleet, "pi1") == {"libedgetpu1-std": f"{COMMUNITY_VERSION}.bookworm"}
+    assert (
+        installed(roles_fleet, "pi1") == before == {"libedgetpu1-std": deb_version(plans["pi1"][0])}
+    )
 
 
 def test_coral_apt_source_installs_from_the_signed_repository(
     roles_fleet: Fleet,
     workdir: Path,
-    artifacts: dict[str, dict[str, Any]],
+    plans: dict[str, tuple[Plan, HostArtifacts]],
     converged: dict[str, Run],
 ) -> None:
-    plans = {"pi1": make_plan("bookworm", artifacts["pi1"], source="coral-apt")}
-    run = run_playbook(roles_fleet, workdir, "provision.yml", plans, limit="pi1")
+    plan = with_coral_apt(plans["pi1"][0])
+    coral = {"pi1": (plan, artifacts_for(roles_fleet, plan))}
+    assert coral["pi1"][1].coral_keyring is not None  # checked against the fleet's fingerprint
+    run = run_playbook(roles_fleet, workdir, "provision.yml", coral, limit="pi1")
     assert run.rc == 0, run.output[-6000:]
     # coral-apt pins the official version: the community build is replaced (a downgrade).
-    assert installed(roles_fleet, "pi1") == {"libedgetpu1-std": "16.0"}
+    assert installed(roles_fleet, "pi1") == {"libedgetpu1-std": plan.runtime.version}
     source = host_text(roles_fleet, "pi1", "cat /etc/apt/sources.list.d/coral-edgetpu.sources")
     assert "Signed-By: /etc/apt/keyrings/coral-edgetpu.gpg" in source
     assert f"URIs: {roles_fleet.urls['coral_apt']}" in source
@@ -463,7 +337,7 @@ def test_coral_apt_source_installs_from_the_signed_repository(
         ).strip()
         == "root:root 644"
     )
-    again = run_playbook(roles_fleet, workdir, "provision.yml", plans, limit="pi1")
+    again = run_playbook(roles_fleet, workdir, "provision.yml", coral, limit="pi1")
     assert again.rc == 0 and again.changed("pi1") == 0, again.output[-6000:]
 
 
@@ -475,17 +349,18 @@ def _apt_update_is_clean(fleet: Fleet, host: str) -> None:
 def test_a_rotated_key_is_explained_and_the_host_left_as_it_was(
     roles_fleet: Fleet,
     workdir: Path,
-    artifacts: dict[str, dict[str, Any]],
+    plans: dict[str, tuple[Plan, HostArtifacts]],
     converged: dict[str, Run],
 ) -> None:
     # pi1 has a working Coral source (previous test); pi3 has none.
     keyring_before = host_text(roles_fleet, "pi1", "sha256sum /etc/apt/keyrings/coral-edgetpu.gpg")
-    rotated = str(other_keyring(workdir))
-    plans = {
-        n: make_plan(c, {**artifacts[n], "coral_keyring": rotated}, source="coral-apt")
-        for n, c in HOSTS.items()
-    }
-    run = run_playbook(roles_fleet, workdir, "provision.yml", plans)
+    rotated = other_keyring(workdir)
+    coral = {}
+    for name, (plan, _) in plans.items():
+        plan = with_coral_apt(plan)
+        arts = dataclasses.replace(artifacts_for(roles_fleet, plan), coral_keyring=rotated)
+        coral[name] = (plan, arts)
+    run = run_playbook(roles_fleet, workdir, "provision.yml", coral)
     assert run.rc != 0
     for host in HOSTS:
         assert run.recap[host]["failed"] == 1
@@ -512,14 +387,17 @@ def fleet_path_absent(fleet: Fleet, host: str, path: str) -> bool:
 def test_an_unreachable_repository_is_explained_and_the_host_left_as_it_was(
     roles_fleet: Fleet,
     workdir: Path,
-    artifacts: dict[str, dict[str, Any]],
+    plans: dict[str, tuple[Plan, HostArtifacts]],
     converged: dict[str, Run],
 ) -> None:
     source_before = host_text(roles_fleet, "pi1", f"cat {CORAL_SOURCES}")
-    plans = {n: make_plan(c, artifacts[n], source="coral-apt") for n, c in HOSTS.items()}
+    coral = {}
+    for name, (plan, _) in plans.items():
+        plan = with_coral_apt(plan)
+        coral[name] = (plan, artifacts_for(roles_fleet, plan))
     closed_port = f"http://{roles_fleet.bridge_address}:9/coral-apt"
     run = run_playbook(
-        roles_fleet, workdir, "provision.yml", plans, "-e", f"coralpi_coral_repo_url={closed_port}"
+        roles_fleet, workdir, "provision.yml", coral, "-e", f"coralpi_coral_repo_url={closed_port}"
     )
     assert run.rc != 0
     assert run.output.count("could not be reached") >= 2, run.output[-6000:]
@@ -533,13 +411,12 @@ def test_an_unreachable_repository_is_explained_and_the_host_left_as_it_was(
 def test_back_to_the_community_runtime_removes_the_coral_source(
     roles_fleet: Fleet,
     workdir: Path,
-    artifacts: dict[str, dict[str, Any]],
+    plans: dict[str, tuple[Plan, HostArtifacts]],
     converged: dict[str, Run],
 ) -> None:
-    plans = {"pi1": make_plan("bookworm", artifacts["pi1"])}
     run = run_playbook(roles_fleet, workdir, "provision.yml", plans, limit="pi1")
     assert run.rc == 0, run.output[-6000:]
-    assert installed(roles_fleet, "pi1") == {"libedgetpu1-std": f"{COMMUNITY_VERSION}.bookworm"}
+    assert installed(roles_fleet, "pi1") == {"libedgetpu1-std": deb_version(plans["pi1"][0])}
     assert fleet_path_absent(roles_fleet, "pi1", CORAL_SOURCES)
     assert fleet_path_absent(roles_fleet, "pi1", "/etc/apt/keyrings/coral-edgetpu.gpg")
 
@@ -554,19 +431,20 @@ MAPS_HAVE_LIBATOMIC = (
 def test_opencv_from_a_wheel_with_a_preload_and_back_to_debian(
     roles_fleet: Fleet,
     workdir: Path,
-    artifacts: dict[str, dict[str, Any]],
+    plans: dict[str, tuple[Plan, HostArtifacts]],
     converged: dict[str, Run],
 ) -> None:
-    # x86_64 needs no libatomic preload; the plan asks for one here to exercise the mechanism.
-    wheels, version = wheels_with_opencv("trixie", workdir)
-    plan = make_plan(
-        "trixie",
-        {**artifacts["pi3"], "wheels_dir": str(wheels)},
-        opencv="pip",
-        opencv_version=version,
+    # x86_64 needs no libatomic preload (the planner gives one to 32-bit ARM, with that
+    # release's path); the plan asks for this machine's libatomic to exercise the mechanism.
+    plan = dataclasses.replace(
+        plan_for("trixie", opencv="pip"),
         ld_preload=PRELOAD,
+        ld_preload_reason="test: the armv7l preload mechanism, with the amd64 library",
     )
-    run = run_playbook(roles_fleet, workdir, "provision.yml", {"pi3": plan}, limit="pi3")
+    assert plan.opencv.source == "pip" and plan.opencv.version
+    version = plan.opencv.version
+    wheel = {"pi3": (plan, artifacts_for(roles_fleet, plan))}
+    run = run_playbook(roles_fleet, workdir, "provision.yml", wheel, limit="pi3")
     assert run.rc == 0, run.output[-6000:]
     cv2 = host_text(
         roles_fleet,
@@ -579,16 +457,10 @@ def test_opencv_from_a_wheel_with_a_preload_and_back_to_debian(
     env_file = host_text(roles_fleet, "pi3", "cat /etc/coralpi/ld-preload.env")
     assert f"LD_PRELOAD={PRELOAD}" in env_file
     assert local_fact(roles_fleet, "pi3")["ld_preload"] == PRELOAD
-    again = run_playbook(roles_fleet, workdir, "provision.yml", {"pi3": plan}, limit="pi3")
+    again = run_playbook(roles_fleet, workdir, "provision.yml", wheel, limit="pi3")
     assert again.rc == 0 and again.changed("pi3") == 0, again.output[-6000:]
 
-    back = run_playbook(
-        roles_fleet,
-        workdir,
-        "provision.yml",
-        {"pi3": make_plan("trixie", artifacts["pi3"])},
-        limit="pi3",
-    )
+    back = run_playbook(roles_fleet, workdir, "provision.yml", plans, limit="pi3")
     assert back.rc == 0, back.output[-6000:]
     cv2_path = host_text(
         roles_fleet, "pi3", "/opt/coralpi/venv/bin/python -c 'import cv2; print(cv2.__file__)'"
@@ -612,7 +484,7 @@ arm_boost=1
 def test_camera_auto_detect_is_set_under_all_and_a_reboot_is_reported_pending(
     roles_fleet: Fleet,
     workdir: Path,
-    artifacts: dict[str, dict[str, Any]],
+    plans: dict[str, tuple[Plan, HostArtifacts]],
     converged: dict[str, Run],
 ) -> None:
     config = "/boot/firmware/config.txt"
@@ -624,14 +496,17 @@ def test_camera_auto_detect_is_set_under_all_and_a_reboot_is_reported_pending(
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    plan = make_plan("bookworm", artifacts["pi1"], camera=("camera-auto-detect", config))
-    run = run_playbook(roles_fleet, workdir, "provision.yml", {"pi1": plan}, limit="pi1")
+    # The plan the controller makes for a Pi on bookworm (the board is the probe's).
+    plan = plan_for("bookworm", board=PI_BOARD)
+    assert (plan.camera.method, plan.camera.config_path) == ("camera-auto-detect", config)
+    pi = {"pi1": (plan, plans["pi1"][1])}
+    run = run_playbook(roles_fleet, workdir, "provision.yml", pi, limit="pi1")
     assert run.rc == 0, run.output[-6000:]
     lines = host_text(roles_fleet, "pi1", f"cat {config}").splitlines()
     assert lines.index("camera_auto_detect=1") == lines.index("[all]") + 1
     assert "reboot, which coralpi did not do" in run.output
     assert local_fact(roles_fleet, "pi1")["camera_method"] == "camera-auto-detect"
-    again = run_playbook(roles_fleet, workdir, "provision.yml", {"pi1": plan}, limit="pi1")
+    again = run_playbook(roles_fleet, workdir, "provision.yml", pi, limit="pi1")
     assert again.rc == 0 and again.changed("pi1") == 0, again.output[-6000:]
     assert "reboot, which coralpi did not do" not in again.output
 
@@ -651,7 +526,7 @@ grep -q '^gpu_mem=' /boot/config.txt || echo gpu_mem=128 >> /boot/config.txt
 def test_legacy_camera_calls_raspi_config_once_and_raises_gpu_mem(
     roles_fleet: Fleet,
     workdir: Path,
-    artifacts: dict[str, dict[str, Any]],
+    plans: dict[str, tuple[Plan, HostArtifacts]],
     converged: dict[str, Run],
 ) -> None:
     setup = (
@@ -660,15 +535,18 @@ def test_legacy_camera_calls_raspi_config_once_and_raises_gpu_mem(
     )
     proc = roles_fleet.ssh("pi1", setup, become=True, input=FAKE_RASPI_CONFIG, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    plan = make_plan(
-        "bookworm", artifacts["pi1"], camera=("raspi-config-legacy", "/boot/config.txt")
-    )
+    # Buster's camera decision (the legacy stack) on a bookworm host: the role's raspi-config
+    # path, which only Buster reaches.
+    buster = resolve(Target("debian", "buster", "x86_64", "3.7", "2.28", PI_BOARD), Choices())
+    assert buster.camera.method == "raspi-config-legacy"
+    plan = dataclasses.replace(plans["pi1"][0], camera=buster.camera)
+    legacy = {"pi1": (plan, plans["pi1"][1])}
     try:
-        run = run_playbook(roles_fleet, workdir, "provision.yml", {"pi1": plan}, limit="pi1")
+        run = run_playbook(roles_fleet, workdir, "provision.yml", legacy, limit="pi1")
         assert run.rc == 0, run.output[-6000:]
         config = host_text(roles_fleet, "pi1", "cat /boot/config.txt").splitlines()
         assert "start_x=1" in config and "gpu_mem=128" in config and "gpu_mem=64" not in config
-        again = run_playbook(roles_fleet, workdir, "provision.yml", {"pi1": plan}, limit="pi1")
+        again = run_playbook(roles_fleet, workdir, "provision.yml", legacy, limit="pi1")
         assert again.rc == 0 and again.changed("pi1") == 0, again.output[-6000:]
         calls = host_text(roles_fleet, "pi1", "cat /var/log/fake-raspi-config.log").splitlines()
         assert calls == ["nonint do_camera 0"]
@@ -701,18 +579,19 @@ def broken_max_deb(workdir: Path) -> Path:
 def test_a_failed_switch_puts_the_previous_runtime_back(
     roles_fleet: Fleet,
     workdir: Path,
-    artifacts: dict[str, dict[str, Any]],
+    plans: dict[str, tuple[Plan, HostArtifacts]],
     converged: dict[str, Run],
 ) -> None:
     before = installed(roles_fleet, "pi3")
-    assert before == {"libedgetpu1-std": f"{COMMUNITY_VERSION}.bookworm"}
-    debs = {**artifacts["pi3"]["runtime_debs"], "max": str(broken_max_deb(workdir))}
-    plan = make_plan("trixie", {**artifacts["pi3"], "runtime_debs": debs}, variant="max")
+    assert before == {"libedgetpu1-std": deb_version(plans["pi3"][0])}
+    plan = plan_for("trixie", runtime="max", accept_max_eula=True)
+    arts = artifacts_for(roles_fleet, plan)
+    broken = {**arts.runtime_debs, "max": broken_max_deb(workdir)}
     run = run_playbook(
         roles_fleet,
         workdir,
         "provision.yml",
-        {"pi3": plan},
+        {"pi3": (plan, dataclasses.replace(arts, runtime_debs=broken))},
         "-e",
         "coralpi_accept_max_eula=true",
         limit="pi3",
