@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from provision import __version__
 from provision.errors import CoralpiError
+from provision.redaction import redact
 
 # Subcommand modules, in the order `coralpi --help` lists them. Adding a command is adding
 # its module here; the module exposes `register(subparsers)`.
@@ -60,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(func(args))
     except CoralpiError as exc:
         if exc.message:
-            print(exc.message if exc.bare else f"coralpi: {exc}", file=sys.stderr)
+            text = exc.message if exc.bare else f"coralpi: {exc}"
+            print(redact(text), file=sys.stderr)
         return exc.exit_code
     except SystemExit as exc:  # --help / --version
         return exc.code if isinstance(exc.code, int) else 0

@@ -31,8 +31,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from provision.errors import CoralpiError
+from provision.redaction import without_credentials
 
 LOCK_VERSION = 1
 DEFAULT_LOCK_NAME = "coralpi.lock"
@@ -236,9 +241,55 @@ def _artifact(table: Mapping[str, Any], where: str) -> Artifact:
     )
     if art.kind not in KINDS:
         raise LockError(f"{where}: unknown artifact kind {art.kind!r} (known: {', '.join(KINDS)})")
-    if "/" in art.name or art.name in {"", ".", ".."}:
+    bad = next((c for c in art.name if c in "/\\" or not c.isprintable() or c.isspace()), None)
+    if bad is not None or art.name in {"", ".", ".."} or art.name.startswith("."):
         raise LockError(f"{where}: artifact name {art.name!r} is not a plain file name")
+    _check_url(art.url, where)
     return art
+
+
+def _check_url(url: str, where: str) -> None:
+    """A lock's URLs: a scheme coralpi downloads from, nothing that ends a word or a line,
+    and no login (a lock is meant to be committed; logins stay in the inventory or netrc)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http", "file") or any(
+        c.isspace() or not c.isprintable() for c in url
+    ):
+        raise LockError(f"{where}: {url!r} is not an https://, http:// or file:// URL")
+    if "@" in parts.netloc:
+        raise LockError(
+            f"{where}: {without_credentials(url)} carries a login; a lock holds none (it is "
+            "meant to be committed): coralpi takes it from coralpi_pip_index_url or ~/.netrc"
+        )
+
+
+def _check_requirements(inputs: PlatformInputs, arts: Sequence[Artifact], where: str) -> None:
+    """Every pip requirement of the platform has its wheel in the lock (numpy excepted when
+    Debian's python3-numpy provides it), at a version the requirement allows; a lock edited
+    or merged by hand cannot install something else."""
+    have: dict[str, list[str]] = {}
+    for art in arts:
+        if art.kind == "wheel":
+            try:
+                name, version, _, _ = parse_wheel_filename(art.name)
+            except InvalidWheelFilename:
+                raise LockError(f"{where}: {art.name!r} is not a wheel file name") from None
+            have.setdefault(str(name), []).append(str(version))
+    for line in inputs.pip_requirements:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            raise LockError(f"{where}: pip requirement {line!r} is not valid") from None
+        name = canonicalize_name(req.name)
+        if name == "numpy" and inputs.numpy_source == "apt":
+            continue
+        versions = have.get(name, [])
+        if not any(req.specifier.contains(v, prereleases=True) for v in versions):
+            found = ", ".join(versions) or "none"
+            raise LockError(
+                f"{where}: requirement {line} has no matching wheel in the lock (found: "
+                f"{found}); re-create the platform with `coralpi lock --refresh`"
+            )
 
 
 def parse(text: str, source: str = "coralpi.lock") -> Lock:
@@ -277,6 +328,18 @@ def parse(text: str, source: str = "coralpi.lock") -> Lock:
             _artifact(t, f"{where} ({inputs.id}), artifact {j + 1}")
             for j, t in enumerate(table.get("artifact", []))
         )
+        if inputs.id in platforms:
+            raise LockError(
+                f"{where}: platform {inputs.id} is in the lock twice (a merge of two locks?); "
+                "keep one, or re-create the lock with `coralpi lock`"
+            )
+        if inputs.pip_index_url:
+            _check_url(inputs.pip_index_url, where)
+        names = [(a.kind, a.name) for a in arts]
+        twice = sorted({n for k, n in names if names.count((k, n)) > 1})
+        if twice:
+            raise LockError(f"{where} ({inputs.id}): {', '.join(twice)} listed twice")
+        _check_requirements(inputs, arts, f"{where} ({inputs.id})")
         platforms[inputs.id] = PlatformLock(inputs, arts)
     return Lock(platforms=platforms, shared=shared)
 

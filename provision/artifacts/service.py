@@ -34,8 +34,10 @@ from provision.artifacts import downloads, keyring, lockfile, pi_ansible, wheels
 from provision.artifacts.cache import ArtifactCache, ArtifactError, HashMismatch
 from provision.artifacts.downloads import Source
 from provision.artifacts.lockfile import Artifact, Lock, PlatformInputs, PlatformLock
+from provision.planning.kinds import fill_template
 from provision.planning.plan import Plan
 from provision.planning.variables import BY_NAME, parse_bool
+from provision.redaction import credentials_of, without_credentials
 from verify.assets import PINNED as ASSET_PINS
 from verify.assets import SMOKE_FILES
 
@@ -157,7 +159,7 @@ def platform_inputs(plan: Plan, settings: ArtifactSettings) -> PlatformInputs:
         platform_tags=plan.python_runtime.platform_tags,
         pip_requirements=plan.pip_requirements,
         numpy_source=plan.numpy.source,
-        pip_index_url=plan.choices.pip_index_url or settings.pip_index_url,
+        pip_index_url=without_credentials(plan.choices.pip_index_url or settings.pip_index_url),
         runtime_source=plan.runtime.source,
         runtime_debs=tuple(sorted(runtime_debs(plan).values())),
     )
@@ -173,7 +175,7 @@ def needs_coral_key(plan: Plan, settings: ArtifactSettings) -> bool:
 def asset_url(base: str, commit: str, name: str) -> str:
     """``<base>/<commit>/<file>`` (Coral's test_data layout), or a ``{commit}/{file}`` template."""
     if "{file}" in base:
-        return base.format(commit=commit, file=name)
+        return fill_template(base, commit=commit, file=name)
     return f"{base.rstrip('/')}/{commit}/{name}"
 
 
@@ -257,6 +259,15 @@ def _wheel_reason(plan: Plan, name: str, res: wheels.Resolution, inputs: Platfor
     return reason
 
 
+def login_index(inputs: PlatformInputs, settings: ArtifactSettings | None) -> str:
+    """The platform's extra index with the login the settings give for it (the lock and the
+    plan record it without)."""
+    given = settings.pip_index_url if settings is not None else ""
+    if given and without_credentials(given) == inputs.pip_index_url:
+        return given
+    return inputs.pip_index_url
+
+
 def resolve_platform(
     plan: Plan,
     settings: ArtifactSettings,
@@ -265,12 +276,13 @@ def resolve_platform(
 ) -> PlatformLock:
     """Find and download every file one platform needs; record what was found."""
     inputs = platform_inputs(plan, settings)
+    index = login_index(inputs, settings)
     spec = wheels.WheelSpec(
         python=inputs.python,
         python_tag=inputs.python_tag,
         platform_tags=inputs.platform_tags,
         arch=inputs.arch,
-        extra_index_url=inputs.pip_index_url,
+        extra_index_url=index,
     )
     arts: list[Artifact] = []
     # The runtime .debs first: an unreachable mirror shows before any index work.
@@ -287,7 +299,7 @@ def resolve_platform(
     exclude = ["numpy"] if inputs.numpy_source == "apt" else []
     res = wheels.resolve(spec, inputs.pip_requirements, exclude)
     for wheel in res.wheels:
-        got = wheels.fetch(cache, wheel, pins)
+        got = wheels.fetch(cache, wheel, pins, index)
         arts.append(
             Artifact(
                 "wheel",
@@ -358,7 +370,12 @@ def platform_dirs(
     With ``settings``, runtime .debs come from its ``community_runtime_url`` (a mirror
     chosen after the lock was written serves the same pinned files).
     """
-    wheel_files = [_fetch_art(cache, a) for a in plat.artifacts if a.kind == "wheel"]
+    index = login_index(plat.inputs, settings)
+    wheel_files = [
+        _fetch_art(cache, dataclasses.replace(a, url=credentials_of(a.url, index)))
+        for a in plat.artifacts
+        if a.kind == "wheel"
+    ]
     wheels_dir = cache.link_into(cache.root / "platform" / plat.inputs.slug / "wheels", wheel_files)
     debs: dict[str, Path] = {}
     for art in plat.artifacts:

@@ -40,6 +40,7 @@ from packaging.utils import canonicalize_name
 
 from provision.artifacts import downloads
 from provision.artifacts.cache import ArtifactCache, ArtifactError
+from provision.redaction import credentials_of, without_credentials
 
 PYPI_INDEX = "https://pypi.org/simple"
 _MAX_ROUNDS = 12
@@ -196,7 +197,7 @@ def _wheel_from_report(item: dict[str, Any]) -> ResolvedWheel:
         name=canonicalize_name(str(meta.get("name", ""))),
         version=str(meta.get("version", "")),
         filename=filename,
-        url=url,
+        url=without_credentials(url),  # recorded in the lock; the login is put back to fetch
         sha256=str(sha).lower() if sha else None,
     )
 
@@ -268,9 +269,12 @@ def resolve(
     return out
 
 
-def fetch(cache: ArtifactCache, wheel: ResolvedWheel, pins: Mapping[str, str]) -> downloads.Fetched:
+def fetch(
+    cache: ArtifactCache, wheel: ResolvedWheel, pins: Mapping[str, str], index_url: str = ""
+) -> downloads.Fetched:
     """Download a resolved wheel into the cache under its pin (by URL or file name, else
-    the sha256 the index publishes); a pin the index now contradicts is refused."""
+    the sha256 the index publishes); a pin the index now contradicts is refused. A wheel
+    served by ``index_url``'s host gets that URL's login (else requests reads ~/.netrc)."""
     pinned = pins.get(wheel.url) or pins.get(wheel.filename)
     if pinned and wheel.sha256 and pinned != wheel.sha256:
         raise ArtifactError(
@@ -280,6 +284,10 @@ def fetch(cache: ArtifactCache, wheel: ResolvedWheel, pins: Mapping[str, str]) -
     return downloads.fetch(
         cache,
         downloads.Source(
-            "wheel", wheel.filename, wheel.url, pinned or wheel.sha256, "coralpi_pip_index_url"
+            "wheel",
+            wheel.filename,
+            credentials_of(wheel.url, index_url),
+            pinned or wheel.sha256,
+            "coralpi_pip_index_url",
         ),
     )

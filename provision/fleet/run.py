@@ -89,26 +89,15 @@ def rollout_vars(hosts: list[InventoryHost], extra: Mapping[str, Any]) -> dict[s
     """Rolling-batch settings: play-level, so one value for the whole run (checked here)."""
     result: dict[str, Any] = {}
     for name in _ROLLOUT:
-        values = {
-            str(host_variables(h, extra)[name]) for h in hosts if name in host_variables(h, extra)
-        }
-        if not values:
-            continue
+        # Checked by their kinds (batch, percent) when the variables were read.
+        values = {host_variables(h, extra).get(name) for h in hosts} - {None}
         if len(values) > 1:
             raise ConfigError(
-                f"{name} differs between hosts ({', '.join(sorted(values))}): it applies to "
-                "the whole run, set it once for group all"
+                f"{name} differs between hosts ({', '.join(sorted(map(str, values)))}): it "
+                "applies to the whole run, set it once for group all"
             )
-        value = values.pop().strip()
-        number = value[:-1] if value.endswith("%") and name == "coralpi_serial" else value
-        if not number.isdigit() or (name == "coralpi_max_fail_percentage" and int(number) > 100):
-            allowed = "a number of hosts or a percentage like 25%"
-            if name == "coralpi_max_fail_percentage":
-                allowed = "a whole number from 0 to 100"
-            raise ConfigError(f"{name}: {value!r} is not {allowed}")
-        if name == "coralpi_serial" and int(number) == 0:
-            raise ConfigError(f"{name}: must be at least 1 (or 1%)")
-        result[name] = value if value.endswith("%") else int(number)
+        if values:
+            result[name] = values.pop()
     return result
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.errors import ConfigError
+from provision.planning.kinds import check_host_name
 from provision.planning.variables import REGISTRY, check
 from provision.tools import tool_path
 
@@ -50,7 +51,8 @@ def parse_inventory_listing(listing: Mapping[str, Any], limit: str | None) -> li
         where = f" matching --limit {limit}" if limit else ""
         raise ConfigError(f"the inventory has no hosts{where}")
     return [
-        InventoryHost(name, check_variables(name, hostvars.get(name, {}))) for name in sorted(names)
+        InventoryHost(check_host_name(name), check_variables(name, hostvars.get(name, {})))
+        for name in sorted(names)
     ]
 
 

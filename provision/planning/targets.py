@@ -15,6 +15,7 @@ from typing import Any
 from provision.errors import ConfigError
 from provision.planning.matrix_data import codename_for_version, release_names
 from provision.planning.variables import BY_NAME, parse_bool
+from provision.redaction import without_credentials
 
 ARCHS = ("x86_64", "aarch64", "armv7l")
 
@@ -190,7 +191,9 @@ def choices_from_vars(variables: Mapping[str, Any]) -> Choices:
             "coralpi_accept_max_eula",
             variables.get("coralpi_accept_max_eula", defaults.accept_max_eula),
         ),
-        pip_index_url="" if url is None else url,
+        # The plan names the index without its login (plans are printed and put on cards);
+        # the artifact settings keep the URL as given, for the downloads.
+        pip_index_url="" if url is None else without_credentials(str(url)),
     )
 
 

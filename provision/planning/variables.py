@@ -10,9 +10,9 @@ one line of help and whether its value may hold a secret. The registry feeds:
 - the documentation: ``inventory/group_vars/all.yml`` and the README's table, which a test
   compares with this registry (``tests/unit/test_variables_registry.py``).
 
-Kinds: ``choice`` (one of ``choices``), ``bool`` (Ansible's spellings, see
-:func:`parse_bool`), ``url``, ``text``, ``user``, ``fingerprints`` (a list), ``batch``
-(a number or a percentage) and ``percent`` (0-100).
+Kinds: ``choice`` (one of ``choices``), ``bool`` (Ansible's own rule), ``url`` (of the
+variable's ``schemes``), ``user``, ``fingerprints`` (a list), ``batch`` (a number or a
+percentage) and ``percent`` (0-100); what each allows is :mod:`provision.planning.kinds`.
 """
 
 from __future__ import annotations
@@ -22,21 +22,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from provision.errors import ConfigError
+from provision.planning import kinds
+from provision.planning.kinds import parse_bool
 
+__all__ = ["BY_NAME", "INTERNAL", "REGISTRY", "Variable", "check", "check_value", "parse_bool"]
 
-def parse_bool(variable: str, value: object) -> bool:
-    """Ansible-style booleans: true/false, yes/no, on/off, 1/0 (any case)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("true", "yes", "on", "1", "y"):
-            return True
-        if text in ("false", "no", "off", "0", "n", ""):
-            return False
-    raise ConfigError(f"{variable}: {value!r} is not a boolean (true or false)")
+_WEB = ("https", "http")
+#: Sources only the controller downloads from may also be local directories.
+_FETCHED = ("https", "http", "file")
 
 
 @dataclass(frozen=True)
@@ -47,6 +40,9 @@ class Variable:
     help: str
     choices: tuple[str, ...] = ()
     secret: bool = False
+    #: For ``url``: the schemes allowed, and the ``{field}`` names a template may hold.
+    schemes: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()
 
 
 REGISTRY: tuple[Variable, ...] = (
@@ -74,6 +70,7 @@ REGISTRY: tuple[Variable, ...] = (
         "url",
         "https://packages.cloud.google.com/apt",
         "Coral apt repository or a mirror of it",
+        schemes=_WEB,
     ),
     Variable(
         "coralpi_coral_key_fingerprints",
@@ -89,12 +86,15 @@ REGISTRY: tuple[Variable, ...] = (
         "url",
         "https://github.com/feranick/libedgetpu/releases/download/16.0TF2.17.1-1",
         "base URL of the community libedgetpu .debs",
+        schemes=_FETCHED,
     ),
     Variable(
         "coralpi_assets_url",
         "url",
         "https://raw.githubusercontent.com/google-coral/test_data",
         "base URL of the smoke-test assets (Coral's test_data layout)",
+        schemes=_FETCHED,
+        fields=("commit", "file"),
     ),
     Variable(
         "coralpi_apt_proxy",
@@ -102,6 +102,7 @@ REGISTRY: tuple[Variable, ...] = (
         '""',
         "apt proxy for the hosts, e.g. http://10.0.0.1:3142",
         secret=True,
+        schemes=_WEB,
     ),
     Variable(
         "coralpi_pip_index_url",
@@ -109,6 +110,7 @@ REGISTRY: tuple[Variable, ...] = (
         "",
         "extra wheel index for wheels PyPI lacks (piwheels)",
         secret=True,
+        schemes=_FETCHED,
     ),
     Variable(
         "coralpi_serial", "batch", "", "rolling batches: hosts per batch (a number or a percentage)"
@@ -128,12 +130,23 @@ INTERNAL = frozenset({"coralpi_plans", "coralpi_plan"})
 
 
 def check_value(variable: Variable, value: object) -> object:
-    """The value as coralpi uses it (a bool for ``bool``); ConfigError when not allowed.
-    Choices are checked where the plan's choices are made
-    (:class:`provision.planning.targets.Choices`, from the same registry), so that every
-    host's bad choice is named in one message."""
+    """The value as coralpi uses it (a bool for ``bool``, a number for ``percent``...);
+    ConfigError when its kind does not allow it. Choices are checked where the plan's
+    choices are made (:class:`provision.planning.targets.Choices`, from the same registry),
+    so that every host's bad choice is named in one message."""
+    name = variable.name
     if variable.kind == "bool":
-        return parse_bool(variable.name, value)
+        return parse_bool(name, value)
+    if variable.kind == "url":
+        return kinds.check_url(name, value, variable.schemes, variable.fields)
+    if variable.kind == "user":
+        return kinds.check_user(name, value)
+    if variable.kind == "fingerprints":
+        return list(kinds.check_fingerprints(name, value))
+    if variable.kind == "batch":
+        return kinds.check_batch(name, value)
+    if variable.kind == "percent":
+        return kinds.check_percent(name, value)
     return value
 
 

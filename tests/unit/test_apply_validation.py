@@ -17,7 +17,7 @@ import pytest
 from provision.commands.options import parse_extra_vars
 from provision.errors import ConfigError
 from provision.fleet.run import last_failed_hosts, rollout_vars
-from provision.planning.inventory import InventoryHost
+from provision.planning.inventory import InventoryHost, check_variables
 
 CORALPI = str(Path(sys.executable).parent / "coralpi")
 
@@ -96,26 +96,30 @@ def test_retry_failed_reads_the_newest_report(tmp_path: Path) -> None:
     assert last_failed_hosts("apply", tmp_path) == ["pi2"]
 
 
+def _host(name: str, **variables: object) -> InventoryHost:
+    """A host as the inventory reader makes it: its variables checked by their kinds."""
+    return InventoryHost(name, check_variables(name, variables))
+
+
 def test_rollout_settings_are_checked_and_passed_once() -> None:
-    hosts = [
-        InventoryHost("pi1", {"coralpi_serial": "25%"}),
-        InventoryHost("pi2", {"coralpi_serial": "25%"}),
-    ]
+    hosts = [_host("pi1", coralpi_serial="25%"), _host("pi2", coralpi_serial="25%")]
     assert rollout_vars(hosts, {}) == {"coralpi_serial": "25%"}
     assert rollout_vars(hosts, {"coralpi_serial": "2", "coralpi_max_fail_percentage": "30"}) == {
         "coralpi_serial": 2,
         "coralpi_max_fail_percentage": 30,
     }
-    assert rollout_vars([InventoryHost("pi1", {})], {}) == {}
+    assert rollout_vars([_host("pi1")], {}) == {}
+    with pytest.raises(ConfigError, match="differs"):
+        rollout_vars([_host("a", coralpi_serial=1), _host("b", coralpi_serial=2)], {})
     bad = [
-        (
-            [InventoryHost("a", {"coralpi_serial": 1}), InventoryHost("b", {"coralpi_serial": 2})],
-            "differs",
-        ),
-        ([InventoryHost("a", {"coralpi_serial": "many"})], "not a number of hosts"),
-        ([InventoryHost("a", {"coralpi_serial": 0})], "at least 1"),
-        ([InventoryHost("a", {"coralpi_max_fail_percentage": 150})], "0 to 100"),
+        ({"coralpi_serial": "many"}, "not a number of hosts"),
+        ({"coralpi_serial": 0}, "from 1"),
+        ({"coralpi_serial": "101%"}, "up to 100%"),
+        ({"coralpi_max_fail_percentage": 150}, "0 to 100"),
+        ({"coralpi_max_fail_percentage": True}, "0 to 100"),
     ]
-    for hosts_, message in bad:
+    for variables, message in bad:
         with pytest.raises(ConfigError, match=message):
-            rollout_vars(hosts_, {})
+            check_variables("a", variables)
+        with pytest.raises(ConfigError, match=message):
+            rollout_vars([_host("a")], variables)  # given with -e: checked the same

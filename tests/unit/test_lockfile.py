@@ -125,10 +125,52 @@ def test_malformed_locks_are_refused(mutate: object, message: str) -> None:
         lockfile.parse(mutate(text))
 
 
-def test_artifact_names_must_be_plain_file_names() -> None:
-    text = lockfile.render(_lock()).replace('name = "parrot.jpg"', 'name = "../../etc/passwd"')
+@pytest.mark.parametrize(
+    "name", ["../../etc/passwd", "a\\u0000b.jpg", "x\\nparrot.jpg", ".hidden", "a b.jpg", "..\\\\x"]
+)
+def test_artifact_names_must_be_plain_file_names(name: str) -> None:
+    text = lockfile.render(_lock()).replace('name = "parrot.jpg"', f'name = "{name}"')
     with pytest.raises(LockError, match="plain file name"):
         lockfile.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://u:t0ken@files.example/t.whl", "carries a login"),
+        ("https://T0KEN@files.example/t.whl", "carries a login"),
+        ("ftp://files.example/t.whl", "not an https://"),
+        ("https://files.example/t.whl\\nTrusted: yes", "not an https://"),
+    ],
+)
+def test_lock_urls_hold_no_login_and_nothing_odd(url: str, message: str) -> None:
+    text = lockfile.render(_lock()).replace("https://files.example/t.whl", url)
+    with pytest.raises(LockError, match=message) as err:
+        lockfile.parse(text)
+    assert "t0ken" not in str(err.value) and "T0KEN" not in str(err.value)
+
+
+def test_a_platform_twice_is_refused() -> None:
+    text = lockfile.render(_lock())
+    platform = text[text.index("[[platform]]") :]
+    with pytest.raises(LockError, match="in the lock twice"):
+        lockfile.parse(text + "\n" + platform)
+
+
+def test_pip_requirements_are_cross_checked_against_the_wheels() -> None:
+    text = lockfile.render(_lock())
+    assert lockfile.parse(text).platforms  # tflite-runtime==2.14.0 has its wheel
+    wrong = text.replace('"tflite-runtime==2.14.0"', '"tflite-runtime==2.17.1"')
+    with pytest.raises(LockError, match=r"tflite-runtime==2.17.1 has no matching wheel.*2\.14\.0"):
+        lockfile.parse(wrong)
+    extra = text.replace('"tflite-runtime==2.14.0",', '"tflite-runtime==2.14.0",\n    "pillow",')
+    with pytest.raises(LockError, match="pillow has no matching wheel"):
+        lockfile.parse(extra)
+    # numpy from Debian needs no wheel; from pip it does.
+    numpy = extra.replace('"pillow"', '"numpy<2"')
+    assert lockfile.parse(numpy).platforms
+    with pytest.raises(LockError, match="numpy<2 has no matching wheel"):
+        lockfile.parse(numpy.replace('numpy_source = "apt"', 'numpy_source = "pip"'))
 
 
 def test_missing_lock_says_how_to_create_it(tmp_path: Path) -> None:

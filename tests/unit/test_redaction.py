@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from provision.redaction import MASK, redact
+from provision.redaction import MASK, credentials_of, redact, without_credentials
 
 CASES = [
     ("http://user:s3cret@10.0.0.1:3142", "http://user:***@10.0.0.1:3142"),
@@ -18,12 +18,15 @@ CASES = [
         'Acquire::http::Proxy "http://u:***@h:3142";',
     ),
     ("'http://u:quoted@h'", "'http://u:***@h'"),
+    ("https://ghp_T0KEN@github.example/o/r", "https://***@github.example/o/r"),
+    ("https://T0KEN:@idx.example/simple", "https://***:@idx.example/simple"),
+    ("http://u:p@ss@h:3142/x", "http://u:***@h:3142/x"),
+    ("http://u:p@ss@w@h:3142 then http://h2", "http://u:***@h:3142 then http://h2"),
     ('{"url": "http://a:b@c"}', '{"url": "http://a:***@c"}'),
 ]
 
 UNCHANGED = [
     "http://10.0.0.1:3142",  # a port is not a password
-    "http://user@host/path",  # a user without a password is no secret
     "ssh pi@10.0.0.11 -p 22",  # no scheme
     "E: Failed to fetch http://deb.debian.org/debian/dists/bookworm/InRelease",
     "mailto:someone@example.org",
@@ -45,3 +48,18 @@ def test_redacting_twice_changes_nothing_more() -> None:
     once = redact("http://u:secret@h:1 and ftp://x:y@z")
     assert redact(once) == once
     assert "secret" not in once and ":y@" not in once
+
+
+def test_credentials_are_left_out_of_what_others_read_and_put_back_for_the_same_host() -> None:
+    index = "https://u:t0k%40n@idx.example:8443/simple"
+    assert without_credentials(index) == "https://idx.example:8443/simple"
+    assert without_credentials("https://T0KEN@idx.example/x") == "https://idx.example/x"
+    assert without_credentials("https://idx.example/x") == "https://idx.example/x"
+    wheel = "https://idx.example:8443/files/a-1-py3-none-any.whl"
+    assert (
+        credentials_of(wheel, index)
+        == "https://u:t0k%40n@idx.example:8443/files/a-1-py3-none-any.whl"
+    )
+    assert credentials_of("https://other.example/a.whl", index) == "https://other.example/a.whl"
+    assert credentials_of("http://idx.example:8443/a.whl", index) == "http://idx.example:8443/a.whl"
+    assert credentials_of(wheel, without_credentials(index)) == wheel
