@@ -326,6 +326,22 @@ def check_pcie_accelerator(sys_facts: SystemFacts, exp: Expected) -> CheckResult
 
 
 def check_camera(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
+    """The camera settings in effect, with what reading config.txt ran into (an include
+    cycle or a limit makes a pass a warning: part of the file was not read)."""
+    result = _camera_settings(sys_facts, exp)
+    config = sys_facts.config
+    if result.status == SKIP or config is None or not config.problems:
+        return result
+    more = len(config.problems) - 1
+    detail = result.detail + "; config.txt: " + config.problems[0]
+    detail += f" (and {more} more)" if more else ""
+    if config.incomplete and result.status == PASS:
+        fix = "remove the include cycle or the excess includes from config.txt"
+        return CheckResult(result.name, WARN, detail, fix)
+    return CheckResult(result.name, result.status, detail, result.fix)
+
+
+def _camera_settings(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
     name = "camera"
     if not sys_facts.is_pi:
         return _skip(name, "not a Raspberry Pi")

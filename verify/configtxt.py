@@ -3,19 +3,29 @@
 Conditional sections follow the firmware's rules: `[all]` resets every filter, filters of
 the same kind replace each other, filters of different kinds combine, `[none]` disables
 everything until the next `[all]`. A later line overrides an earlier one, except
-`dtoverlay=` and `dtparam=`, which accumulate. `include FILE` is read in place (relative
-to the including file's directory). Filters that depend on things verify cannot see
-(EDID, GPIO levels, serial numbers, tryboot, board-type codes) are treated as not
+`dtoverlay=` and `dtparam=`, which accumulate. Filters that depend on things verify cannot
+see (EDID, GPIO levels, serial numbers, tryboot, board-type codes) are treated as not
 matching; `[HDMI:n]` only selects a port and does not hide other settings.
+
+`include FILE` is read in place, under the conditions in effect there; FILE is a file of
+the boot partition (the directory of config.txt), whichever file includes it. Includes are
+bounded: a file already being read is not entered again (a cycle), and the depth, the
+number of includes and the lines read in all are capped. What is skipped is noted in
+`problems`; `incomplete` says part of what the files ask for was left unread, so the
+settings found may differ from the board's.
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 MAX_INCLUDE_DEPTH = 8
+MAX_INCLUDES = 32  # include lines followed, over config.txt and every included file
+MAX_LINES = 10000  # lines read in all (a stock config.txt has about 50)
+MAX_PROBLEMS = 20
 
 # Model filters and which boards they match (a board also "sees" its family's filter).
 # Matched against the device-tree model string, e.g. "Raspberry Pi 4 Model B Rev 1.4".
@@ -83,6 +93,7 @@ class EffectiveConfig:
     dtparams: list[Setting] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    incomplete: bool = False  # an include cycle or a limit left part unread
 
     def get(self, key: str) -> str | None:
         setting = self.values.get(key.lower())
@@ -149,37 +160,82 @@ def evaluate(
 
     `read_include(name)` returns the text of an included file (or None if missing).
     """
-    result = EffectiveConfig()
-    state = _State(model_filters(board))
-    _evaluate_into(result, state, text, source, read_include, 0)
-    return result
+    reader = _Reader(model_filters(board), read_include)
+    reader.read(text, source, include_key(posixpath.basename(source)))
+    return reader.finish()
 
 
-def _evaluate_into(
-    result: EffectiveConfig,
-    state: _State,
-    text: str,
-    source: str,
-    read_include: Callable[[str], str | None] | None,
-    depth: int,
-) -> None:
-    result.files.append(source)
-    for number, raw in enumerate(text.splitlines(), start=1):
+def include_key(name: str) -> str:
+    """Which file of the boot partition `include NAME` reads, as one spelling: the
+    partition is FAT (case-insensitive), a leading `/` is its root, `..` cannot leave it."""
+    return posixpath.normpath("/" + name.lstrip("/")).lower()
+
+
+class _Reader:
+    """Reads config.txt and its includes into one result, within the limits above."""
+
+    def __init__(
+        self, board_filters: frozenset[str], read_include: Callable[[str], str | None] | None
+    ) -> None:
+        self.result = EffectiveConfig()
+        self.state = _State(board_filters)
+        self.read_include = read_include
+        self.reading: list[tuple[str, str]] = []  # (key, name) of the files being read
+        self.includes = 0
+        self.lines = 0
+        self.stopped = False  # MAX_LINES reached: nothing more is read
+        self.unshown = 0
+
+    def note(self, problem: str) -> None:
+        if len(self.result.problems) < MAX_PROBLEMS:
+            self.result.problems.append(problem)
+        else:
+            self.unshown += 1
+
+    def incomplete(self, problem: str) -> None:
+        """A note for something the files ask for that was left unread."""
+        self.result.incomplete = True
+        self.note(problem)
+
+    def finish(self) -> EffectiveConfig:
+        if self.unshown:
+            self.result.problems.append(f"{self.unshown} more notes not shown")
+        return self.result
+
+    def read(self, text: str, source: str, key: str) -> None:
+        self.result.files.append(source)
+        self.reading.append((key, source))
+        for number, raw in enumerate(text.splitlines(), start=1):
+            if self.stopped:
+                break
+            if self.lines >= MAX_LINES:
+                self.stopped = True
+                self.incomplete(
+                    f"{source}:{number}: stopped after {MAX_LINES} lines in all "
+                    "(config.txt and its includes); the rest is not read"
+                )
+                break
+            self.lines += 1
+            self.line(raw, source, number)
+        self.reading.pop()
+
+    def line(self, raw: str, source: str, number: int) -> None:
+        result = self.result
         line = raw.split("#", 1)[0].strip()
         if not line:
-            continue
+            return
         if line.startswith("[") and line.endswith("]"):
-            state.apply(line[1:-1])
-            continue
-        if not state.enabled:
-            continue
+            self.state.apply(line[1:-1])
+            return
+        if not self.state.enabled:
+            return
         if "=" not in line:
             word, _, rest = line.partition(" ")
             if word.lower() == "include":
-                _include(result, state, rest.strip(), source, number, read_include, depth)
+                self.include(rest.strip(), f"{source}:{number}")
             else:
                 result.values[word.lower()] = Setting(word.lower(), rest.strip(), source, number)
-            continue
+            return
         key, _, value = line.partition("=")
         key = key.strip().lower()
         setting = Setting(key, value.strip(), source, number)
@@ -190,26 +246,26 @@ def _evaluate_into(
         else:
             result.values[key] = setting
 
-
-def _include(
-    result: EffectiveConfig,
-    state: _State,
-    name: str,
-    source: str,
-    number: int,
-    read_include: Callable[[str], str | None] | None,
-    depth: int,
-) -> None:
-    if read_include is None or not name:
-        result.problems.append(f"{source}:{number}: include {name!r} not followed")
-        return
-    if depth >= MAX_INCLUDE_DEPTH:
-        result.problems.append(
-            f"{source}:{number}: include nesting deeper than {MAX_INCLUDE_DEPTH}"
-        )
-        return
-    included = read_include(name)
-    if included is None:
-        result.problems.append(f"{source}:{number}: included file {name!r} not found")
-        return
-    _evaluate_into(result, state, included, name, read_include, depth + 1)
+    def include(self, name: str, where: str) -> None:
+        if self.read_include is None or not name:
+            self.note(f"{where}: include {name!r} not followed")
+            return
+        key = include_key(name)
+        if any(k == key for k, _ in self.reading):
+            chain = " -> ".join([source for _, source in self.reading] + [name])
+            self.incomplete(f"{where}: include {name!r} not followed: include cycle {chain}")
+            return
+        if len(self.reading) > MAX_INCLUDE_DEPTH:
+            self.incomplete(f"{where}: include nesting deeper than {MAX_INCLUDE_DEPTH}")
+            return
+        if self.includes >= MAX_INCLUDES:
+            self.incomplete(
+                f"{where}: include {name!r} not followed: more than {MAX_INCLUDES} includes"
+            )
+            return
+        self.includes += 1
+        included = self.read_include(name)
+        if included is None:
+            self.note(f"{where}: included file {name!r} not found")
+            return
+        self.read(included, name, key)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import posixpath
 import re
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 
 from . import configtxt
 from .rootfs import RootFS
+from .safetext import clean
 
 RUNTIME_PACKAGES = ("libedgetpu1-std", "libedgetpu1-max")
 CORAL_REPO_MARKERS = ("coral-edgetpu-stable", "packages.cloud.google.com/apt")
@@ -153,7 +155,7 @@ def parse_os_release(text: str) -> dict[str, str]:
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value = value[1:-1]
-        values[key.strip()] = value
+        values[key.strip()] = clean(value)
     if "VERSION_CODENAME" not in values:
         match = re.search(r"\(([a-z]+)\)", values.get("VERSION", ""))
         if match:
@@ -162,9 +164,9 @@ def parse_os_release(text: str) -> dict[str, str]:
 
 
 def parse_device_tree_model(data: bytes) -> str | None:
-    """`/proc/device-tree/model` is NUL-terminated."""
+    """`/proc/device-tree/model` is NUL-terminated; control characters in it are escaped."""
     text = data.split(b"\x00", 1)[0].decode("utf-8", errors="replace").strip()
-    return text or None
+    return clean(text) or None
 
 
 def parse_dpkg_status(text: str, wanted: tuple[str, ...] | None = None) -> dict[str, str]:
@@ -408,6 +410,12 @@ def _boot_config_path(fs: RootFS) -> str | None:
     return None
 
 
+def boot_file(boot: str, name: str) -> str:
+    """The system path of `include NAME` in a config.txt in `boot`: the firmware sees only
+    the boot partition, so a leading `/` is its root and `..` does not leave it."""
+    return boot + posixpath.normpath("/" + name.lstrip("/"))
+
+
 def _library_dirs(fs: RootFS) -> list[str]:
     dirs = list(LIBRARY_DIRS)
     for conf in fs.glob("/etc/ld.so.conf.d/*.conf"):
@@ -428,7 +436,7 @@ def find_library(fs: RootFS, name: str) -> str | None:
 
 def _read_sysfs(fs: RootFS, path: str) -> str | None:
     text = fs.read_text(path)
-    return None if text is None else text.strip().lower()
+    return None if text is None else clean(text.strip().lower())
 
 
 def _usb_devices(fs: RootFS) -> list[UsbDevice]:
@@ -503,10 +511,10 @@ def gather_system(fs: RootFS, user: str | None) -> SystemFacts:
     facts.boot_config = _boot_config_path(fs)
     if facts.boot_config is not None:
         facts.boot_config_text = fs.read_text(facts.boot_config)
-        base = facts.boot_config.rsplit("/", 1)[0]
+        boot = facts.boot_config.rsplit("/", 1)[0]
 
         def read_include(name: str) -> str | None:
-            return fs.read_text(name if name.startswith("/") else base + "/" + name)
+            return fs.read_text(boot_file(boot, name))
 
         facts.config = configtxt.evaluate(
             facts.boot_config_text or "", facts.board, facts.boot_config, read_include

@@ -1,16 +1,22 @@
-"""Show the verify report: one JSON object, a rich table on a terminal, or plain text."""
+"""Show the verify report: one JSON object, a rich table on a terminal, or plain text.
+
+Every string of the report is cleaned first (`safetext`): what the system's files say can
+neither drive the terminal nor forge report lines, in any of the three forms.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import IO, Any
 
+from .safetext import clean_tree
+
 SYMBOL = {"pass": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
 STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
 
 def to_json(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=2, sort_keys=False)
+    return json.dumps(clean_tree(report), indent=2, sort_keys=False)
 
 
 def _smoke_lines(smoke: dict[str, Any] | None) -> list[str]:
@@ -44,6 +50,7 @@ def _facts_line(facts: dict[str, Any]) -> str:
 
 
 def render_plain(report: dict[str, Any], out: IO[str]) -> None:
+    report = clean_tree(report)
     out.write(_facts_line(report.get("facts", {})) + "\n")
     checks = report.get("checks", [])
     width = max([len(c["name"]) for c in checks] + [4])
@@ -61,6 +68,7 @@ def render_rich(report: dict[str, Any], out: IO[str]) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    report = clean_tree(report)
     console = Console(file=out)
     console.print(_facts_line(report.get("facts", {})), highlight=False, markup=False)
     table = Table(show_header=True, header_style="bold")

@@ -76,6 +76,41 @@ def read_labels(text: str) -> dict[int, str]:
     return labels
 
 
+class LabelsMismatch(ValueError):
+    """The labels file does not name the model's output classes one for one."""
+
+    def __init__(self, labels: int, classes: int, detail: str) -> None:
+        super().__init__(f"{labels} labels for {classes} output classes ({detail})")
+        self.labels = labels
+        self.classes = classes
+        self.detail = detail
+
+
+def output_classes(detail: dict[str, Any]) -> int:
+    """How many scores an output tensor holds per image (its shape without the batch)."""
+    count = 1
+    for size in list(detail["shape"])[1:]:
+        count *= int(size)
+    return count
+
+
+def check_labels(labels: dict[int, str], classes: int) -> None:
+    """Raise LabelsMismatch unless `labels` names exactly the indices 0..classes-1.
+
+    Fewer labels would leave classes unnamed, more mean another model's file (often one
+    shifted by a "background" class): either way the top label could be wrong.
+    """
+    named = {index for index, text in labels.items() if text}
+    missing = [index for index in range(classes) if index not in named]
+    beyond = sorted(index for index in named if index >= classes)
+    if beyond:
+        raise LabelsMismatch(len(named), classes, f"labels up to index {beyond[-1]}")
+    if missing:
+        shown = ", ".join(str(index) for index in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise LabelsMismatch(len(named), classes, f"no label for index {shown}{more}")
+
+
 def percentile(values: list[float], pct: float) -> float:
     """Nearest-rank percentile."""
     ordered = sorted(values)
@@ -190,6 +225,7 @@ def classify(
     interpreter.allocate_tensors()
     input_detail = interpreter.get_input_details()[0]
     output_detail = interpreter.get_output_details()[0]
+    check_labels(labels, output_classes(output_detail))
     interpreter.set_tensor(input_detail["index"], prepare_input(image, input_detail))
     times: list[float] = []
     for _ in range(count + 1):
@@ -241,6 +277,8 @@ def run(
                 module, model_path, image, labels, options.count, options.top_k, delegate
             )
             result.device, result.model = "edgetpu", edgetpu_model
+        except LabelsMismatch as exc:
+            return _labels_failed(result, exc, labels_file, edgetpu_model)
         except Exception as exc:
             cause = errors.translate_exception(exc)
     if cause is not None and refine is not None:
@@ -253,6 +291,8 @@ def run(
             model_path = asset(cpu_model)
             outcome = classify(module, model_path, image, labels, options.count, options.top_k)
             result.device, result.model = "cpu", cpu_model
+        except LabelsMismatch as exc:
+            return _labels_failed(result, exc, labels_file, cpu_model, notes)
         except Exception as exc:
             result.error = errors.translate_exception(exc)
             notes.append("CPU run failed: " + result.error.cause)
@@ -283,6 +323,23 @@ def run(
             best and best["label"] == options.expect and best["score"] >= options.min_score
         )
     result.note = "; ".join(notes)
+    return result
+
+
+def _labels_failed(
+    result: SmokeResult,
+    mismatch: LabelsMismatch,
+    labels_file: str,
+    model: str,
+    notes: list[str] | None = None,
+) -> SmokeResult:
+    result.error = Cause(
+        f"the labels file {labels_file} has {mismatch.labels} labels but the model {model} "
+        f"has {mismatch.classes} output classes ({mismatch.detail})",
+        "use the labels file made for this model (--labels), or the pinned smoke-test files",
+        str(mismatch),
+    )
+    result.note = "; ".join([*(notes or []), "nothing classified: " + result.error.cause])
     return result
 
 

@@ -396,3 +396,20 @@ def test_smoke_checks() -> None:
 def test_check_result_rejects_unknown_status() -> None:
     with pytest.raises(ValueError):
         checks.CheckResult("x", "ok", "")
+
+
+def test_camera_shows_what_reading_config_txt_ran_into() -> None:
+    looping = configtxt.evaluate(
+        "camera_auto_detect=1\ninclude config.txt\n",
+        PI4,
+        "/boot/firmware/config.txt",
+        {"config.txt": "include config.txt\n"}.get,
+    )
+    result = checks.check_camera(pi_facts(config=looping), fact_exp())
+    assert result.status == "warn"
+    assert "camera_auto_detect=1 in effect" in result.detail
+    assert "include cycle /boot/firmware/config.txt -> config.txt" in result.detail
+    assert "include cycle" in result.fix
+    missing = configtxt.evaluate("camera_auto_detect=1\ninclude extra.txt\n", PI4, "c", {}.get)
+    noted = checks.check_camera(pi_facts(config=missing), fact_exp())
+    assert noted.status == "pass" and "c:2: included file 'extra.txt' not found" in noted.detail

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from verify import configtxt
@@ -136,6 +138,106 @@ def test_include_is_read_in_place_and_follows_conditions() -> None:
     assert result.get("gpu_mem") is None
     assert "extra.txt" in result.files
     assert any("missing.txt" in p for p in result.problems)
-    assert any("nesting" in p for p in result.problems)
+    assert any("include cycle config.txt -> loop.txt -> loop.txt" in p for p in result.problems)
     on_pi5 = configtxt.evaluate(text, PI5, read_include=files.get)
     assert on_pi5.get("start_x") == "0"  # the include sat under [pi4]
+
+
+# ------------------------------------------------------------------ bounded includes
+
+
+class CountingReader:
+    """read_include over a dict of files, counting the reads."""
+
+    def __init__(self, files: dict[str, str]) -> None:
+        self.files = files
+        self.reads = 0
+
+    def __call__(self, name: str) -> str | None:
+        self.reads += 1
+        return self.files.get(name)
+
+
+@pytest.mark.timeout(30)
+def test_a_file_including_itself_30_times_is_read_once_and_the_cycle_reported() -> None:
+    text = "start_x=1\n" + "include config.txt\n" * 30
+    reader = CountingReader({"config.txt": text})
+    started = time.monotonic()
+    result = configtxt.evaluate(text, PI4, "/boot/firmware/config.txt", reader)
+    assert time.monotonic() - started < 1.0
+    assert reader.reads == 0  # config.txt is the file being read: never entered again
+    assert result.get("start_x") == "1" and result.incomplete
+    assert result.problems[0] == (
+        "/boot/firmware/config.txt:2: include 'config.txt' not followed: "
+        "include cycle /boot/firmware/config.txt -> config.txt"
+    )
+    assert len(result.problems) == configtxt.MAX_PROBLEMS + 1
+    assert result.problems[-1] == f"{30 - configtxt.MAX_PROBLEMS} more notes not shown"
+
+
+@pytest.mark.timeout(30)
+def test_a_cycle_through_two_files_is_cut_and_named() -> None:
+    files = {"a.txt": "gpu_mem=64\ninclude b.txt\n", "b.txt": "include a.txt\n" * 30}
+    reader = CountingReader(files)
+    result = configtxt.evaluate("include a.txt\n", PI4, read_include=reader)
+    assert reader.reads == 2  # a.txt and b.txt, once each
+    assert result.get("gpu_mem") == "64" and result.incomplete
+    assert result.problems[0] == (
+        "b.txt:1: include 'a.txt' not followed: include cycle config.txt -> a.txt -> b.txt -> a.txt"
+    )
+
+
+def test_the_same_file_spelled_differently_is_the_same_file() -> None:
+    # the boot partition is FAT: case does not matter; `./` and a leading `/` neither
+    files = {"Extra.TXT": "include ./extra.txt\n", "./extra.txt": "include /EXTRA.txt\n"}
+    result = configtxt.evaluate("include Extra.TXT\n", PI4, read_include=files.get)
+    assert result.files == ["config.txt", "Extra.TXT"]
+    assert "include cycle config.txt -> Extra.TXT -> ./extra.txt" in result.problems[0]
+
+
+@pytest.mark.timeout(30)
+def test_fan_out_of_one_file_included_many_times_is_capped() -> None:
+    # each level includes the next 30 times: 30**5 files without a cap
+    files = {f"l{n}.txt": f"include l{n + 1}.txt\n" * 30 for n in range(5)}
+    files["l5.txt"] = "dtoverlay=x\n"
+    reader = CountingReader(files)
+    result = configtxt.evaluate("include l0.txt\n", PI4, read_include=reader)
+    assert reader.reads == configtxt.MAX_INCLUDES
+    assert result.incomplete
+    assert any(f"more than {configtxt.MAX_INCLUDES} includes" in p for p in result.problems)
+
+
+def test_repeated_includes_below_the_limits_keep_their_meaning() -> None:
+    files = {"overlay.txt": "dtoverlay=vc4-kms-v3d\n", "camera.txt": "camera_auto_detect=1\n"}
+    text = "include overlay.txt\ninclude camera.txt\ncamera_auto_detect=0\ninclude camera.txt\n"
+    result = configtxt.evaluate(text, PI4, read_include=files.get)
+    assert result.files == ["config.txt", "overlay.txt", "camera.txt", "camera.txt"]
+    assert result.get("camera_auto_detect") == "1"
+    assert result.values["camera_auto_detect"].source == "camera.txt"
+    assert not result.problems and not result.incomplete
+
+
+def test_nesting_deeper_than_the_limit_is_reported() -> None:
+    files = {f"f{n}.txt": f"v{n}=1\ninclude f{n + 1}.txt\n" for n in range(20)}
+    result = configtxt.evaluate("include f0.txt\n", PI4, read_include=files.get)
+    depth = configtxt.MAX_INCLUDE_DEPTH
+    assert result.get(f"v{depth - 1}") == "1" and result.get(f"v{depth}") is None
+    assert result.incomplete
+    assert result.problems == [
+        f"f{depth - 1}.txt:2: include nesting deeper than {configtxt.MAX_INCLUDE_DEPTH}"
+    ]
+
+
+@pytest.mark.timeout(30)
+def test_lines_read_in_all_are_capped() -> None:
+    files = {"big.txt": "gpu_mem=64\n" * configtxt.MAX_LINES + "start_x=1\n"}
+    result = configtxt.evaluate(
+        "include big.txt\ncamera_auto_detect=1\n", PI4, "config.txt", files.get
+    )
+    assert result.get("gpu_mem") == "64"
+    assert result.get("start_x") is None and result.get("camera_auto_detect") is None
+    assert result.incomplete
+    assert result.problems == [
+        f"big.txt:{configtxt.MAX_LINES}: stopped after {configtxt.MAX_LINES} lines in all "
+        "(config.txt and its includes); the rest is not read"
+    ]

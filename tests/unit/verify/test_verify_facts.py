@@ -252,3 +252,20 @@ def test_userland_arch_trusts_dpkg_over_uname() -> None:
     assert facts.userland_arch(status, "aarch64") == "armv7l"
     assert facts.userland_arch("", "x86_64") == "x86_64"
     assert facts.dpkg_native_arch("Package: bash\nArchitecture: arm64\n") is None
+
+
+def test_includes_are_read_from_the_boot_partition_only(fake_root: FakeRoot) -> None:
+    fake_root.board("Raspberry Pi 4 Model B Rev 1.4").config_txt(
+        "include /extra.txt\ninclude ../../etc/secret.txt\ninclude sub/../../../more.txt\n"
+    )
+    fake_root.write("/boot/firmware/extra.txt", "gpu_mem=128\n")
+    fake_root.write("/boot/firmware/more.txt", "camera_auto_detect=1\n")
+    fake_root.write("/extra.txt", "gpu_mem=16\n")
+    fake_root.write("/etc/secret.txt", "start_x=1\n")
+    gathered = facts.gather_system(RootFS(str(fake_root.path)), None)
+    assert gathered.config is not None
+    assert gathered.config.get("gpu_mem") == "128"
+    assert gathered.config.get("camera_auto_detect") == "1"
+    assert gathered.config.get("start_x") is None
+    assert any("'../../etc/secret.txt' not found" in p for p in gathered.config.problems)
+    assert facts.boot_file("/boot", "/a/../../x.txt") == "/boot/x.txt"

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from verify import smoke
+from verify import checks, smoke
 from verify.errors import Cause
+from verify.facts import SystemFacts
 
 LABELS = "0 background\n1 Corvus corax\n2 Ara macao (Scarlet Macaw)\n"
 
@@ -184,3 +185,50 @@ def test_helpers() -> None:
     )
     deq = smoke.dequantize(np.array([[128, 0]], dtype=np.uint8), {"quantization": (0.5, 128)})
     assert deq.tolist() == [0.0, -64.0]
+
+
+# ------------------------------------------------------------------ labels vs. model
+
+
+@pytest.mark.parametrize(
+    ("labels", "count", "detail"),
+    [
+        ("0 background\n1 Corvus corax\n", 2, "no label for index 2"),
+        ("background\nCorvus corax\n", 2, "no label for index 2"),
+        ("0 background\n2 Ara macao (Scarlet Macaw)\n", 2, "no label for index 1"),
+        (LABELS + "3 Pica pica\n", 4, "labels up to index 3"),
+        ("", 0, "no label for index 0, 1, 2"),
+    ],
+)
+@pytest.mark.parametrize("delegate", [True, False], ids=["edgetpu", "cpu"])
+def test_labels_that_do_not_fit_the_model_fail_clearly(
+    files: dict[str, str], labels: str, count: int, detail: str, delegate: bool
+) -> None:
+    Path(files["labels.txt"]).write_text(labels)
+    loader = (lambda module: (object(), None)) if delegate else (lambda module: (None, None))
+    result = _run(files, loader)
+    model = "m_edgetpu.tflite" if delegate else "m.tflite"
+    assert result.device is None and result.top == [] and result.latency_ms is None
+    assert result.error is not None
+    assert result.error.cause == (
+        f"the labels file labels.txt has {count} labels but the model {model} "
+        f"has 3 output classes ({detail})"
+    )
+    assert "--labels" in result.error.fix
+    assert result.error.cause in result.note
+    judged = {c.name: c for c in checks.smoke_checks(result, SystemFacts(), "Ara macao")}
+    assert judged["smoke"].status == "fail"
+    assert judged["smoke"].detail == "smoke test failed: " + result.error.cause
+
+
+def test_labels_check_helpers() -> None:
+    assert smoke.output_classes({"shape": np.array([1, 965])}) == 965
+    assert smoke.output_classes({"shape": [1, 1, 1, 1001]}) == 1001
+    smoke.check_labels({0: "a", 1: "b", 2: "c"}, 3)
+    smoke.check_labels({0: "a", 1: "b", 2: ""}, 2)  # a trailing blank line is no label
+    with pytest.raises(smoke.LabelsMismatch) as raised:
+        smoke.check_labels({i: str(i) for i in range(1000)}, 1001)  # no "background"
+    assert (raised.value.labels, raised.value.classes) == (1000, 1001)
+    assert "no label for index 1000" in str(raised.value)
+    with pytest.raises(smoke.LabelsMismatch, match=r"index 0, 1, 2, 3, 4 and 5 more"):
+        smoke.check_labels({}, 10)
