@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from provision import __version__
-from provision.errors import CoralpiError
+from provision.errors import CoralpiError, Stopped, signal_of
 from provision.redaction import redact
 
 # Subcommand modules, in the order `coralpi --help` lists them. Adding a command is adding
@@ -50,8 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop(signum: int, _frame: object) -> None:
+    raise Stopped(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    # SIGTERM / SIGHUP unwind like Ctrl-C (each command cleans up what it started).
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)
     try:
         args = parser.parse_args(argv)
         func = getattr(args, "func", None)
@@ -64,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             text = exc.message if exc.bare else f"coralpi: {exc}"
             print(redact(text), file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt as exc:  # a command that had nothing of its own to undo
+        signum = signal_of(exc)
+        print(f"coralpi: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
     except SystemExit as exc:  # --help / --version
         return exc.code if isinstance(exc.code, int) else 0
     except BrokenPipeError:  # `coralpi plan ... | head`

@@ -6,6 +6,8 @@ Library code raises these; only :mod:`provision.cli` turns them into exit codes
 
 from __future__ import annotations
 
+import signal
+
 
 class CoralpiError(Exception):
     """Base of every error coralpi raises on purpose. ``exit_code`` is what the CLI returns.
@@ -47,6 +49,20 @@ class HostFailed(CoralpiError):
     """A host or check failed while applying or verifying (exit code 2)."""
 
     exit_code = 2
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a time limit, a closed terminal), raised where the program is, so
+    it unwinds like Ctrl-C: partial downloads removed, locks released, reports saved."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def signal_of(exc: KeyboardInterrupt) -> int:
+    """The signal behind a KeyboardInterrupt (SIGINT unless it is a :class:`Stopped`)."""
+    return exc.signum if isinstance(exc, Stopped) else int(signal.SIGINT)
 
 
 class Interrupted(CoralpiError):

@@ -17,6 +17,7 @@ the file, the expected and the actual hash; it is never handed to a host.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.errors import CoralpiError
+from provision.files import locked
 
 CACHE_ENV = "CORALPI_CACHE_DIR"
 
@@ -64,6 +66,23 @@ def _plain_name(name: str) -> str:
     return name
 
 
+def remove_if_abandoned(part: Path) -> bool:
+    """Delete a partial download unless a running download holds its lock."""
+    try:
+        fd = os.open(part, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    else:
+        part.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(fd)
+
+
 @dataclass
 class CacheStats:
     """What this process downloaded (for the fetch report and the benchmark)."""
@@ -81,6 +100,7 @@ class ArtifactCache:
     stats: CacheStats = field(default_factory=CacheStats)
     #: Per-process memo, e.g. resolved platforms keyed by platform id.
     memo: dict[str, Any] = field(default_factory=dict)
+    _swept: bool = False
 
     @classmethod
     def open(cls, override: str | Path | None = None) -> ArtifactCache:
@@ -96,8 +116,14 @@ class ArtifactCache:
         return self.root / _plain_name(kind) / sha256.lower() / _plain_name(name)
 
     def tmp_dir(self) -> Path:
+        """Where downloads in progress go; partial files of runs that were killed (their
+        lock is free) are removed here, the first time this process asks."""
         tmp = self.root / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
+        if not self._swept:
+            self._swept = True
+            for part in tmp.glob("*.part"):
+                remove_if_abandoned(part)
         return tmp
 
     def lookup(self, kind: str, sha256: str, name: str) -> Path | None:
@@ -127,22 +153,24 @@ class ArtifactCache:
         return dest
 
     def link_into(self, directory: Path, files: list[Path]) -> Path:
-        """Make ``directory`` hold exactly ``files`` (hard links, copies across filesystems)."""
-        directory.mkdir(parents=True, exist_ok=True)
-        wanted = {f.name: f for f in files}
-        for existing in directory.iterdir():
-            if existing.name not in wanted:
-                if existing.is_dir() and not existing.is_symlink():
-                    shutil.rmtree(existing)
-                else:
-                    existing.unlink()
-        for name, src in wanted.items():
-            dest = directory / name
-            if dest.exists() and os.path.samefile(dest, src):
-                continue
-            dest.unlink(missing_ok=True)
-            try:
-                os.link(src, dest)
-            except OSError:
-                shutil.copy2(src, dest)
+        """Make ``directory`` hold exactly ``files`` (hard links, copies across filesystems);
+        one process at a time per directory (runs sharing a cache fill the same ones)."""
+        with locked(directory):
+            directory.mkdir(parents=True, exist_ok=True)
+            wanted = {f.name: f for f in files}
+            for existing in directory.iterdir():
+                if existing.name not in wanted:
+                    if existing.is_dir() and not existing.is_symlink():
+                        shutil.rmtree(existing)
+                    else:
+                        existing.unlink()
+            for name, src in wanted.items():
+                dest = directory / name
+                if dest.exists() and os.path.samefile(dest, src):
+                    continue
+                dest.unlink(missing_ok=True)
+                try:
+                    os.link(src, dest)
+                except OSError:
+                    shutil.copy2(src, dest)
         return directory

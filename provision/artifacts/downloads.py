@@ -13,6 +13,7 @@ Rules:
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import sys
@@ -183,7 +184,8 @@ def fetch(cache: ArtifactCache, src: Source) -> Fetched:
             return Fetched(cached, src.sha256.lower(), cached.stat().st_size, False)
     scheme = _check_scheme(src)
     fd, tmp_name = tempfile.mkstemp(prefix=f"{src.name}.", suffix=".part", dir=cache.tmp_dir())
-    os.close(fd)
+    # Held while the download runs: a .part nobody holds was left by a killed run.
+    fcntl.flock(fd, fcntl.LOCK_EX)
     tmp = Path(tmp_name)
     try:
         if scheme == "file":
@@ -202,4 +204,5 @@ def fetch(cache: ArtifactCache, src: Source) -> Fetched:
     finally:
         if tmp.exists():
             tmp.unlink()
+        os.close(fd)
     return Fetched(path, actual, size, True)

@@ -23,13 +23,14 @@ share it. Every function here reads the typed :class:`~provision.planning.plan.P
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from provision import files
 from provision.artifacts import downloads, keyring, lockfile, pi_ansible, wheels
 from provision.artifacts.cache import ArtifactCache, ArtifactError, HashMismatch
 from provision.artifacts.downloads import Source
@@ -355,10 +356,7 @@ def keyring_path(cache: ArtifactCache, art: Artifact, accepted: Iterable[str]) -
     key_file = _fetch_art(cache, art)
     data, _ = keyring.build_keyring(key_file.read_bytes(), list(accepted), art.url)
     if not dest.is_file() or dest.read_bytes() != data:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(dest)
+        files.write_atomic(dest, data)
     return dest
 
 
@@ -513,6 +511,26 @@ def _lock_state(cache: ArtifactCache, lock_path: Path | None) -> Lock:
     return state
 
 
+def _save_lock(
+    cache: ArtifactCache,
+    lock_path: Path,
+    platforms: Sequence[PlatformLock],
+    shared: Sequence[Artifact],
+    replace: Callable[[Artifact], bool] | None = None,
+) -> None:
+    """Add what this process resolved to the lock file as it is now on disk: another
+    coralpi may have added platforms since this one read it, and none of them is lost.
+    ``replace`` drops the shared entries the new ones stand in for."""
+    with files.locked(lock_path):
+        on_disk = lockfile.read_if_exists(lock_path) or Lock()
+        for plat in platforms:
+            on_disk.platforms[plat.id] = plat
+        kept = [a for a in on_disk.shared if replace is None or not replace(a)]
+        on_disk.shared = lockfile.merge_shared(kept, shared)
+        lockfile.write_if_changed(lock_path, on_disk)
+    cache.memo[f"lock:{lock_path}"] = on_disk
+
+
 _OPEN_CACHES: dict[Path, ArtifactCache] = {}
 
 
@@ -577,10 +595,13 @@ def ensure_host_artifacts(
 
     lock = _lock_state(store, lock_path)
     changed = False
+    new_platforms: list[PlatformLock] = []
+    new_shared: list[Artifact] = []
     plat = lock.platforms.get(inputs.id)
     if plat is None or plat.inputs != inputs:
         plat = resolve_platform(plan, s, store, _pins(lock_pins(lock), s))
         lock.platforms[inputs.id] = plat
+        new_platforms.append(plat)
         changed = True
     wheels_dir, debs = platform_dirs(store, plat, s)
 
@@ -590,17 +611,19 @@ def ensure_host_artifacts(
         if key_art is None:
             key_art = resolve_coral_key(s, store, _pins(lock_pins(lock), s))
             lock.shared = lockfile.merge_shared(lock.shared, [key_art])
+            new_shared.append(key_art)
             changed = True
         coral_keyring = keyring_path(store, key_art, _accepted_from(key_art, s))
 
     asset_arts = asset_artifacts(s)
     if not all(a in lock.shared for a in asset_arts):
         lock.shared = lockfile.merge_shared(lock.shared, asset_arts)
+        new_shared.extend(asset_arts)
         changed = True
     assets = assets_dir(store, asset_arts)
 
     if changed and lock_path is not None:
-        lockfile.write_if_changed(lock_path, lock)
+        _save_lock(store, lock_path, new_platforms, new_shared)
     result = HostArtifacts(wheels_dir, debs, coral_keyring, assets)
     store.memo[memo_key] = result
     return result
@@ -639,7 +662,7 @@ def ensure_pi_ansible_wheel(
             [a for a in lock.shared if not pi_ansible.is_pi_ansible(a)], [art]
         )
         if lock_path is not None:
-            lockfile.write_if_changed(lock_path, lock)
+            _save_lock(cache, lock_path, [], [art], replace=pi_ansible.is_pi_ansible)
     try:
         return _fetch_art(cache, art)
     except HashMismatch:

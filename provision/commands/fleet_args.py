@@ -6,7 +6,7 @@ import argparse
 import signal
 
 from provision.commands import options
-from provision.errors import CoralpiError, HostFailed, Interrupted
+from provision.errors import CoralpiError, HostFailed, Interrupted, signal_of
 from provision.fleet.report import FleetReport, render
 from provision.fleet.run import FleetOptions, run_fleet
 from provision.redaction import redact
@@ -66,9 +66,11 @@ def run_fleet_command(command: str, args: argparse.Namespace) -> int:
     terminal."""
     try:
         report = run_fleet(command, options_from_args(args))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         raise Interrupted(
-            f"coralpi {command}: interrupted before any host was touched", signal.SIGINT, bare=True
+            f"coralpi {command}: interrupted before any host was touched",
+            signal_of(exc),
+            bare=True,
         ) from None
     except CoralpiError as exc:
         exc.message = redact(exc.message)

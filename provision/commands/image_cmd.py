@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 
 from provision.commands import options
-from provision.errors import ConfigError, Interrupted
+from provision.errors import ConfigError, Interrupted, signal_of
 from provision.image import planning
 from provision.image.build import DEFERRED, build_image
 from provision.image.prepare import REPORT_DIR, prepare
@@ -180,14 +180,6 @@ def run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP (a closed terminal), handled like Ctrl-C."""
-
-
-def _stop(signum: int, _frame: object) -> None:
-    raise _Stopped(signum)
-
-
 def run_build(args: argparse.Namespace) -> int:
     def show(line: str) -> None:
         with contextlib.suppress(OSError):
@@ -195,8 +187,8 @@ def run_build(args: argparse.Namespace) -> int:
 
     # Ctrl-C must clean up even where SIGINT was inherited as ignored (a job started in the
     # background of a script): the chroot, mounts and loop device are ours to undo.
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
+    # (SIGTERM and SIGHUP raise Stopped, as cli.main set them.)
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
     try:
         built = build_image(
             args.base,
@@ -209,7 +201,7 @@ def run_build(args: argparse.Namespace) -> int:
             progress=show,
         )
     except KeyboardInterrupt as exc:
-        signum = int(exc.args[0]) if isinstance(exc, _Stopped) else signal.SIGINT
+        signum = signal_of(exc)
         raise Interrupted(
             f"image build interrupted ({signal.Signals(signum).name}): the "
             "chroot's processes were stopped and everything unmounted; no "

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from provision import files
 from provision.artifacts.lockfile import Lock, read_if_exists, write_if_changed
 from provision.artifacts.service import ArtifactSettings, build_lock, open_cache
 from provision.commands import options
@@ -147,15 +148,17 @@ def run(args: argparse.Namespace) -> int:
     extra = {**options.parse_extra_vars(args.extra_vars, coralpi_only=True), **_overrides(args)}
     hosts = collect_hosts(args, extra)
     cache = open_cache(args.cache_dir)
-    previous = read_if_exists(args.lock)
-    lock = build_lock(
-        [(plan, settings) for _, plan, settings in hosts],
-        cache,
-        previous=previous,
-        refresh=args.refresh,
-        extra_pins=parse_pins(args.pin),
-    )
-    changed = write_if_changed(args.lock, lock)
+    # One `coralpi lock` (or apply adding a platform) at a time per lock file.
+    with files.locked(args.lock):
+        previous = read_if_exists(args.lock)
+        lock = build_lock(
+            [(plan, settings) for _, plan, settings in hosts],
+            cache,
+            previous=previous,
+            refresh=args.refresh,
+            extra_pins=parse_pins(args.pin),
+        )
+        changed = write_if_changed(args.lock, lock)
     state = "written" if changed else "unchanged"
     print(f"{args.lock}: {state} ({len(hosts)} target(s), {len(lock.platforms)} platform(s))")
     for line in summarize(lock):

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from provision import files
 from provision.planning.plan import Plan
 from provision.redaction import redact
 
@@ -113,7 +114,7 @@ class FleetReport:
 
     def save(self) -> Path:
         path = self.run_dir / "report.json"
-        path.write_text(self.to_json() + "\n")
+        files.write_atomic(path, (self.to_json() + "\n").encode(), 0o600)
         return path
 
 

@@ -25,7 +25,7 @@ from provision.artifacts.service import (
     playbook_plan,
 )
 from provision.driver.runner import HostProgress, RunInterrupted, RunResult, run_playbook
-from provision.errors import ConfigError
+from provision.errors import ConfigError, signal_of
 from provision.fleet.progress import live_progress
 from provision.fleet.report import FleetReport
 from provision.planning.inventory import InventoryHost, check_variables, load_inventory
@@ -213,8 +213,8 @@ def run_fleet(
     except RunInterrupted as exc:
         _absorb_run(report, exc.result)
         report.mark_interrupted(_signal_name(exc.result.interrupted_by), [h.name for h in hosts])
-    except KeyboardInterrupt:
-        report.mark_interrupted("SIGINT", [h.name for h in hosts])
+    except KeyboardInterrupt as exc:
+        report.mark_interrupted(_signal_name(signal_of(exc)), [h.name for h in hosts])
     report.save()
     return report
 
