@@ -44,14 +44,16 @@ def _add_host_args(parser: argparse.ArgumentParser) -> None:
         help="with --platform: board model (default: %(default)s)",
     )
     options.add_extra_vars(
-        parser, "a coralpi_* setting, e.g. coralpi_apt_proxy=http://10.0.0.1:3142"
+        parser,
+        "a coralpi_* setting, e.g. coralpi_apt_proxy=http://10.0.0.1:3142; with -i also "
+        "what the probe's connection needs, e.g. ansible_user=pi",
     )
     options.add_cache_dir(parser)
     options.add_json(parser)
 
 
 def _host_plan(args: argparse.Namespace) -> partial[planning.HostPlan]:
-    extra = options.parse_extra_vars(args.extra_vars, coralpi_only=True)
+    extra = options.parse_extra_vars(args.extra_vars, coralpi_only=args.inventory is None)
     if args.inventory is not None:
         return partial(planning.from_inventory, args.inventory, args.limit, extra)
     if args.limit:

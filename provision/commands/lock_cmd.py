@@ -54,7 +54,8 @@ def register(sub: Any) -> argparse.ArgumentParser:
     options.add_extra_vars(
         parser,
         "a coralpi_* setting for every target, e.g. "
-        "coralpi_community_runtime_url=https://mirror/... (repeatable)",
+        "coralpi_community_runtime_url=https://mirror/...; with -i also what the probe's "
+        "connection needs, e.g. ansible_user=pi (repeatable)",
     )
     parser.add_argument(
         "--pin",
@@ -145,7 +146,9 @@ def summarize(lock: Lock) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    extra = {**options.parse_extra_vars(args.extra_vars, coralpi_only=True), **_overrides(args)}
+    # With -i, -e may also carry what the probe's connection needs (ansible_user=...).
+    given = options.parse_extra_vars(args.extra_vars, coralpi_only=args.inventory is None)
+    extra = {**given, **_overrides(args)}
     hosts = collect_hosts(args, extra)
     cache = open_cache(args.cache_dir)
     # One `coralpi lock` (or apply adding a platform) at a time per lock file.

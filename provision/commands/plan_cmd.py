@@ -7,29 +7,22 @@ an inventory (``-i INVENTORY [--limit PATTERN]``, facts gathered by the probe pl
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
 from provision.commands import options
-from provision.errors import ConfigError, CoralpiError, UnsupportedTarget
+from provision.errors import ConfigError, UnsupportedTarget
+from provision.planning import service
 from provision.planning.matrix import controller_supports, load_matrix, resolve
 from provision.planning.plan import Plan
-from provision.planning.service import plan_host
+from provision.planning.probe import probe_hosts
+from provision.planning.service import Prober
 from provision.planning.targets import ARCHS, Choices, Target, choices_from_vars
 from provision.planning.variables import BY_NAME
-
-# (inventory, limit) -> {inventory_hostname: facts}. Each host's mapping holds the probe
-# facts (see provision.planning.targets.target_from_facts) and the host's `coralpi_*` variables.
-FactsProvider = Callable[[Path, str | None], Mapping[str, Mapping[str, Any]]]
-
-# A provider may map a host to {PROBE_ERROR: "why"} when it could not be probed.
-PROBE_ERROR = "coralpi_probe_error"
 
 # Flag dest -> inventory variable it overrides.
 _CHOICE_FLAGS = {
@@ -91,6 +84,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--pip-index-url", default=None, help="extra index for wheels PyPI lacks (piwheels-style)"
     )
+    options.add_extra_vars(
+        parser,
+        "with -i: a variable for every host, as ansible-playbook takes it: coralpi_* settings "
+        "or what the connection needs, e.g. ansible_user=pi (repeatable)",
+    )
     options.add_json(parser, "print JSON (docs/DESIGN.md 1)")
     parser.set_defaults(func=run)
 
@@ -136,59 +134,18 @@ def controller_check(plan: Plan) -> tuple[bool, str]:
     return controller_supports(plan, version)
 
 
-def default_facts_provider() -> FactsProvider:
-    """The probe play (``provision.planning.probe``) plus the inventory's ``coralpi_*`` variables
-    (``provision.planning.inventory``); both are imported only when real hosts are planned."""
-    try:
-        probe = importlib.import_module("provision.planning.probe")
-        inventory_mod = importlib.import_module("provision.planning.inventory")
-    except ImportError as exc:
-        raise ConfigError(
-            f"plan -i needs the probe (provision.planning.probe), which cannot be imported: {exc}"
-        ) from None
-    probe_hosts = getattr(probe, "probe_hosts", None)
-    load_inventory = getattr(inventory_mod, "load_inventory", None)
-    if probe_hosts is None or load_inventory is None:
-        provider: FactsProvider = probe.gather_facts
-        return provider
-
-    def gather(inventory: Path, limit: str | None) -> dict[str, dict[str, Any]]:
-        hosts = load_inventory(inventory, limit)
-        with tempfile.TemporaryDirectory(prefix="coralpi-plan-") as tmp:
-            result = probe_hosts(inventory, Path(tmp), limit)
-        gathered: dict[str, dict[str, Any]] = {}
-        for host in hosts:
-            if host.name in result.facts:
-                gathered[host.name] = {**result.facts[host.name], **host.variables}
-            else:
-                why = result.failed.get(host.name, "the probe gathered no facts")
-                gathered[host.name] = {PROBE_ERROR: why}
-        return gathered
-
-    return gather
-
-
 def plan_inventory(
     inventory: str | Path,
     limit: str | None,
     overrides: Mapping[str, Any],
-    facts_provider: FactsProvider | None = None,
+    prober: Prober | None = None,
 ) -> tuple[dict[str, Plan], dict[str, str]]:
-    """Plans for every host of ``inventory`` (``{host: plan}``, ``{host: error}``)."""
-    provider = facts_provider or default_facts_provider()
-    plans: dict[str, Plan] = {}
-    errors: dict[str, str] = {}
-    for host, facts in sorted(provider(Path(inventory), limit).items()):
-        if PROBE_ERROR in facts:
-            errors[host] = f"not probed: {facts[PROBE_ERROR]}"
-            continue
-        try:
-            plans[host] = plan_host(facts, {**facts, **overrides})
-        except CoralpiError as exc:
-            errors[host] = str(exc)
-    if not plans and not errors:
-        raise ConfigError(f"no hosts in {inventory}" + (f" matching {limit}" if limit else ""))
-    return plans, errors
+    """Plans for every host of ``inventory`` (``{host: plan}``, ``{host: error}``), made by
+    the planning service: variables checked before the probe runs."""
+    planned = service.plan_inventory(
+        Path(inventory), limit, overrides, prober=prober or probe_hosts
+    )
+    return planned.plans, planned.errors
 
 
 # ---------------------------------------------------------------------------------------
@@ -322,9 +279,14 @@ def _print_rows(rows: list[dict[str, Any]], out: TextIO) -> None:
             print(f"{row['target']}: REFUSED{nearest}", file=out)
 
 
-def run(args: argparse.Namespace, facts_provider: FactsProvider | None = None) -> int:
+def run(args: argparse.Namespace, prober: Prober | None = None) -> int:
     out = sys.stdout
     overrides = _overrides(args)
+    if args.inventory is not None:
+        # -e: coralpi_* settings for every host, and what the probe's connection needs.
+        overrides = {**options.parse_extra_vars(args.extra_vars), **overrides}
+    elif args.extra_vars:
+        raise ConfigError("plan: -e goes with -i INVENTORY (for --os, use the flags)")
     if args.all_rows:
         rows = matrix_rows(choices_from_vars(overrides), args.board)
         if args.json:
@@ -345,7 +307,7 @@ def run(args: argparse.Namespace, facts_provider: FactsProvider | None = None) -
         else:
             render(plan, f"plan for {target.describe()}", out)
         return 0
-    plans, errors = plan_inventory(args.inventory, args.limit, overrides, facts_provider)
+    plans, errors = plan_inventory(args.inventory, args.limit, overrides, prober)
     if args.json:
         json.dump(
             {"plans": {h: p.to_dict() for h, p in plans.items()}, "errors": errors}, out, indent=2

@@ -32,7 +32,7 @@ from provision.planning.inventory import InventoryHost, check_variables, load_in
 from provision.planning.matrix import controller_supports
 from provision.planning.plan import Plan
 from provision.planning.probe import probe_hosts
-from provision.planning.service import host_variables, plan_probed
+from provision.planning.service import connection_vars, host_variables, plan_probed
 from provision.planning.targets import choices_from_vars
 from provision.tools import playbook
 
@@ -232,7 +232,13 @@ def _probe_plan_and_run(
 ) -> None:
     run_dir = report.run_dir
     with live_progress("probing hosts") as on_change:
-        probe = probe_hosts(options.inventory, run_dir, options.limit, on_change)
+        probe = probe_hosts(
+            options.inventory,
+            run_dir,
+            options.limit,
+            connection_vars(options.extra_vars),
+            on_change,
+        )
     for name, why in probe.failed.items():
         row = report.host(name)
         row.status = "unreachable" if why.startswith("unreachable") else "failed"

@@ -7,7 +7,7 @@ board model and writes one JSON file per host into the run directory on the cont
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,16 +29,18 @@ def probe_hosts(
     inventory: Path,
     run_dir: Path,
     limit: str | None = None,
+    extravars: Mapping[str, Any] | None = None,
     on_change: Callable[[HostProgress, str], None] | None = None,
 ) -> ProbeResult:
-    """Run the probe play; unreachable or failing hosts are reported, not raised."""
+    """Run the probe play; unreachable or failing hosts are reported, not raised.
+    ``extravars``: the run's ``-e`` values (connection settings reach the probe too)."""
     out_dir = run_dir / "probe"
     out_dir.mkdir(parents=True, exist_ok=True)
     run = run_playbook(
         playbook("probe.yml"),
         inventory,
         run_dir,
-        extravars={"coralpi_probe_dir": str(out_dir)},
+        extravars={**(extravars or {}), "coralpi_probe_dir": str(out_dir)},
         limit=limit,
         on_change=on_change,
         ident="probe",
@@ -52,11 +54,3 @@ def probe_hosts(
             reason = progress.message or "no facts were gathered"
             result.failed[name] = f"{progress.status}: {reason}"
     return result
-
-
-def gather_facts(inventory: Path, limit: str | None = None) -> dict[str, dict[str, Any]]:
-    """Facts of every reachable host (for `coralpi plan -i` and `coralpi lock -i`)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="coralpi-probe-") as tmp:
-        return probe_hosts(inventory, Path(tmp), limit).facts

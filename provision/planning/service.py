@@ -22,8 +22,14 @@ from provision.planning.plan import Plan
 from provision.planning.probe import ProbeResult, probe_hosts
 from provision.planning.targets import choices_from_vars, target_from_facts
 
-#: Runs the probe play: (inventory, run directory, limit) -> what it gathered.
-Prober = Callable[[Path, Path, "str | None"], ProbeResult]
+#: Runs the probe play: (inventory, run directory, limit, extra vars) -> what it gathered.
+Prober = Callable[[Path, Path, "str | None", Mapping[str, Any]], ProbeResult]
+
+
+def connection_vars(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``-e`` values that are not coralpi settings (``ansible_user``, ``ansible_port``,
+    become passwords...): the probe gets them as every other play does."""
+    return {k: v for k, v in extra.items() if not k.startswith("coralpi_")}
 
 
 @dataclass(frozen=True)
@@ -103,9 +109,10 @@ def plan_inventory(
     hosts = load_inventory(inventory, limit)
     if check_hosts is not None:
         check_hosts(hosts)
+    ansible = connection_vars(extra)
     if run_dir is not None:
-        probe = prober(inventory, run_dir, limit)
+        probe = prober(inventory, run_dir, limit, ansible)
     else:
         with tempfile.TemporaryDirectory(prefix="coralpi-probe-") as tmp:
-            probe = prober(inventory, Path(tmp), limit)
+            probe = prober(inventory, Path(tmp), limit, ansible)
     return Planned(plan_probed(hosts, probe.facts, extra, probe.failed), probe)

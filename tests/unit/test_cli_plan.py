@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 from provision.commands import plan_cmd
+from provision.errors import ConfigError
 from provision.planning.matrix import resolve
+from provision.planning.probe import ProbeResult
 from provision.planning.targets import Choices, Target
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,7 +159,7 @@ def test_rich_table_rendering() -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Real hosts: the facts provider hook.
+# Real hosts: the inventory through the planning service, with a recorded probe.
 
 FACTS: dict[str, dict[str, Any]] = {
     "pi-a": {
@@ -167,8 +169,6 @@ FACTS: dict[str, dict[str, Any]] = {
         "ansible_python_version": "3.11.2",
         "coralpi_glibc": "2.36",
         "coralpi_board": "Raspberry Pi 5 Model B Rev 1.0",
-        "coralpi_runtime": "max",
-        "coralpi_accept_max_eula": True,
     },
     "pi-old": {
         "ansible_distribution": "Raspbian",
@@ -177,47 +177,105 @@ FACTS: dict[str, dict[str, Any]] = {
         "ansible_python_version": "3.13.5",
         "coralpi_glibc": "2.41",
     },
-    "pi-down": {plan_cmd.PROBE_ERROR: "unreachable: ssh timed out"},
 }
+INVENTORY = """\
+all:
+  hosts:
+    pi-a:
+      coralpi_runtime: max
+      coralpi_accept_max_eula: true
+    pi-old: {}
+    pi-down: {}
+"""
 
 
-def fake_provider(inventory: Path, limit: str | None) -> Mapping[str, Mapping[str, Any]]:
-    assert inventory == Path("inventory/fleet.yml")
-    return {h: f for h, f in FACTS.items() if limit is None or h == limit}
+class RecordedProbe:
+    """Stands in for the probe play: the facts above, pi-down unreachable; it keeps what it
+    was given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str | None, dict[str, Any]]] = []
+
+    def __call__(
+        self, inventory: Path, run_dir: Path, limit: str | None, extravars: Mapping[str, Any]
+    ) -> ProbeResult:
+        self.calls.append((limit, dict(extravars)))
+        names = [h for h in ("pi-a", "pi-old", "pi-down") if limit is None or h == limit]
+        return ProbeResult(
+            facts={h: FACTS[h] for h in names if h in FACTS},
+            failed={h: "unreachable: ssh timed out" for h in names if h == "pi-down"},
+        )
 
 
-def test_inventory_plans_each_host_with_its_own_variables() -> None:
-    plans, errors = plan_cmd.plan_inventory("inventory/fleet.yml", None, {}, fake_provider)
+@pytest.fixture()
+def inventory(tmp_path: Path) -> Path:
+    path = tmp_path / "fleet.yml"
+    path.write_text(INVENTORY)
+    return path
+
+
+def test_inventory_plans_each_host_with_its_own_variables(inventory: Path) -> None:
+    plans, errors = plan_cmd.plan_inventory(inventory, None, {}, RecordedProbe())
     assert set(plans) == {"pi-a"}
     assert plans["pi-a"].runtime.package == "libedgetpu1-max"
     assert plans["pi-a"].camera.method == "camera-auto-detect"
-    assert "bookworm armv7l python 3.11" in errors["pi-old"]
+    assert "trixie armv7l python 3.13" in errors["pi-old"], errors
     assert "unreachable" in errors["pi-down"]
 
 
-def test_inventory_flags_override_host_variables() -> None:
+def test_inventory_flags_override_host_variables(inventory: Path) -> None:
     plans, _ = plan_cmd.plan_inventory(
-        "inventory/fleet.yml", "pi-a", {"coralpi_runtime": "std"}, fake_provider
+        inventory, "pi-a", {"coralpi_runtime": "std"}, RecordedProbe()
     )
     assert plans["pi-a"].runtime.package == "libedgetpu1-std"
 
 
 def test_inventory_run_prints_json_and_exits_1_on_a_failed_host(
-    capsys: pytest.CaptureFixture[str],
+    inventory: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     parser = argparse.ArgumentParser()
     plan_cmd.register(parser.add_subparsers())
-    args = parser.parse_args(["plan", "-i", "inventory/fleet.yml", "--json"])
-    assert plan_cmd.run(args, facts_provider=fake_provider) == 1
+    args = parser.parse_args(["plan", "-i", str(inventory), "--json"])
+    assert plan_cmd.run(args, prober=RecordedProbe()) == 1
     captured = capsys.readouterr()
     data = json.loads(captured.out)
     assert set(data["plans"]) == {"pi-a"}
     assert set(data["errors"]) == {"pi-old", "pi-down"}
     assert "pi-old" in captured.err
 
-    args = parser.parse_args(["plan", "-i", "inventory/fleet.yml", "--limit", "pi-a"])
-    assert plan_cmd.run(args, facts_provider=fake_provider) == 0
+    args = parser.parse_args(["plan", "-i", str(inventory), "--limit", "pi-a"])
+    assert plan_cmd.run(args, prober=RecordedProbe()) == 0
     assert "pi-a: bookworm aarch64 python 3.11" in capsys.readouterr().out
+
+
+def test_connection_variables_given_with_e_reach_the_probe(inventory: Path) -> None:
+    parser = argparse.ArgumentParser()
+    plan_cmd.register(parser.add_subparsers())
+    probe = RecordedProbe()
+    args = parser.parse_args(
+        [
+            "plan",
+            "-i",
+            str(inventory),
+            "-e",
+            "ansible_user=admin",
+            "-e",
+            "ansible_port=2222",
+            "-e",
+            "coralpi_opencv=pip",
+            "--json",
+        ]
+    )
+    plan_cmd.run(args, prober=probe)
+    assert probe.calls == [(None, {"ansible_user": "admin", "ansible_port": "2222"})]
+
+
+def test_a_bad_value_is_refused_before_the_probe_runs(inventory: Path) -> None:
+    inventory.write_text(INVENTORY.replace("pi-old: {}", "pi-old: {coralpi_camera: y}"))
+    probe = RecordedProbe()
+    with pytest.raises(ConfigError, match="host pi-old: coralpi_camera"):
+        plan_cmd.plan_inventory(inventory, None, {}, probe)
+    assert probe.calls == []
 
 
 def test_inventory_plan_probes_this_machine() -> None:
