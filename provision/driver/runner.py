@@ -247,6 +247,16 @@ class EventTracker:
             self.on_change(progress, what)
 
 
+@contextmanager
+def _removed_after(path: Path) -> Iterator[None]:
+    """The run's variables (``-e`` values may hold a become password) are kept only while
+    ansible-playbook needs them; the run directory keeps the events and the report."""
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def run_playbook(
     playbook_path: Path,
     inventory: Path,
@@ -292,7 +302,7 @@ def run_playbook(
         ),
     }
     started = time.monotonic()
-    with _interruptible() as interrupt:
+    with _interruptible() as interrupt, _removed_after(vars_file):
         runner = ansible_runner.run(
             private_data_dir=str(run_dir),
             ident=ident,

@@ -101,6 +101,8 @@ def test_ctrl_c_ends_ansible_playbook_and_reports_the_task(tmp_path: Path) -> No
             time.sleep(0.1)
         sleep_pid = int(pidfile.read_text())
         assert _alive(sleep_pid)
+        vars_file = run_dir / "sleepy-vars.json"
+        assert vars_file.stat().st_mode & 0o777 == 0o600  # kept while the run needs it
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -112,6 +114,7 @@ def test_ctrl_c_ends_ansible_playbook_and_reports_the_task(tmp_path: Path) -> No
         while _alive(sleep_pid) and time.monotonic() - sent < 10:
             time.sleep(0.1)
         assert not _alive(sleep_pid), "the task's process outlived the interrupted run"
+        assert not vars_file.exists()  # and not after: -e values may hold secrets
 
         os.killpg(proc.pid, signal.SIGINT)
         line = proc.stdout.readline()
