@@ -26,14 +26,21 @@ def tool_path(name: str) -> str:
     return found
 
 
-def repo_root() -> Path:
-    """The directory holding playbooks/ (the source tree this package runs from)."""
-    return Path(__file__).resolve().parent.parent
+def share_root() -> Path:
+    """Where coralpi's playbooks, ``ansible.cfg`` and default inventory are, wherever the
+    package runs from: ``provision/_share`` holds links to the checkout's own folders in a
+    source tree, and the files themselves in an installed wheel."""
+    return (Path(__file__).parent / "_share").resolve()
+
+
+def shared(*parts: str) -> Path:
+    """A file or folder of :func:`share_root` (``shared("playbooks", "roles")``), resolved."""
+    path = share_root().joinpath(*parts).resolve()
+    if not path.exists():
+        raise ConfigError(f"{path} is missing: is coralpi installed completely?")
+    return path
 
 
 def playbook(name: str) -> Path:
     """Absolute path of one of coralpi's playbooks."""
-    path = repo_root() / "playbooks" / name
-    if not path.exists():
-        raise ConfigError(f"playbook {path} is missing: is this a complete coralpi checkout?")
-    return path
+    return shared("playbooks", name)

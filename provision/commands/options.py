@@ -13,9 +13,9 @@ from typing import Any
 
 from provision.artifacts.lockfile import DEFAULT_LOCK_NAME
 from provision.errors import ConfigError
-from provision.tools import repo_root
+from provision.tools import share_root
 
-DEFAULT_INVENTORY = repo_root() / "inventory" / "localhost.yml"
+DEFAULT_INVENTORY = share_root() / "inventory" / "localhost.yml"
 DEFAULT_LOCK = Path(DEFAULT_LOCK_NAME)
 
 

@@ -24,7 +24,7 @@ import ansible_runner
 
 from provision.errors import CoralpiError
 from provision.redaction import redact
-from provision.tools import repo_root, tool_path
+from provision.tools import shared, tool_path
 
 #: Ansible result event names -> the counter they bump.
 _RESULT_EVENTS = {
@@ -292,8 +292,8 @@ def run_playbook(
     (run_dir / "env" / "settings").write_text(json.dumps({"pexpect_timeout": 1}) + "\n")
     tracker = EventTracker(on_change=on_change)
     env = {
-        "ANSIBLE_CONFIG": str(repo_root() / "ansible.cfg"),
-        "ANSIBLE_ROLES_PATH": str(repo_root() / "playbooks" / "roles"),
+        "ANSIBLE_CONFIG": str(shared("ansible.cfg")),
+        "ANSIBLE_ROLES_PATH": str(shared("playbooks", "roles")),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
         # ansible-runner starts `ansible-playbook` from PATH: make it this environment's.

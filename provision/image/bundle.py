@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import verify
 from provision import __version__
 from provision.artifacts import pi_ansible
 from provision.artifacts.cache import ArtifactError, HashMismatch
@@ -36,7 +37,7 @@ from provision.artifacts.service import (
     playbook_plan,
 )
 from provision.image.planning import HostPlan
-from provision.tools import repo_root
+from provision.tools import shared
 
 BUNDLE_NAME = "coralpi"
 BOOT_MOUNT = "/boot/firmware"
@@ -113,13 +114,13 @@ def build_bundle(
     root = staging / BUNDLE_NAME
     if root.exists():
         shutil.rmtree(root)
-    src = repo_root()
+    books = shared("playbooks")
     (root / "playbooks").mkdir(parents=True)
     for name in PLAYBOOKS:
-        shutil.copyfile(src / "playbooks" / name, root / "playbooks" / name)
-    shutil.copytree(src / "playbooks" / "roles", root / "playbooks" / "roles", ignore=_ignore)
-    shutil.copytree(src / "playbooks" / "tasks", root / "playbooks" / "tasks", ignore=_ignore)
-    shutil.copytree(src / "verify", root / "verify", ignore=_ignore)
+        shutil.copyfile(books / name, root / "playbooks" / name)
+    shutil.copytree(books / "roles", root / "playbooks" / "roles", ignore=_ignore)
+    shutil.copytree(books / "tasks", root / "playbooks" / "tasks", ignore=_ignore)
+    shutil.copytree(Path(verify.__file__).parent, root / "verify", ignore=_ignore)
 
     art = root / "artifacts"
     _copy_files(sorted(arts.wheels_dir.iterdir()), art / "wheels")
