@@ -27,6 +27,7 @@ COMMAND_MODULES: list[str] = [
     "provision.commands.lock_cmd",
     "provision.commands.fetch_cmd",
     "provision.commands.image_cmd",
+    "provision.commands.init_cmd",
 ]
 
 
