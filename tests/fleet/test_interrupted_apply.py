@@ -6,18 +6,22 @@ the controller's process group (what a terminal's Ctrl-C does) while the host's 
 unpacking the plan's Debian packages. The next apply must converge from whatever that left.
 
 The host's inventory carries canary secrets: a become password and an apt proxy URL with a
-password (`coralpi_apt_proxy`). Neither may appear in anything coralpi prints or keeps.
+password (`coralpi_apt_proxy`). Neither may appear in anything coralpi prints or keeps. On
+the host, the proxy password is in apt's auth.conf.d (root, 0600) and nowhere in apt.conf.d.
 
 STAND-INS (as in test_apply_fleet.py): the Coral apt repository and the community runtime
-.debs are the test fleet's local stand-ins; Debian packages and wheels are real. The
-fleet's own apt proxy file (read after coralpi's) keeps apt on the fleet's proxy, so the
-canary proxy URL is written by the role but not dialled.
+.debs are the test fleet's local stand-ins; Debian packages and wheels are real. The canary
+proxy URL is the fleet's proxy (apt-cacher-ng, which asks for no password) with a user and
+password added: apt dials the same proxy and sends it the canary credentials from
+auth.conf.d, which apt-cacher-ng ignores.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -33,6 +37,7 @@ from testfleet import Fleet, HostSpec
 
 HOST = "pi1"
 INSTALL_TASK = "Install the Debian packages of the plan"
+PROXY_AUTH = "/etc/apt/auth.conf.d/coralpi-proxy.conf"
 BECOME_CANARY = "BecomeCanary-4e7a91"
 PROXY_CANARY = "ProxyCanary-b20c5d"
 CANARIES = (BECOME_CANARY, PROXY_CANARY)
@@ -247,7 +252,7 @@ def test_keyring_and_sources_are_root_owned_and_not_writable_by_others(fleet: Fl
     proc = fleet.ssh(
         HOST,
         "stat -c '%U %G %a %n' /etc/apt/keyrings /etc/apt/keyrings/* "
-        "/etc/apt/sources.list.d/*coral* /etc/apt/apt.conf.d/*coralpi*",
+        f"/etc/apt/sources.list.d/*coral* /etc/apt/apt.conf.d/*coralpi* {PROXY_AUTH}",
         become=True,
     )
     assert proc.returncode == 0, proc.stderr
@@ -256,17 +261,48 @@ def test_keyring_and_sources_are_root_owned_and_not_writable_by_others(fleet: Fl
     names = [line.split()[3] for line in lines]
     assert "/etc/apt/keyrings/coral-edgetpu.gpg" in names
     assert "/etc/apt/sources.list.d/coral-edgetpu.sources" in names
+    assert PROXY_AUTH in names
     for line in lines:
         owner, group, mode, name = line.split()
         assert (owner, group) == ("root", "root"), line
         assert int(mode, 8) & 0o022 == 0, f"{name} is group- or world-writable: {line}"
 
 
-def test_secrets_never_reach_logs_reports_or_the_terminal(fleet: Fleet, runs: Path) -> None:
-    # The proxy secret did travel: the role wrote it where apt reads it on the host.
-    on_host = fleet.ssh(HOST, "cat /etc/apt/apt.conf.d/01coralpi-proxy", become=True)
-    assert PROXY_CANARY in str(on_host.stdout), on_host.stdout
+def test_the_proxy_password_is_root_only_on_the_host_and_apt_uses_it(fleet: Fleet) -> None:
+    # Where the converged host keeps it: apt's auth.conf.d, root only, in the entries that
+    # apt >= 1.9 (http:// entry) and Buster's apt 1.8 (host:port entry) each match.
+    proc = fleet.ssh(HOST, f"stat -c '%U %G %a' {PROXY_AUTH} && cat {PROXY_AUTH}", become=True)
+    assert proc.returncode == 0, proc.stderr
+    owner_line, *entries = str(proc.stdout).splitlines()
+    assert owner_line == "root root 600", owner_line
+    entries = [line for line in entries if not line.startswith("#")]
+    assert len(entries) == 2 and all(
+        line.endswith(f" login coralpi password {PROXY_CANARY}") for line in entries
+    ), entries
+    assert entries[0].startswith("machine http://") and "://" not in entries[1], entries
+    # The pi user (every local user) cannot read it.
+    as_pi = fleet.ssh(HOST, f"cat {PROXY_AUTH}")
+    assert as_pi.returncode != 0 and PROXY_CANARY not in str(as_pi.stdout), as_pi.stdout
+    # Nothing under apt.conf.d holds it (the proxy URL there has no user and password), nor
+    # anywhere else under /etc.
+    holders = fleet.ssh(HOST, f"grep -rlF -e {PROXY_CANARY} /etc || true", become=True)
+    assert str(holders.stdout).split() == [PROXY_AUTH], holders.stdout
+    conf = fleet.ssh(HOST, "cat /etc/apt/apt.conf.d/01coralpi-proxy", become=True)
+    assert re.search(r'(?m)^Acquire::http::Proxy "http://[^@"]+";$', str(conf.stdout)), conf.stdout
+    # apt still works through the proxy, and sends it the credentials from auth.conf.d.
+    update = fleet.ssh(
+        HOST, "apt-get update -q -o Debug::Acquire::http=true", become=True, timeout=300
+    )
+    OBSERVED["apt-get update with the proxy credentials"] = update.returncode
+    assert update.returncode == 0, str(update.stderr)[-3000:]
+    assert not re.search(r"(?m)^(E|W): ", str(update.stdout) + str(update.stderr)), str(
+        update.stderr
+    )[-3000:]
+    sent = base64.b64encode(f"coralpi:{PROXY_CANARY}".encode()).decode()
+    assert f"Proxy-Authorization: Basic {sent}" in str(update.stdout) + str(update.stderr)
 
+
+def test_secrets_never_reach_logs_reports_or_the_terminal(fleet: Fleet, runs: Path) -> None:
     outputs = [OBSERVED["killed run output"], OBSERVED["converging run output"]]
     for text in outputs:
         for canary in CANARIES:

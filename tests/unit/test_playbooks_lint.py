@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -99,3 +101,59 @@ def test_role_asserts_its_inputs_first(role: Path) -> None:
     tasks = yaml.safe_load((role / "tasks" / "main.yml").read_text())
     assert "ansible.builtin.assert" in tasks[0], f"{role.name}: first task is not an assert"
     assert tasks[0]["ansible.builtin.assert"].get("fail_msg"), f"{role.name}: no fail_msg"
+
+
+def _all_tasks(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tasks of a task list, those inside block/rescue/always included."""
+    found = []
+    for item in items or []:
+        found.append(item)
+        for part in ("block", "rescue", "always"):
+            if isinstance(item.get(part), list):
+                found += _all_tasks(item[part])
+    return found
+
+
+def _task_files() -> list[Path]:
+    roles = REPO_ROOT / "playbooks" / "roles"
+    shared = REPO_ROOT / "playbooks" / "tasks"
+    return sorted(
+        [*roles.glob("*/tasks/*.yml"), *roles.glob("*/handlers/*.yml"), *shared.glob("*.yml")]
+    )
+
+
+def test_commands_take_values_as_argv_never_inside_a_command_line() -> None:
+    """A value templated into a shell or command line could end a word or start another
+    command; `argv` hands each value to the program as one argument."""
+    offenders = []
+    tasks = [(f, t) for f in _task_files() for t in _all_tasks(yaml.safe_load(f.read_text()))]
+    for play in PLAYBOOKS:
+        for entry in yaml.safe_load(play.read_text()) or []:
+            for part in ("pre_tasks", "tasks", "post_tasks", "handlers"):
+                tasks += [(play, t) for t in _all_tasks(entry.get(part) or [])]
+    for path, task in tasks:
+        for module in ("ansible.builtin.shell", "ansible.builtin.command"):
+            if module not in task:
+                continue
+            args = task[module]
+            line = args if isinstance(args, str) else (args or {}).get("cmd", "")
+            if "{{" in str(line):
+                offenders.append(f"{path.relative_to(REPO_ROOT)}: {task.get('name')}")
+    assert not offenders, offenders
+
+
+def test_shell_script_templates_quote_every_value() -> None:
+    """Every value a script template puts on a command line goes through `quote`; values in
+    its comments are checked by the role's input assertions."""
+    offenders = []
+    for template in sorted((REPO_ROOT / "playbooks" / "roles").glob("*/templates/*.j2")):
+        lines = template.read_text().splitlines()
+        if not (lines and lines[0].startswith("#!") and lines[0].endswith("sh")):
+            continue
+        for number, line in enumerate(lines, 1):
+            if line.lstrip().startswith("#"):
+                continue
+            for expression in re.findall(r"\{\{-?(.*?)-?\}\}", line):
+                if "quote" not in expression:
+                    offenders.append(f"{template.name}:{number}: {expression.strip()}")
+    assert not offenders, offenders
