@@ -69,7 +69,8 @@ def main() -> int:
             print(f"  ssh -i {fleet.key_file} -o StrictHostKeyChecking=no pi@{first.address}")
             print(f"Inventory: {inventory}")
             print(f"Tear down: {sys.executable} -m testfleet down {workdir}")
-            torn_down = True  # on purpose: left up
+            fleet.keep()  # on purpose: left up, past this process
+            torn_down = True
             return max(rc_apply, rc_verify)
         return max(rc_apply, rc_verify)
     finally:

@@ -13,12 +13,10 @@ import json
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
-from types import FrameType
 
-from . import network, standin_coral
+from . import interrupts, network, standin_coral
 from .binfmt import BinfmtUse, remove_unused_registration
 from .cmd import try_lock
 from .errors import FleetError
@@ -65,25 +63,27 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     specs = [_host_spec(h) for h in args.host] if args.host else list(DEFAULT_HOSTS)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    with Fleet(Path(args.workdir), hosts=specs) as fleet:
-        info = {
-            "inventory": str(fleet.inventory_path),
-            "hosts": {h.name: h.address for h in fleet.hosts},
-            "urls": fleet.urls,
-            "standin_key_fingerprint": fleet.standin_key_fingerprint,
-            "timings": fleet.timings,
-        }
-        (fleet.workdir / "fleet.json").write_text(json.dumps(info, indent=2) + "\n")
-        print(json.dumps(info, indent=2), flush=True)
-        print("fleet is up; Ctrl-C or SIGTERM tears it down", file=sys.stderr, flush=True)
-        stop.wait()
+    fleet = Fleet(Path(args.workdir), hosts=specs)
+    # SIGTERM and SIGINT raise KeyboardInterrupt from here on, also during setup.
+    interrupts.acquire()
+    try:
+        with fleet:
+            info = {
+                "inventory": str(fleet.inventory_path),
+                "hosts": {h.name: h.address for h in fleet.hosts},
+                "urls": fleet.urls,
+                "standin_key_fingerprint": fleet.standin_key_fingerprint,
+                "timings": fleet.timings,
+            }
+            (fleet.workdir / "fleet.json").write_text(json.dumps(info, indent=2) + "\n")
+            print(json.dumps(info, indent=2), flush=True)
+            print("fleet is up; Ctrl-C or SIGTERM tears it down", file=sys.stderr, flush=True)
+            while True:
+                signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        interrupts.release()
     print(json.dumps({"teardown seconds": fleet.timings.get("teardown")}), flush=True)
     return 0
 
@@ -122,6 +122,12 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "bridge": state.bridge,
                 "netns": state.netns,
                 "procs": [{"role": p.role, "pid": p.pid, "alive": p.alive()} for p in state.procs],
+                "guardian": (
+                    {"pid": state.guardian.pid, "alive": state.guardian.alive()}
+                    if state.guardian
+                    else None
+                ),
+                "binfmt": state.binfmt,
             }
         )
     print(json.dumps(rows, indent=2))
@@ -152,6 +158,8 @@ def cmd_down(args: argparse.Namespace) -> int:
         failed = failed or bool(problems)
         if not problems:
             state.path.unlink(missing_ok=True)
+    if not args.stale and any(s.binfmt for s in states) and not remove_unused_registration():
+        print("qemu binfmt registration kept: a running fleet uses it", file=sys.stderr)
     return 2 if failed else 0
 
 

@@ -64,6 +64,17 @@ def _interpreter(arch: str) -> Path:
     raise FleetError(f"{arch} hosts need qemu-user-static (qemu-{qemu}-static not found)")
 
 
+def can_emulate(arch: str) -> bool:
+    """True if hosts of arch can run here (native, or qemu-user-static is installed)."""
+    if arch == native_arch():
+        return True
+    try:
+        _interpreter(arch)
+    except (FleetError, KeyError):
+        return False
+    return True
+
+
 def _mount() -> None:
     if not (BINFMT / "register").exists():
         run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], check=False)
@@ -95,7 +106,12 @@ class BinfmtUse:
                         line = f":{entry_name(arch)}:M::{magic}:{mask}:{_interpreter(arch)}:POCF"
                         (BINFMT / "register").write_text(line)
             except BaseException:
-                os.close(fd)
+                # Failed or interrupted half way: take back what we registered, unless
+                # another fleet uses it (we hold the register lock already).
+                try:
+                    _remove_unlocked(fd)
+                finally:
+                    os.close(fd)
                 raise
         self._fd = fd
 
@@ -123,15 +139,40 @@ def _register_lock() -> Iterator[None]:
 
 def _remove_if_unused(fd: int) -> bool:
     with _register_lock():
+        return _remove_unlocked(fd)
+
+
+def _remove_unlocked(fd: int) -> bool:
+    """Remove our entries if fd's share is the only one (caller holds the register lock)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # another fleet still uses it
+    for arch in MAGIC:
+        entry = BINFMT / entry_name(arch)
+        if entry.exists():
+            entry.write_text("-1")
+    return True
+
+
+def leftover_entries() -> list[str]:
+    """Our qemu entries still registered although no fleet uses them (a crash left them).
+
+    Only looks: under the register lock, a share-free binfmt.lock means no fleet holds one.
+    """
+    names = [entry_name(arch) for arch in MAGIC if (BINFMT / entry_name(arch)).exists()]
+    if not names:
+        return []
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with _register_lock():
+        fd = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return False  # another fleet still uses it
-        for arch in MAGIC:
-            entry = BINFMT / entry_name(arch)
-            if entry.exists():
-                entry.write_text("-1")
-        return True
+            return []  # a fleet uses them
+        finally:
+            os.close(fd)
+        return [name for name in names if (BINFMT / name).exists()]
 
 
 def remove_unused_registration() -> bool:

@@ -5,8 +5,12 @@ Use it as a context manager::
     with Fleet(workdir, hosts=[HostSpec("pi1", "bookworm"), HostSpec("pi3", "trixie")]) as f:
         subprocess.run(["ansible", "all", "-i", str(f.inventory_path), "-m", "ping"])
 
-Everything it starts is recorded by PID and ended by PID on exit (also via atexit, and by
-``python -m testfleet down`` after a crash); namespaces, veths and the bridge are removed.
+Everything it starts is recorded by PID and ended by PID on exit; namespaces, veths and the
+bridge are removed. That also happens when the process is interrupted at any point of
+setup, use or teardown: SIGTERM and SIGINT unwind through the teardown
+(:mod:`testfleet.interrupts`), atexit catches a fleet nobody brought down, and the fleet's
+guardian (:mod:`testfleet.guard`) tears it down if its owner dies without doing so (SIGKILL,
+``os._exit``). ``python -m testfleet down`` remains for fleets whose guardian died as well.
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import aptproxy, httpserve, network, standin_coral
+from . import aptproxy, guard, httpserve, interrupts, network, standin_coral
 from . import hosts as hostops
-from .binfmt import BinfmtUse
+from .binfmt import BinfmtUse, native_arch
 from .cmd import run
 from .errors import FleetError
 from .hosts import Host, HostSpec
@@ -42,6 +46,16 @@ DEFAULT_HOSTS = (
 )
 
 HostRef = str | Host
+
+#: Set to a step name (see PAUSE_STEPS) to pause a fleet there until a signal arrives, for
+#: tests that interrupt a fleet at a known point of its setup or teardown.
+PAUSE_ENV = "CORALPI_TESTFLEET_PAUSE_AT"
+#: Where a fleet can pause: after its guardian is ready (slot and state recorded), after the
+#: qemu registration, after bridge, services and host networks exist, after the hosts were
+#: started (not yet reachable), at the start of teardown.
+PAUSE_STEPS = ("guardian", "binfmt", "network", "hosts", "teardown")
+#: A pause ends by itself after this long.
+PAUSE_SECONDS = 120.0
 
 
 class Fleet:
@@ -90,6 +104,8 @@ class Fleet:
         self._proxy: aptproxy.AptProxy | None = None
         self._http: httpserve.HttpServer | None = None
         self._binfmt: BinfmtUse | None = None
+        self._guardian: guard.Guardian | None = None
+        self._holds_interrupts = False
         self._up = False
 
     # -- public API ---------------------------------------------------------------------
@@ -211,40 +227,94 @@ class Fleet:
         self.down()
 
     def up(self) -> None:
-        """Bring the fleet up; on any failure, tear down what was created and re-raise."""
+        """Bring the fleet up; on any failure, tear down what was created and re-raise.
+
+        While the fleet is up, SIGTERM and SIGINT raise KeyboardInterrupt in the main thread
+        (:mod:`testfleet.interrupts`), so ``with`` blocks and finalizers tear it down; a
+        signal during setup tears down whatever setup had made.
+        """
         if self._up:
             return
         if os.geteuid() != 0:
             raise FleetError("the test fleet needs root (network namespaces, mounts)")
-        self._up = True
-        atexit.register(self.down)
         try:
+            with interrupts.deferred():
+                self._up = True
+                atexit.register(self.down)
+                self._holds_interrupts = interrupts.acquire()
             self._bring_up()
         except BaseException:
             self.down()
             raise
 
+    def keep(self) -> None:
+        """Leave the fleet up when this process exits: no teardown at exit, the guardian
+        told so. Its state file stays, so ``python -m testfleet down WORKDIR`` (or
+        ``down --stale``) tears it down later; its bridge keeps the network slot taken."""
+        with interrupts.deferred():
+            if not self._up:
+                raise FleetError("keep(): the fleet is not up")
+            self._up = False
+            atexit.unregister(self.down)
+            if self._guardian is not None:
+                guard.release(self._guardian, guard.KEEP)
+                self._guardian = None
+            if self._state is not None:
+                self._state.guardian = None
+                self._state.save()
+            if self._holds_interrupts:
+                self._holds_interrupts = False
+                interrupts.release()
+
     def down(self) -> list[str]:
-        """Tear everything down (idempotent); return problems found, if any."""
-        if not self._up:
-            return []
+        """Tear everything down (idempotent); return problems found, if any.
+
+        Signals are held until the teardown is complete (then one is raised, if it is the
+        first of the run).
+        """
+        with interrupts.deferred():
+            if not self._up:
+                return []
+            try:
+                return self._tear_down()
+            finally:
+                if self._holds_interrupts:
+                    self._holds_interrupts = False
+                    interrupts.release()
+
+    def _tear_down(self) -> list[str]:
         self._up = False
         atexit.unregister(self.down)
         start = time.monotonic()
+        self._pause("teardown")
         problems: list[str] = []
         if self._state is not None:
-            problems = teardown(self._state, self._popens)
+            problems = teardown(self._state, self._popens, keep_guardian=True)
             self._state.save() if problems else self._state.path.unlink(missing_ok=True)
+        if self._binfmt is not None:
+            self._binfmt.close()
+            self._binfmt = None
+        if self._guardian is not None:
+            guard.release(self._guardian)
+            self._guardian = None
         for fd in (self._slot_fd, self._proxy.cache_lock_fd if self._proxy else None):
             if fd is not None:
                 os.close(fd)
         self._slot_fd = None
         self._proxy = None
-        if self._binfmt is not None:
-            self._binfmt.close()
-            self._binfmt = None
         self.timings["teardown"] = round(time.monotonic() - start, 2)
         return problems
+
+    def _pause(self, step: str) -> None:
+        """Wait here if $CORALPI_TESTFLEET_PAUSE_AT names this step (see PAUSE_STEPS), with
+        ``<workdir>/paused`` saying so, until a signal arrives (raised here during setup,
+        held during teardown) or PAUSE_SECONDS have passed."""
+        if os.environ.get(PAUSE_ENV) != step:
+            return
+        (self.workdir / "paused").write_text(step + "\n")
+        deadline = time.monotonic() + PAUSE_SECONDS
+        while time.monotonic() < deadline and not interrupts.pending():
+            time.sleep(0.05)
 
     # -- bring-up steps -------------------------------------------------------------------
 
@@ -252,17 +322,28 @@ class Fleet:
         self.timings[name] = round(time.monotonic() - start, 2)
 
     def _bring_up(self) -> None:
+        # Each resource is recorded in the state file before it is created; each process is
+        # recorded right after it started, with signals held in between (interrupts.deferred).
         t0 = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.slot, self._slot_fd = network.claim_slot(self._preferred_slot)
-        state = FleetState(self.workdir, self.slot.number)
-        self._state = state
-        state.control_dir = str(self.control_dir)
-        state.save()
+        with interrupts.deferred():
+            self.slot, self._slot_fd = network.claim_slot(self._preferred_slot)
+            state = FleetState(self.workdir, self.slot.number)
+            self._state = state
+            state.control_dir = str(self.control_dir)
+            state.binfmt = sorted({h.arch for h in self.specs} - {native_arch()})
+            state.save()
+            self._guardian = guard.start(state.path, self.workdir / "guard.log", [self._slot_fd])
+            state.guardian = self._guardian.record
+            state.save()
         self._make_ssh_key()
+        guard.wait_ready(self._guardian)
+        self._pause("guardian")
 
         start = time.monotonic()
-        self._binfmt = BinfmtUse({h.arch for h in self.specs})
+        with interrupts.deferred():
+            self._binfmt = BinfmtUse({h.arch for h in self.specs})
+        self._pause("binfmt")
         suites = sorted({(h.suite, h.arch) for h in self.specs if h.tree is None})
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(suites) + 2) as pool:
             standin_future = pool.submit(standin_coral.ensure_standin, self.cache)
@@ -280,14 +361,16 @@ class Fleet:
         state.save()
         network.create_bridge(self.slot)
         address = self.slot.bridge_address
-        self._proxy = aptproxy.start_proxy(address, self.workdir, self.cache)
-        self._record(self._proxy.record, self._proxy.popen)
+        with interrupts.deferred():
+            self._proxy = aptproxy.start_proxy(address, self.workdir, self.cache)
+            self._record(self._proxy.record, self._proxy.popen)
         site = self.workdir / "site"
         self.assets = httpserve.build_site(
             site, self.standin.repo_dir, self.standin.community_dir, testdata_dir()
         )
-        self._http = httpserve.start_http(address, site, self.workdir / "http.log")
-        self._record(self._http.record, self._http.popen)
+        with interrupts.deferred():
+            self._http = httpserve.start_http(address, site, self.workdir / "http.log")
+            self._record(self._http.record, self._http.popen)
         base = self._http.base_url
         self.urls = {
             "http": base,
@@ -317,15 +400,20 @@ class Fleet:
                 host, authorized_key=authorized, apt_proxy=self._proxy.url, direct_hosts=[address]
             )
         self._timed("network", start)
+        self._pause("network")
 
         start = time.monotonic()
         for host in self.hosts:
             lower = host.spec.tree or self.rootfs[f"{host.spec.suite}-{host.spec.arch}"].tree
-            hostops.start_host(host, lower, host.dir / "console.log")
-            assert host.unshare is not None and host.popen is not None
-            self._record(host.unshare, host.popen)
-            host.init = hostops.find_init(host)
-            self._record(host.init, None)
+            with interrupts.deferred():
+                hostops.start_host(host, lower, host.dir / "console.log")
+                assert host.unshare is not None and host.popen is not None
+                self._record(host.unshare, host.popen)
+            init = hostops.find_init(host)
+            with interrupts.deferred():
+                host.init = init
+                self._record(init, None)
+        self._pause("hosts")
         emulated = self._binfmt is not None and bool(self._binfmt.arches)
         self._wait_ready(timeout=120 if emulated else 30)
         self._timed("hosts", start)

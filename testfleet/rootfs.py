@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import interrupts
 from .binfmt import native_arch
 from .cmd import file_lock, run
 from .errors import FleetError
@@ -139,10 +141,39 @@ def _extract(tarball: Path, tree: Path) -> None:
     run(["tar", "--use-compress-program=zstd -d", "--numeric-owner", "-xpf", tarball, "-C", tree])
 
 
+def mounts_under(path: Path) -> list[Path]:
+    """Mount points at or below path in this mount namespace, deepest first."""
+    found: list[Path] = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        # Field 5 is the mount point, with space, tab, newline and backslash octal-escaped.
+        point = Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), line.split()[4]))
+        if point == path or path in point.parents:
+            found.append(point)
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def _unmount_under(path: Path) -> None:
+    """Unmount what a build left mounted in its tree (debootstrap mounts proc and sys
+    there and does not unmount them when it is killed)."""
+    for point in mounts_under(path):
+        if run(["umount", point], check=False).returncode != 0:
+            run(["umount", "--lazy", point], check=False)
+
+
 def _build(recipe: RootfsRecipe, cache: Path, base: Path) -> None:
     """debootstrap (two stages under qemu for a foreign architecture), prepare, pack."""
     building = base / "tree.building"
+    try:
+        _build_in(recipe, cache, base, building)
+    except BaseException:
+        with interrupts.deferred():
+            _unmount_under(building.resolve())
+        raise
+
+
+def _build_in(recipe: RootfsRecipe, cache: Path, base: Path, building: Path) -> None:
     if building.exists():
+        _unmount_under(building.resolve())  # an earlier build was killed
         shutil.rmtree(building)
     building.mkdir(parents=True)
     debs = cache / "debootstrap-debs" / f"{recipe.suite}-{recipe.arch}"

@@ -1,9 +1,11 @@
 """What a fleet has created, on disk, so it can be torn down even after a crash.
 
-The state file (``<workdir>/state.json``) is rewritten before each resource is created, and a
-pointer to it is kept in /run/coralpi-testfleet/fleet-<slot>.json so ``python -m testfleet
-down --stale`` finds fleets whose owning process died. Teardown order (TESTING.md): close
-SSH control sockets, SIGKILL each namespace's PID 1 and reap, stop the proxy and HTTP server,
+The state file (``<workdir>/state.json``) is rewritten before each resource is created (and
+right after each process is started, with no signal let in between), and a pointer to it is
+kept in /run/coralpi-testfleet/fleet-<slot>.json so ``python -m testfleet down --stale`` finds
+fleets whose owning process and guardian died. Teardown works from whatever was recorded, so
+a half-built fleet is torn down as well as a complete one. Order (TESTING.md): close SSH
+control sockets, SIGKILL each namespace's PID 1 and reap, stop the proxy and HTTP server,
 delete namespaces, veths and the bridge. Only recorded PIDs are signalled, and only while they
 still name the recorded process.
 """
@@ -36,6 +38,10 @@ class FleetState:
     veths: list[str] = field(default_factory=list)
     procs: list[ProcRecord] = field(default_factory=list)
     control_dir: str = ""
+    #: The fleet's guardian (testfleet.guard), not one of the fleet's own processes.
+    guardian: ProcRecord | None = None
+    #: Foreign architectures whose qemu registration the fleet shares (testfleet.binfmt).
+    binfmt: list[str] = field(default_factory=list)
 
     @property
     def path(self) -> Path:
@@ -54,6 +60,8 @@ class FleetState:
             "veths": self.veths,
             "procs": [p.to_dict() for p in self.procs],
             "control_dir": self.control_dir,
+            "guardian": self.guardian.to_dict() if self.guardian else None,
+            "binfmt": self.binfmt,
         }
 
     @classmethod
@@ -66,6 +74,8 @@ class FleetState:
             veths=[str(v) for v in data.get("veths", [])],
             procs=[ProcRecord.from_dict(p) for p in data.get("procs", [])],
             control_dir=str(data.get("control_dir", "")),
+            guardian=ProcRecord.from_dict(data["guardian"]) if data.get("guardian") else None,
+            binfmt=[str(a) for a in data.get("binfmt", [])],
         )
 
     def save(self) -> None:
@@ -95,17 +105,34 @@ def close_control_sockets(control_dir: str) -> None:
 
 
 def teardown(
-    state: FleetState, popens: dict[int, subprocess.Popen[bytes]] | None = None
+    state: FleetState,
+    popens: dict[int, subprocess.Popen[bytes]] | None = None,
+    *,
+    keep_guardian: bool = False,
 ) -> list[str]:
-    """End everything in state; return problems (empty when all is gone)."""
+    """End everything in state; return problems (empty when all is gone).
+
+    The fleet's guardian is ended first (it would tear down too), unless keep_guardian (the
+    owner releases it afterwards) or it is the process running this.
+    """
     popens = popens or {}
     problems: list[str] = []
+    guardian = state.guardian
+    if guardian is not None and not keep_guardian and guardian.pid != os.getpid():
+        _reap([guardian], popens, problems, first=signal.SIGTERM)
     close_control_sockets(state.control_dir)
 
     inits = [p for p in state.procs if p.role.startswith("init:")]
+    unshares = [p for p in state.procs if p.role.startswith("unshare:")]
     for rec in inits:
         rec.signal(signal.SIGKILL)
-    _reap([p for p in state.procs if p.role.startswith("unshare:")], popens, problems, first=None)
+    # An unshare whose namespace init was not recorded yet (setup interrupted right after
+    # starting it): SIGKILL it, and --kill-child ends the init.
+    with_init = {p.role.partition(":")[2] for p in inits}
+    for rec in unshares:
+        if rec.role.partition(":")[2] not in with_init:
+            rec.signal(signal.SIGKILL)
+    _reap(unshares, popens, problems, first=None)
     _reap(inits, popens, problems, first=None)
     services = [p for p in state.procs if not p.role.startswith(("init:", "unshare:"))]
     _reap(services, popens, problems, first=signal.SIGTERM)
@@ -150,7 +177,7 @@ def _reap(
 
 
 def stale_states() -> list[FleetState]:
-    """Fleets registered under /run whose owner no longer holds the slot lock."""
+    """Fleets registered under /run whose owner and guardian no longer hold the slot lock."""
     found: list[FleetState] = []
     if not RUN_DIR.is_dir():
         return found

@@ -4,13 +4,18 @@ Every test under tests/fleet is marked ``fleet``. The session-wide ``fleet`` has
 (pi1, pi2: bookworm; pi3: trixie); ``make_fleet`` builds extra, private fleets that are torn
 down at the end of the session. Tests that change a host's packages in ways other tests would
 notice should use a private fleet.
+
+SIGTERM (``timeout``, a CI time limit) ends the run like Ctrl-C (SIGINT) does, in this
+process and in each xdist worker: KeyboardInterrupt is raised where the test is, so every
+fixture and ``with`` block tears its fleet down (testfleet.interrupts), also when the signal
+comes during a fleet's setup. A second signal does not cut that teardown short; if the
+process is killed outright, each fleet's guardian tears it down (testfleet.guard).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -18,12 +23,20 @@ from typing import Any
 
 import pytest
 
-from testfleet import DEFAULT_HOSTS, Fleet, HostSpec
+from testfleet import DEFAULT_HOSTS, Fleet, HostSpec, interrupts
 
 FLEET_DIR = Path(__file__).resolve().parent
 _TIMINGS: list[tuple[str, dict[str, float]]] = []
 
 MakeFleet = Callable[..., Fleet]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    interrupts.acquire()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    interrupts.release()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -60,8 +73,6 @@ def make_fleet(
     fleet_support: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MakeFleet]:
     """Factory: make_fleet(name, hosts=[HostSpec(...)], host_vars=..., group_vars=...)."""
-    # SIGTERM (a CI job being cancelled) ends the run like Ctrl-C, so fleets are torn down.
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     fleets: list[Fleet] = []
 
     def make(
@@ -81,9 +92,22 @@ def make_fleet(
     try:
         yield make
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    problems = [p for fleet in reversed(fleets) for p in fleet.down()]
+        problems = _down_all(fleets)
     assert not problems, f"fleet teardown left things behind: {problems}"
+
+
+def _down_all(fleets: list[Fleet]) -> list[str]:
+    """Tear every fleet down, even if one teardown raises; then raise the first error."""
+    problems: list[str] = []
+    error: BaseException | None = None
+    for fleet in reversed(fleets):
+        try:
+            problems += fleet.down()
+        except BaseException as exc:
+            error = error or exc
+    if error is not None:
+        raise error
+    return problems
 
 
 @pytest.fixture(scope="session")

@@ -311,6 +311,11 @@ def test_down_cleans_up_after_a_crashed_owner(fleet_support: None, tmp_path: Pat
             assert time.monotonic() < deadline
             time.sleep(0.1)
     finally:
+        # A crash that takes the fleet's guardian down too (alone, the owner's death makes the
+        # guardian tear the fleet down, see test_fleet_signals.py): what `down` is for.
+        if (workdir / "state.json").exists():
+            guardian = json.loads((workdir / "state.json").read_text())["guardian"]
+            ProcRecord.from_dict(guardian).signal(signal.SIGKILL)
         owner.send_signal(signal.SIGKILL)  # the owner dies without tearing down
         owner.wait()
     state = json.loads((workdir / "state.json").read_text())

@@ -1,5 +1,11 @@
 """Fixtures for the image tests (marker ``image``): stand-in cards and a test fleet that
-serves the artifacts and the apt proxy the first-boot run uses."""
+serves the artifacts and the apt proxy the first-boot run uses.
+
+SIGTERM (``timeout``, a CI time limit) ends the run like Ctrl-C (SIGINT) does, in this
+process and in each xdist worker: KeyboardInterrupt is raised where the test is, so loop
+mounts, containers and the fleet are undone by their ``with`` blocks and finalizers; a
+``coralpi`` command the test is waiting for, which got the signal too, first gets time to
+clean up after itself (testfleet.interrupts)."""
 
 from __future__ import annotations
 
@@ -12,13 +18,21 @@ from pathlib import Path
 import pytest
 from image_cli import CORALPI, REPO
 
-from testfleet import Fleet, HostSpec
+from testfleet import Fleet, HostSpec, interrupts
 from testfleet.mirror import debian_mirror
 from testfleet.paths import cache_root
 from testfleet.rootfs import INCLUDE, RootfsRecipe, ensure_rootfs
 
 IMAGE_DIR = Path(__file__).resolve().parent
 TOOLS = ("sfdisk", "mkfs.fat", "mkfs.ext4", "mcopy", "mdir", "debugfs")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    interrupts.acquire()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    interrupts.release()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -81,8 +95,8 @@ def image_fleet(
         tmp_path_factory.mktemp("image-fleet"),
         [HostSpec("pi1", "bookworm"), HostSpec("pi3", "trixie")],
     )
-    fleet.up()
     try:
+        fleet.up()
         yield fleet
     finally:
         problems = fleet.down()
