@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Sequence
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from provision.errors import ConfigError
 
@@ -106,6 +106,21 @@ def check_url(
         if port == 0:
             raise ConfigError(f"{variable}: {value!r} has an invalid port")
     return value
+
+
+def check_netrc_login(variable: str, url: str) -> str:
+    """A URL whose login goes into a netrc-style file (apt's auth.conf.d): once decoded, the
+    user and password hold no whitespace or control character, and neither is the word
+    ``machine`` (apt 1.8's parser takes it for the next entry)."""
+    userinfo = urlsplit(url).netloc.rpartition("@")[0]
+    for part in userinfo.split(":", 1) if userinfo else ():
+        text = unquote(part)
+        if text == "machine" or any(c.isspace() or not c.isprintable() for c in text):
+            raise ConfigError(
+                f"{variable}: its user or password, decoded, holds whitespace, a control "
+                "character or is the word 'machine', which apt's auth.conf cannot hold"
+            )
+    return url
 
 
 def fill_template(template: str, **values: str) -> str:

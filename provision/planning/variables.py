@@ -40,9 +40,11 @@ class Variable:
     help: str
     choices: tuple[str, ...] = ()
     secret: bool = False
-    #: For ``url``: the schemes allowed, and the ``{field}`` names a template may hold.
+    #: For ``url``: the schemes allowed, the ``{field}`` names a template may hold, and
+    #: whether its login goes into a netrc-style file on the hosts.
     schemes: tuple[str, ...] = ()
     fields: tuple[str, ...] = ()
+    netrc_login: bool = False
 
 
 REGISTRY: tuple[Variable, ...] = (
@@ -103,6 +105,7 @@ REGISTRY: tuple[Variable, ...] = (
         "apt proxy for the hosts, e.g. http://10.0.0.1:3142",
         secret=True,
         schemes=_WEB,
+        netrc_login=True,
     ),
     Variable(
         "coralpi_pip_index_url",
@@ -138,7 +141,8 @@ def check_value(variable: Variable, value: object) -> object:
     if variable.kind == "bool":
         return parse_bool(name, value)
     if variable.kind == "url":
-        return kinds.check_url(name, value, variable.schemes, variable.fields)
+        url = kinds.check_url(name, value, variable.schemes, variable.fields)
+        return kinds.check_netrc_login(name, url) if variable.netrc_login else url
     if variable.kind == "user":
         return kinds.check_user(name, value)
     if variable.kind == "fingerprints":
