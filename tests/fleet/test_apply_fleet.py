@@ -21,7 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fleet_cli import CORALPI, PARROT, REPO, VENV_PY, coralpi, installed, lock_fleet, rows
+import yaml
+from fleet_cli import (
+    CORALPI,
+    PARROT,
+    REPO,
+    VENV_PY,
+    coralpi,
+    host_text,
+    installed,
+    lock_fleet,
+    rows,
+)
 
 from testfleet import Fleet, HostSpec
 
@@ -149,6 +160,29 @@ def test_max_without_eula_is_refused_before_any_host_is_touched(
     assert rc == 1
     assert "coralpi_accept_max_eula" in output
     assert "install ok installed" in installed(coral_fleet, "pi1", "libedgetpu1-std")
+
+
+#: What a bad value would have changed first: the apt sources and the local fact.
+HOST_STATE = "ls -l --time-style=+%s /etc/apt/sources.list.d; cat /etc/ansible/facts.d/coralpi.fact"
+
+
+def test_one_bad_value_on_one_host_leaves_every_host_untouched(
+    coral_fleet: Fleet, runs: Path, tmp_path: Path
+) -> None:
+    """A newline in pi2's Coral repository URL (it would add `Trusted: yes` to the deb822
+    source): refused naming host and variable, no run directory made, no host changed."""
+    data = yaml.safe_load(coral_fleet.inventory_path.read_text())
+    group = next(iter(data["all"]["children"].values()))
+    group["hosts"]["pi2"]["coralpi_coral_repo_url"] = "http://mirror.invalid/apt\nTrusted: yes"
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    before = {h: host_text(coral_fleet, h, HOST_STATE) for h in ("pi1", "pi2", "pi3")}
+    dirs = sorted(runs.glob("*-apply"))
+    rc, _, output = coralpi("apply", "-i", str(inventory), runs=runs)
+    assert rc == 1, output
+    assert "host pi2: coralpi_coral_repo_url: a newline at position" in output, output
+    assert sorted(runs.glob("*-apply")) == dirs
+    assert {h: host_text(coral_fleet, h, HOST_STATE) for h in before} == before
 
 
 def test_a_host_that_is_down_does_not_stop_the_others(coral_fleet: Fleet, runs: Path) -> None:
