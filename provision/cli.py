@@ -8,7 +8,9 @@ target, 2 a check or host failed, 128 + the signal when interrupted (see
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -32,12 +34,29 @@ COMMAND_MODULES: list[str] = [
 
 
 class UsageError(CoralpiError):
-    """Bad command line (argparse's own errors, re-raised so they exit 1, not 2)."""
+    """Bad command line (argparse's own errors, re-raised so they exit 1, not 2); the
+    message names the (sub)command itself, so it is printed bare."""
+
+    bare = True
+
+
+_INVALID_CHOICE = re.compile(r"invalid choice: '(?P<given>[^']*)' \(choose from (?P<known>.*)\)")
+
+
+def _did_you_mean(message: str) -> str:
+    """argparse's "invalid choice" with the nearest valid one, when one is near."""
+    found = _INVALID_CHOICE.search(message)
+    if found is None:
+        return message
+    known = [k.strip().strip("'") for k in found["known"].split(",")]
+    close = difflib.get_close_matches(found["given"], known, n=1)
+    return f"{message}; did you mean {close[0]}?" if close else message
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}\n{self.format_usage().rstrip()}")
+        text = _did_you_mean(message)
+        raise UsageError(f"{self.prog}: {text}\n{self.format_usage().rstrip()}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -291,3 +291,16 @@ def test_inventory_plan_probes_this_machine() -> None:
         target = data["plans"]["localhost"]["target"]
         assert target["arch"] == platform.machine()
         assert target["glibc"] == ".".join(platform.libc_ver()[1].split(".")[:2])
+
+
+def test_usage_errors_name_the_command_once_and_suggest_the_nearest() -> None:
+    typo = run_cli("aply", "-i", "x.yml")
+    assert typo.returncode == 1
+    assert typo.stderr.startswith("coralpi: argument COMMAND: invalid choice: 'aply'")
+    assert "did you mean apply?" in typo.stderr
+    missing = run_cli("plan")
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("coralpi plan: one of the arguments")
+    assert "coralpi: coralpi" not in typo.stderr + missing.stderr
+    far = run_cli("plan", "--opencv", "zzzz", "--os", "bookworm")
+    assert "invalid choice: 'zzzz'" in far.stderr and "did you mean" not in far.stderr
