@@ -34,63 +34,18 @@ def test_the_plan_names_the_index_without_its_login_and_the_downloads_keep_it() 
     assert login_index(inputs, other) == "https://wheels.example/simple"
 
 
-def test_plan_output_and_errors_hold_no_token(tmp_path: Path) -> None:
-    json_out = subprocess.run(
-        [
-            CORALPI,
-            "plan",
-            "--os",
-            "bookworm",
-            "--arch",
-            "armv7l",
-            "--python",
-            "3.11",
-            "--pip-index-url",
-            INDEX,
-            "--opencv",
-            "pip",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+def plan(index: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`coralpi plan` for a Pi 4 on bookworm, 32-bit, with the given extra index."""
+    args = ["--os", "bookworm", "--arch", "armv7l", "--python", "3.11", "--pip-index-url", index]
+    return subprocess.run(
+        [CORALPI, "plan", *args, *extra], capture_output=True, text=True, check=False
     )
-    text = subprocess.run(
-        [
-            CORALPI,
-            "plan",
-            "--os",
-            "bookworm",
-            "--arch",
-            "armv7l",
-            "--python",
-            "3.11",
-            "--pip-index-url",
-            INDEX,
-            "--opencv",
-            "pip",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    refused = subprocess.run(
-        [
-            CORALPI,
-            "plan",
-            "--os",
-            "bookworm",
-            "--arch",
-            "armv7l",
-            "--python",
-            "3.11",
-            "--pip-index-url",
-            f"{INDEX} x",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+
+
+def test_plan_output_and_errors_hold_no_token() -> None:
+    json_out = plan(INDEX, "--opencv", "pip", "--json")
+    text = plan(INDEX, "--opencv", "pip")
+    refused = plan(f"{INDEX} x")
     assert json_out.returncode == 0 and text.returncode == 0, json_out.stderr + text.stderr
     assert "wheels.example" in json_out.stdout and "wheels.example" in text.stdout
     assert refused.returncode == 1 and "coralpi_pip_index_url" in refused.stderr
