@@ -16,6 +16,8 @@ APT_PACKAGES=(
   # coralpi image: partition tables (sfdisk), FAT without mounting (mtools, mkfs.fat),
   # ext4 read with debugfs, stand-in cards booted with systemd-nspawn
   fdisk mtools dosfstools e2fsprogs systemd-container
+  # the fleet report's browser tests: headless Chromium opens report.html
+  chromium
 )
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

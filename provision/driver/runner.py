@@ -7,6 +7,7 @@ file it passed and the per-host reports. The final fleet report names that direc
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -50,6 +51,10 @@ class HostProgress:
     interrupted: bool = False
     failed_task: str = ""
     message: str = ""
+    #: The tasks that changed the host (in check mode: would change), in order.
+    changes: list[str] = field(default_factory=list)
+    #: With --diff: what each change does, as unified diffs (secrets redacted).
+    diffs: list[str] = field(default_factory=list)
 
     @property
     def current(self) -> str:
@@ -192,6 +197,35 @@ def _result_message(res: Mapping[str, Any]) -> str:
     return "failed (no message)"
 
 
+#: A diff longer than this is cut (a report is for reading, the run directory has it all).
+_DIFF_LIMIT = 4000
+
+
+def diff_text(diff: object) -> str:
+    """Ansible's ``diff`` result (one dict or a list: before/after, or prepared text) as
+    unified diff text; "" when there is none."""
+    items = diff if isinstance(diff, list) else [diff]
+    parts: list[str] = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            continue
+        if item.get("prepared"):
+            parts.append(str(item["prepared"]).rstrip("\n"))
+            continue
+        if "before" not in item and "after" not in item:
+            continue
+        lines = difflib.unified_diff(
+            str(item.get("before", "")).splitlines(),
+            str(item.get("after", "")).splitlines(),
+            str(item.get("before_header", "before")),
+            str(item.get("after_header", "after")),
+            lineterm="",
+        )
+        parts.append("\n".join(lines))
+    text = "\n".join(p for p in parts if p)
+    return text if len(text) <= _DIFF_LIMIT else text[:_DIFF_LIMIT] + "\n... (cut)"
+
+
 @dataclass
 class EventTracker:
     """Folds ansible-runner events into per-host progress; pure, tested on recorded events."""
@@ -239,6 +273,11 @@ class EventTracker:
             if res.get("changed"):
                 progress.changed += 1
                 counter = "changed"
+                done = f"{role} : {task}" if role else task
+                progress.changes.append(done)
+                text = diff_text(res.get("diff"))
+                if text:
+                    progress.diffs.append(redact(f"{done}\n{text}"))
         self._notify(progress, counter)
         return True
 

@@ -160,6 +160,8 @@ def _absorb_run(report: FleetReport, run: RunResult) -> None:
     for name, progress in run.hosts.items():
         row = report.host(name)
         row.changed = progress.changed if row.changed is None else row.changed + progress.changed
+        row.changes.extend(progress.changes)
+        row.diffs.extend(progress.diffs)
         if progress.status != "ok" and row.status == "ok":
             row.status = progress.status
             row.failed_task = progress.failed_task
@@ -207,7 +209,7 @@ def run_fleet(
     check_choices(hosts, options.extra_vars)
     rollout = rollout_vars(hosts, options.extra_vars)
     run_dir = new_run_dir(command, options.runs_root)
-    report = FleetReport(command=command, run_dir=run_dir)
+    report = FleetReport(command=command, run_dir=run_dir, check_mode=options.check)
     try:
         _probe_plan_and_run(command, options, hosts, rollout, report)
     except RunInterrupted as exc:

@@ -74,6 +74,29 @@ def test_first_converge_provisions_and_verifies_every_host(
     assert "installed" in installed(coral_fleet, "pi1", "libedgetpu1-std")
 
 
+@pytest.mark.browser
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_the_first_converges_page_in_a_real_browser(runs: Path, tmp_path: Path) -> None:
+    """report.html of the first converge, opened by headless Chromium: every host, its
+    smoke result, and a screenshot."""
+    first = sorted(runs.glob("*-apply"))[0]
+    page = (first / "report.html").as_uri()
+    base = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"]
+    dom = subprocess.run(
+        [*base, "--dump-dom", page], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    for host in ("pi1", "pi2", "pi3"):
+        assert (
+            f'<tr data-host="{host}">' in dom.stdout
+            and f'data-host="{host}" data-median' in dom.stdout
+        )
+    assert dom.stdout.count(PARROT) >= 3 and "all hosts ok" in dom.stdout
+    shot = tmp_path / "report.png"
+    subprocess.run([*base, f"--screenshot={shot}", page], capture_output=True, timeout=120)
+    assert shot.read_bytes()[:4] == b"\x89PNG"
+
+
 def test_second_converge_changes_nothing(coral_fleet: Fleet, runs: Path) -> None:
     rc, report, output = coralpi("apply", "-i", str(coral_fleet.inventory_path), runs=runs)
     assert rc == 0, output
