@@ -69,11 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="own model (Edge TPU or CPU) instead of the bird classifier; needs --labels",
     )
     parser.add_argument("--labels", metavar="L")
-    parser.add_argument("--image", metavar="I")
+    parser.add_argument(
+        "--image",
+        metavar="I",
+        help="own image to classify; the bird classifier's expectation stays the parrot's "
+        "unless --expect says otherwise",
+    )
     parser.add_argument(
         "--expect",
         metavar="LABEL",
-        help=f"expected top-1 label (default {assets.EXPECTED_LABEL!r} for the bird classifier)",
+        help=f"expected top-1 label (default {assets.EXPECTED_LABEL!r} for the bird "
+        "classifier, whatever the image; none for an own --model)",
     )
     parser.add_argument(
         "--user",
@@ -217,6 +223,31 @@ def _run_smoke(
     return result, expect
 
 
+def expectation_note(args: argparse.Namespace) -> str | None:
+    """What an own --image is judged against when no --expect is given: still the bird
+    classifier's answer for parrot.jpg, which is easy to miss; said, with how to change it."""
+    if args.no_smoke or not args.image or args.expect is not None or args.model:
+        return None
+    return (
+        f"--image {args.image} without --expect: the top-1 is expected to be the parrot's "
+        f"label, {assets.EXPECTED_LABEL!r} (the bird classifier on parrot.jpg); pass "
+        "--expect LABEL with the label your image should get"
+    )
+
+
+def _say_expectation(
+    note: str, smoke_result: smoke.SmokeResult, results: list[checks.CheckResult]
+) -> None:
+    """Put the note where the smoke test's outcome is read: its note and, when the label
+    did not match, the failed check's fix (a wrong label then means a wrong expectation,
+    not a broken runtime)."""
+    smoke_result.note = "; ".join(n for n in (smoke_result.note, note) if n)
+    if smoke_result.label_ok is False:
+        for result in results:
+            if result.name == "smoke" and result.status == checks.FAIL:
+                result.fix = note
+
+
 def overall(results: list[checks.CheckResult]) -> str:
     statuses = {r.status for r in results}
     if checks.FAIL in statuses:
@@ -226,6 +257,9 @@ def overall(results: list[checks.CheckResult]) -> str:
 
 def run(args: argparse.Namespace, out: IO[str]) -> int:
     _validate(args)
+    note = expectation_note(args)
+    if note is not None:
+        sys.stderr.write(f"verify: {note}\n")
     plan = _load_plan(args.plan) if args.plan else None
     fs = RootFS(args.root)
 
@@ -251,6 +285,8 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
     results = checks.run_all(sys_facts, py, exp, plan_exp, fs.exists)
     if smoke_result is not None:
         results += checks.smoke_checks(smoke_result, sys_facts, expect_label)
+        if note is not None:
+            _say_expectation(note, smoke_result, results)
     document: dict[str, Any] = {
         "facts": _facts_json(sys_facts, py, exp),
         "checks": [r.to_dict() for r in results],

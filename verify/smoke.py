@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import os
 import re
 import time
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from . import configtxt, errors
 from .errors import Cause
 
 EDGETPU_LIBRARY = "libedgetpu.so.1"
+#: The operator edgetpu_compiler puts in a model: the whole graph, run by the delegate.
+EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"
 MIN_SCORE = 0.5  # observed 0.72-0.82 (CPU) and 0.76-0.78 (Edge TPU); uint8 steps of 1/256
 SLOW_FACTOR = 3.0
 
@@ -286,9 +289,12 @@ def run(
     result.edgetpu_cause = cause
     notes: list[str] = []
     if outcome is None:
-        notes.append(f"no Edge TPU usable: {cause.cause if cause else 'unknown'}; ran on the CPU")
+        why = cause.cause if cause else "unknown"
         try:
             model_path = asset(cpu_model)
+            if is_edgetpu_model(model_path):
+                return _edgetpu_model_on_cpu(result, cpu_model, cause)
+            notes.append(f"no Edge TPU usable: {why}; ran on the CPU")
             outcome = classify(module, model_path, image, labels, options.count, options.top_k)
             result.device, result.model = "cpu", cpu_model
         except LabelsMismatch as exc:
@@ -323,6 +329,50 @@ def run(
             best and best["label"] == options.expect and best["score"] >= options.min_score
         )
     result.note = "; ".join(notes)
+    return result
+
+
+def is_edgetpu_model(path: str) -> bool:
+    """Whether a .tflite model is compiled for the Edge TPU: named ``*_edgetpu.tflite``, as
+    edgetpu_compiler names it, or holding its ``edgetpu-custom-op`` (a renamed one)."""
+    if os.path.basename(path).endswith("_edgetpu.tflite"):
+        return True
+    tail = b""
+    try:
+        with open(path, "rb") as handle:
+            while True:
+                chunk = handle.read(1 << 20)
+                if not chunk:
+                    return False
+                if EDGETPU_CUSTOM_OP in tail + chunk:
+                    return True
+                tail = chunk[-len(EDGETPU_CUSTOM_OP) :]
+    except OSError:
+        return False
+
+
+def _edgetpu_model_on_cpu(result: SmokeResult, model: str, cause: Cause | None) -> SmokeResult:
+    """An Edge TPU model is all the CPU path was given: say so, instead of the runtime's
+    "unresolved custom op"."""
+    why = cause.cause if cause else "unknown"
+    name = os.path.basename(model)
+    cpu_name = (
+        name[: -len("_edgetpu.tflite")] + ".tflite" if name.endswith("_edgetpu.tflite") else ""
+    )
+    fix = (
+        "give --model the CPU model (the same model before edgetpu_compiler"
+        + (f", e.g. {cpu_name}" if cpu_name else "")
+        + "), or make the Edge TPU usable"
+    )
+    if cause is not None and cause.fix:
+        fix += f": {cause.fix}"
+    result.error = Cause(
+        f"{name} is an Edge TPU model: it cannot run without the Edge TPU delegate, and no "
+        f"Edge TPU is usable ({why})",
+        fix,
+        why,
+    )
+    result.note = f"no Edge TPU usable: {why}; nothing ran: {name} runs only on an Edge TPU"
     return result
 
 

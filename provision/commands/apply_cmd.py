@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from provision.commands.fleet_args import add_fleet_arguments, run_fleet_command
+from provision.commands.fleet_args import (
+    add_fleet_arguments,
+    add_tag_arguments,
+    run_fleet_command,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "is stopped, the report marks unfinished hosts; applying again converges them).",
     )
     add_fleet_arguments(parser)
+    add_tag_arguments(parser)
     parser.add_argument("--check", action="store_true", help="dry run: change nothing")
     parser.add_argument("--diff", action="store_true", help="show what files would change")
     parser.set_defaults(func=run)

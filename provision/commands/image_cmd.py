@@ -45,8 +45,9 @@ def _add_host_args(parser: argparse.ArgumentParser) -> None:
     )
     options.add_extra_vars(
         parser,
-        "a coralpi_* setting, e.g. coralpi_apt_proxy=http://10.0.0.1:3142; with -i also "
-        "what the probe's connection needs, e.g. ansible_user=pi",
+        "coralpi_* settings (NAME=VALUE, @FILE or a JSON object), e.g. "
+        "coralpi_apt_proxy=http://10.0.0.1:3142; with -i also what the probe's connection "
+        "needs, e.g. ansible_user=pi",
     )
     options.add_cache_dir(parser)
     options.add_json(parser)

@@ -9,7 +9,6 @@ changed leaves the file untouched.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,7 +16,8 @@ from provision import files
 from provision.artifacts.lockfile import Lock, read_if_exists, write_if_changed
 from provision.artifacts.service import ArtifactSettings, build_lock, open_cache
 from provision.commands import options
-from provision.errors import ConfigError
+from provision.commands.options import FlagFor
+from provision.errors import ConfigError, CoralpiError, HostFailed
 from provision.planning.matrix import platform_target, resolve
 from provision.planning.plan import Plan
 from provision.planning.service import plan_inventory
@@ -25,6 +25,12 @@ from provision.planning.targets import choices_from_vars
 from provision.planning.variables import BY_NAME
 
 HELP = "pin every wheel, runtime .deb, key and asset the fleet installs into coralpi.lock"
+
+# Flag dest -> the flag and the variable it sets (for messages that name what was typed).
+_FLAGS = {
+    "runtime": FlagFor("--runtime", "coralpi_runtime"),
+    "opencv": FlagFor("--opencv", "coralpi_opencv"),
+}
 
 
 def add_common_artifact_args(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +43,8 @@ def add_common_artifact_args(parser: argparse.ArgumentParser) -> None:
 def register(sub: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser("lock", help=HELP, description=HELP)
     options.add_inventory(parser, "inventory whose hosts to lock for")
-    options.add_limit(parser, "only these inventory hosts (Ansible pattern)")
+    options.add_limit(parser, "with -i: only these inventory hosts (Ansible pattern)")
+    options.add_verbosity(parser, "with -i: the probe's")
     parser.add_argument(
         "--platform",
         action="append",
@@ -53,7 +60,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
     )
     options.add_extra_vars(
         parser,
-        "a coralpi_* setting for every target, e.g. "
+        "coralpi_* settings for every target (NAME=VALUE, @FILE or a JSON object), e.g. "
         "coralpi_community_runtime_url=https://mirror/...; with -i also what the probe's "
         "connection needs, e.g. ansible_user=pi (repeatable)",
     )
@@ -97,21 +104,30 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return over
 
 
+def unreachable_message(missing: Sequence[str]) -> str:
+    return (
+        f"lock: no facts from {', '.join(missing)} (unreachable?); their platforms are "
+        "not locked unless another host or --platform covers them"
+    )
+
+
 def collect_hosts(
-    args: argparse.Namespace, extra: Mapping[str, Any]
+    args: argparse.Namespace, extra: Mapping[str, Any], missing: list[str] | None = None
 ) -> list[tuple[str, Plan, ArtifactSettings]]:
-    """(label, plan, settings) for every inventory host and --platform."""
+    """(label, plan, settings) for every inventory host and --platform; the hosts that
+    could not be probed go to ``missing`` (HostFailed when nothing else is left)."""
     out: list[tuple[str, Plan, ArtifactSettings]] = []
+    unprobed: list[str] = []
     if args.inventory is not None:
-        planned = plan_inventory(args.inventory, args.limit, extra)
-        missing = [h.name for h in planned.hosts if not h.probed]
-        if missing:
-            print(
-                f"coralpi lock: no facts from {', '.join(missing)} (unreachable?); "
-                "their platforms are not locked unless another host or --platform "
-                "covers them",
-                file=sys.stderr,
-            )
+        planned = plan_inventory(
+            args.inventory,
+            args.limit,
+            extra,
+            prober=options.prober(getattr(args, "verbosity", 0)),
+        )
+        unprobed = [h.name for h in planned.hosts if not h.probed]
+        if missing is not None:
+            missing += unprobed
         refused = [
             f"host {h.name}: {h.error}" for h in planned.hosts if h.probed and h.error is not None
         ]
@@ -123,6 +139,8 @@ def collect_hosts(
     for spec in args.platform:
         plan = resolve(platform_target(spec), choices_from_vars(extra))
         out.append((spec, plan, ArtifactSettings.from_vars(extra)))
+    if not out and unprobed:
+        raise HostFailed(unreachable_message(unprobed))
     if not out:
         raise ConfigError(
             "coralpi lock needs targets: -i INVENTORY and/or --platform "
@@ -146,10 +164,24 @@ def summarize(lock: Lock) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Write the lock; messages name the flag a value came from. A host that could not be
+    probed makes it HostFailed (exit 2) once the other targets are locked."""
+    given = [spec for dest, spec in _FLAGS.items() if getattr(args, dest, None)]
+    try:
+        return _run(args)
+    except CoralpiError as exc:
+        exc.message = options.name_flags(exc.message, given, [s.variable for s in given])
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.limit and args.inventory is None:
+        raise ConfigError("lock: --limit goes with -i INVENTORY")
     # With -i, -e may also carry what the probe's connection needs (ansible_user=...).
     given = options.parse_extra_vars(args.extra_vars, coralpi_only=args.inventory is None)
     extra = {**given, **_overrides(args)}
-    hosts = collect_hosts(args, extra)
+    missing: list[str] = []
+    hosts = collect_hosts(args, extra, missing)
     cache = open_cache(args.cache_dir)
     # One `coralpi lock` (or apply adding a platform) at a time per lock file.
     with files.locked(args.lock):
@@ -171,4 +203,6 @@ def run(args: argparse.Namespace) -> int:
             f"downloaded {cache.stats.files_downloaded} file(s), "
             f"{cache.stats.bytes_downloaded / 1e6:.1f} MB into {cache.root}"
         )
+    if missing:
+        raise HostFailed(unreachable_message(missing))
     return 0

@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
 from provision.commands import options
-from provision.errors import ConfigError, UnsupportedTarget
+from provision.commands.options import FlagFor
+from provision.errors import ConfigError, CoralpiError, HostFailed, UnsupportedTarget
 from provision.planning import service
 from provision.planning.matrix import controller_supports, load_matrix, resolve
 from provision.planning.plan import Plan
@@ -24,14 +25,14 @@ from provision.planning.service import Prober
 from provision.planning.targets import ARCHS, Choices, Target, choices_from_vars
 from provision.planning.variables import BY_NAME
 
-# Flag dest -> inventory variable it overrides.
+# Flag dest -> the flag and the inventory variable it overrides.
 _CHOICE_FLAGS = {
-    "runtime": "coralpi_runtime",
-    "accept_max_eula": "coralpi_accept_max_eula",
-    "accelerator": "coralpi_accelerator",
-    "opencv": "coralpi_opencv",
-    "camera": "coralpi_camera",
-    "pip_index_url": "coralpi_pip_index_url",
+    "runtime": FlagFor("--runtime", "coralpi_runtime"),
+    "accept_max_eula": FlagFor("--accept-max-eula", "coralpi_accept_max_eula", "true"),
+    "accelerator": FlagFor("--accelerator", "coralpi_accelerator"),
+    "opencv": FlagFor("--opencv", "coralpi_opencv"),
+    "camera": FlagFor("--no-camera", "coralpi_camera", "false"),
+    "pip_index_url": FlagFor("--pip-index-url", "coralpi_pip_index_url"),
 }
 
 
@@ -57,6 +58,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="summarise every release x architecture with the release's own python",
     )
     options.add_limit(parser, "with -i: only hosts matching this pattern")
+    options.add_list_hosts(parser)
+    options.add_verbosity(parser, "with -i: the probe's")
     parser.add_argument("--arch", help="x86_64, aarch64 or armv7l (aliases amd64, arm64, armhf)")
     parser.add_argument("--python", help="target python X.Y")
     parser.add_argument("--glibc", help="target glibc X.Y (default: the release's)")
@@ -86,8 +89,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     options.add_extra_vars(
         parser,
-        "with -i: a variable for every host, as ansible-playbook takes it: coralpi_* settings "
-        "or what the connection needs, e.g. ansible_user=pi (repeatable)",
+        "with -i: variables for every host, as ansible-playbook takes them (NAME=VALUE, "
+        "@FILE or a JSON object): coralpi_* settings or what the connection needs, e.g. "
+        "ansible_user=pi (repeatable)",
     )
     options.add_json(parser, "print JSON (docs/DESIGN.md 1)")
     parser.set_defaults(func=run)
@@ -96,10 +100,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The inventory variables the command line sets explicitly."""
     return {
-        var: getattr(args, dest)
-        for dest, var in _CHOICE_FLAGS.items()
+        spec.variable: getattr(args, dest)
+        for dest, spec in _CHOICE_FLAGS.items()
         if getattr(args, dest, None) is not None
     }
+
+
+def _named_by_flags(args: argparse.Namespace) -> Callable[[str], str]:
+    """A message with each variable the flags set named by its flag. Without -i nothing
+    else sets them, so every flag's variable is named by its flag (its default included)."""
+    flags = [
+        spec
+        for dest, spec in _CHOICE_FLAGS.items()
+        if args.inventory is None or getattr(args, dest, None) is not None
+    ]
+    given = options.flags_given(args, _CHOICE_FLAGS)
+    return lambda text: options.name_flags(text, flags, given)
 
 
 def hypothetical_target(args: argparse.Namespace) -> Target:
@@ -280,7 +296,26 @@ def _print_rows(rows: list[dict[str, Any]], out: TextIO) -> None:
 
 
 def run(args: argparse.Namespace, prober: Prober | None = None) -> int:
+    """0 every plan made; 1 a refusal or bad input; HostFailed (exit 2) when a host could
+    not be probed (unreachable) and nothing was refused. Messages name the flag a value
+    came from."""
+    named = _named_by_flags(args)
+    try:
+        return _run(args, prober, named)
+    except CoralpiError as exc:
+        exc.message = named(exc.message)
+        raise
+
+
+def _run(args: argparse.Namespace, prober: Prober | None, named: Callable[[str], str]) -> int:
     out = sys.stdout
+    if args.inventory is None:
+        for flag, given in (("--limit", args.limit), ("--list-hosts", args.list_hosts)):
+            if given:
+                raise ConfigError(f"plan: {flag} goes with -i INVENTORY")
+    elif args.list_hosts:
+        options.list_hosts(args.inventory, args.limit, args.json)
+        return 0
     overrides = _overrides(args)
     if args.inventory is not None:
         # -e: coralpi_* settings for every host, and what the probe's connection needs.
@@ -307,7 +342,12 @@ def run(args: argparse.Namespace, prober: Prober | None = None) -> int:
         else:
             render(plan, f"plan for {target.describe()}", out)
         return 0
-    plans, errors = plan_inventory(args.inventory, args.limit, overrides, prober)
+    probe = prober or options.prober(
+        args.verbosity, progress=None if args.json else "probing hosts"
+    )
+    planned = service.plan_inventory(Path(args.inventory), args.limit, overrides, prober=probe)
+    plans = planned.plans
+    errors = {host: named(message) for host, message in planned.errors.items()}
     if args.json:
         json.dump(
             {"plans": {h: p.to_dict() for h, p in plans.items()}, "errors": errors}, out, indent=2
@@ -318,4 +358,8 @@ def run(args: argparse.Namespace, prober: Prober | None = None) -> int:
             render(plan, f"{host}: {plan.target.describe()}", out)
     for host, message in errors.items():
         print(f"coralpi: {host}: {message}", file=sys.stderr)
-    return 1 if errors else 0
+    if any(h.probed and h.error is not None for h in planned.hosts):
+        return 1  # a refusal: the inventory (or the flags) must change
+    if any(not h.probed for h in planned.hosts):
+        raise HostFailed("")  # a host could not be probed (named above)
+    return 0

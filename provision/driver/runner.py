@@ -11,6 +11,7 @@ import difflib
 import json
 import os
 import re
+import shlex
 import signal
 import threading
 import time
@@ -308,8 +309,14 @@ def run_playbook(
     on_change: Callable[[HostProgress, str], None] | None = None,
     ident: str | None = None,
     extra_args: Sequence[str] = (),
+    verbosity: int = 0,
+    tags: Sequence[str] = (),
+    skip_tags: Sequence[str] = (),
 ) -> RunResult:
     """Run one playbook; never raises for host failures, they are in the result.
+
+    ``verbosity`` is ansible-playbook's ``-v`` count (its output is in the run directory's
+    ``artifacts/<ident>/stdout``); ``tags``/``skip_tags`` its ``--tags``/``--skip-tags``.
 
     Raises RunInterrupted when the user stops the run (Ctrl-C): ansible-playbook has then
     been ended and every host that had not failed is marked interrupted in its result.
@@ -324,6 +331,12 @@ def run_playbook(
         cmdline.append("--check")
     if diff:
         cmdline.append("--diff")
+    if verbosity > 0:
+        cmdline.append("-" + "v" * verbosity)
+    if tags:
+        cmdline += ["--tags", ",".join(tags)]
+    if skip_tags:
+        cmdline += ["--skip-tags", ",".join(skip_tags)]
     # How often (seconds) ansible-runner asks the cancel callback while ansible-playbook is
     # quiet. (Read from env/settings only: runner drops a `settings` argument when that file
     # is missing.)
@@ -348,7 +361,8 @@ def run_playbook(
             playbook=str(playbook_path),
             inventory=str(inventory.resolve()),
             limit=limit,
-            cmdline=" ".join(cmdline),
+            # ansible-runner splits it as a shell would: quoted, a path may hold spaces.
+            cmdline=shlex.join(cmdline),
             envvars=env,
             event_handler=tracker.handle,
             cancel_callback=interrupt.cancel,

@@ -67,6 +67,12 @@ class FleetOptions:
     cache_dir: Path | None = None
     lock_file: Path | None = None
     retry_failed: bool = False
+    #: ansible-playbook's -v count and --forks (the probe's and the playbook's).
+    verbosity: int = 0
+    forks: int = 20
+    #: --tags / --skip-tags for apply's playbook (checked against the playbooks' tags).
+    tags: tuple[str, ...] = ()
+    skip_tags: tuple[str, ...] = ()
 
 
 def check_choices(hosts: list[InventoryHost], extra: Mapping[str, Any]) -> None:
@@ -151,8 +157,12 @@ def _run(
             limit=limit,
             check=options.check,
             diff=options.diff,
+            forks=options.forks,
             on_change=on_change,
             ident=ident,
+            verbosity=options.verbosity,
+            tags=options.tags,
+            skip_tags=options.skip_tags,
         )
 
 
@@ -240,6 +250,8 @@ def _probe_plan_and_run(
             options.limit,
             connection_vars(options.extra_vars),
             on_change,
+            verbosity=options.verbosity,
+            forks=options.forks,
         )
     for name, why in probe.failed.items():
         row = report.host(name)

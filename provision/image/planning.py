@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provision.errors import ConfigError
+from provision.errors import ConfigError, HostFailed
 from provision.image.errors import ImageError
 from provision.image.rootfs_probe import RootInfo
 from provision.planning.inventory import InventoryHost, check_variables
@@ -58,7 +58,8 @@ def from_inventory(inventory: Path, limit: str | None, extra: Mapping[str, Any])
     planned = plan_inventory(inventory, limit, extra, check_hosts=one_host)
     (host,) = planned.hosts
     if not host.probed:
-        raise ConfigError(f"host {host.name} could not be probed (unreachable?)")
+        # A host that cannot be reached is a failed host (exit 2), as for every command.
+        raise HostFailed(f"host {host.name} could not be probed: {host.error}")
     if host.plan is None:
         raise ConfigError(f"host {host.name}: {host.error}")
     return HostPlan(host.name, host.plan, host.variables)

@@ -31,9 +31,13 @@ def probe_hosts(
     limit: str | None = None,
     extravars: Mapping[str, Any] | None = None,
     on_change: Callable[[HostProgress, str], None] | None = None,
+    *,
+    verbosity: int = 0,
+    forks: int = 20,
 ) -> ProbeResult:
     """Run the probe play; unreachable or failing hosts are reported, not raised.
-    ``extravars``: the run's ``-e`` values (connection settings reach the probe too)."""
+    ``extravars``: the run's ``-e`` values (connection settings reach the probe too);
+    ``verbosity`` and ``forks``: ansible-playbook's ``-v`` count and ``--forks``."""
     out_dir = run_dir / "probe"
     out_dir.mkdir(parents=True, exist_ok=True)
     run = run_playbook(
@@ -44,6 +48,8 @@ def probe_hosts(
         limit=limit,
         on_change=on_change,
         ident="probe",
+        verbosity=verbosity,
+        forks=forks,
     )
     result = ProbeResult(run=run)
     for name, progress in run.hosts.items():

@@ -87,7 +87,7 @@ def test_unsupported_exits_1_naming_the_nearest() -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--runtime", "max"], "coralpi_accept_max_eula"),
+        (["--runtime", "max"], "--accept-max-eula must be given"),
         (["--runtime", "mid"], "invalid choice"),
         (["--arch", "riscv64"], "riscv64"),
         (["--os", "focal"], "unknown release"),

@@ -48,6 +48,6 @@ def test_plan_output_and_errors_hold_no_token() -> None:
     refused = plan(f"{INDEX} x")
     assert json_out.returncode == 0 and text.returncode == 0, json_out.stderr + text.stderr
     assert "wheels.example" in json_out.stdout and "wheels.example" in text.stdout
-    assert refused.returncode == 1 and "coralpi_pip_index_url" in refused.stderr
+    assert refused.returncode == 1 and "--pip-index-url" in refused.stderr  # the flag given
     for proc in (json_out, text, refused):
         assert TOKEN not in proc.stdout + proc.stderr
