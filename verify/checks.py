@@ -702,7 +702,11 @@ def smoke_checks(
                 WARN,
                 "no accelerator attached; no Edge TPU usable ("
                 + (cause.cause if cause else "unknown")
-                + "); smoke test ran on the CPU",
+                + (
+                    "); smoke test ran on the CPU"
+                    if smoke.device == "cpu"
+                    else "); the smoke test did not run"
+                ),
                 "plug in the Coral USB Accelerator (USB3 port) and run verify again",
             )
         )

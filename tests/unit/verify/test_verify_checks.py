@@ -366,7 +366,12 @@ def test_smoke_checks() -> None:
     no_device = by_name(checks.smoke_checks(_smoke(), pi_facts(usb_devices=[]), label))
     assert no_device["smoke_edgetpu"].status == "warn"
     assert "no accelerator attached" in no_device["smoke_edgetpu"].detail
+    assert no_device["smoke_edgetpu"].detail.endswith("smoke test ran on the CPU")
     assert no_device["smoke"].status == "pass"
+    # An Edge TPU model without an Edge TPU: nothing ran, and the check says so.
+    edgetpu_model = _smoke(device=None, top=[], latency_ms=None, error=Cause("needs a TPU", "", ""))
+    nothing = by_name(checks.smoke_checks(edgetpu_model, pi_facts(usb_devices=[]), label))
+    assert nothing["smoke_edgetpu"].detail.endswith("the smoke test did not run")
     attached = by_name(checks.smoke_checks(_smoke(), pi_facts(), label))
     assert attached["smoke_edgetpu"].status == "fail"
     on_tpu = by_name(
