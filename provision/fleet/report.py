@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from provision import files
+from provision.fleet.report_html import render_html
 from provision.planning.plan import Plan
 from provision.redaction import redact
 
@@ -157,8 +158,6 @@ class FleetReport:
 
     def save(self) -> Path:
         """Write ``report.json`` and, beside it, ``report.html``."""
-        from provision.fleet.report_html import render_html
-
         path = self.run_dir / "report.json"
         text = self.to_json()
         files.write_atomic(path, (text + "\n").encode(), 0o600)

@@ -62,14 +62,20 @@ def _verify(
     return seen, document, err
 
 
+@pytest.fixture()
+def image(tmp_path: Path) -> Path:
+    """Someone's own photo (the fake smoke run never decodes it)."""
+    path = tmp_path / "raven.jpg"
+    path.write_bytes(b"jpeg")
+    return path
+
+
 def test_own_image_without_expect_says_the_parrot_is_expected(
     fake_root: FakeRoot,
-    tmp_path: Path,
+    image: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    image = tmp_path / "raven.jpg"
-    image.write_bytes(b"jpeg")
     seen, document, err = _verify(
         monkeypatch, capsys, fake_root, "Corvus corax", "--image", str(image)
     )
@@ -85,12 +91,11 @@ def test_own_image_without_expect_says_the_parrot_is_expected(
 
 def test_own_image_with_expect_or_own_model_is_not_told_about_the_parrot(
     fake_root: FakeRoot,
+    image: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    image = tmp_path / "raven.jpg"
-    image.write_bytes(b"jpeg")
     seen, document, err = _verify(
         monkeypatch, capsys, fake_root, "Corvus corax", "--image", str(image), "--expect",
         "Corvus corax",
