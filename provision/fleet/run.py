@@ -24,6 +24,7 @@ from provision.artifacts.service import (
     ensure_host_artifacts,
     playbook_plan,
 )
+from provision.driver.playbook_tags import check_tags
 from provision.driver.runner import HostProgress, RunInterrupted, RunResult, run_playbook
 from provision.errors import ConfigError, signal_of
 from provision.fleet.progress import live_progress
@@ -199,6 +200,14 @@ def last_failed_hosts(command: str, runs_root: Path | None = None) -> list[str]:
     return [str(h) for h in data.get("failed_hosts", [])]
 
 
+def playbook_for(command: str, check: bool) -> str:
+    """The playbook `apply` runs (provision then verify; provision alone in check mode) or
+    `verify` runs."""
+    if command == "apply":
+        return "provision.yml" if check else "site.yml"
+    return "verify.yml"
+
+
 def run_fleet(
     command: str,
     options: FleetOptions,
@@ -210,6 +219,7 @@ def run_fleet(
     report with every unfinished host marked `interrupted` and returns it with
     `report.interrupted` set; the hosts are left for the next run to converge.
     """
+    check_tags(playbook_for(command, options.check), options.tags, options.skip_tags)
     if options.retry_failed:
         failed = last_failed_hosts(command, options.runs_root)
         if not failed:
@@ -283,10 +293,7 @@ def _probe_plan_and_run(
         **rollout,
     }
     limit = ",".join(sorted(plans))
-    if command == "apply":
-        book = "provision.yml" if options.check else "site.yml"
-        run = _run("coralpi apply", book, options, run_dir, extravars, limit, "apply")
-    else:
-        run = _run("coralpi verify", "verify.yml", options, run_dir, extravars, limit, "verify")
+    book = playbook_for(command, options.check)
+    run = _run(f"coralpi {command}", book, options, run_dir, extravars, limit, command)
     _absorb_run(report, run)
     _absorb_verify_reports(report, report_dir)

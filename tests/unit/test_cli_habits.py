@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from provision.commands import fleet_args, options, plan_cmd
+from provision.commands import options, plan_cmd
 from provision.commands.options import FlagFor, name_flags, parse_extra_vars
+from provision.driver import playbook_tags
 from provision.driver.runner import run_playbook
 from provision.errors import ConfigError, HostFailed
 from provision.image import planning
@@ -219,7 +220,7 @@ def _tagged_tree(root: Path) -> Path:
 
 def test_playbook_tags_are_read_from_plays_roles_and_role_tasks(tmp_path: Path) -> None:
     root = _tagged_tree(tmp_path)
-    assert fleet_args.playbook_tags(root / "site.yml") == {
+    assert playbook_tags.playbook_tags(root / "site.yml") == {
         "r_one",
         "r_two",
         "r_one_inner",
@@ -227,18 +228,18 @@ def test_playbook_tags_are_read_from_plays_roles_and_role_tasks(tmp_path: Path) 
         "taken",
         "blocked",
     }
-    assert fleet_args.playbook_tags(root / "second.yml") == {"blocked"}
+    assert playbook_tags.playbook_tags(root / "second.yml") == {"blocked"}
 
 
 def test_an_unknown_tag_is_refused_naming_the_known_ones(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = _tagged_tree(tmp_path)
-    monkeypatch.setattr(fleet_args, "playbook", lambda name: root / name)
-    monkeypatch.setattr(fleet_args, "shared", lambda *parts: root / "roles")
-    fleet_args.check_tags("site.yml", ["r_one"], ["r_two", "deep"])  # all known
+    monkeypatch.setattr(playbook_tags, "playbook", lambda name: root / name)
+    monkeypatch.setattr(playbook_tags, "shared", lambda *parts: root / "roles")
+    playbook_tags.check_tags("site.yml", ["r_one"], ["r_two", "deep"])  # all known
     with pytest.raises(ConfigError) as caught:
-        fleet_args.check_tags("site.yml", ["r_one", "r_three"], ["always"])
+        playbook_tags.check_tags("site.yml", ["r_one", "r_three"], ["always"])
     message = caught.value.message
     assert message.startswith("--tags r_three, --skip-tags always: not a tag of playbooks/site")
     assert "known tags: blocked, deep, r_one, r_one_inner, r_two, taken" in message
