@@ -55,6 +55,48 @@ def lock(coral_fleet: Fleet, runs: Path) -> Path:
     return lock_fleet(coral_fleet, coral_fleet.inventory_path, runs / "coralpi.lock")
 
 
+#: What provisioning changes on a host: its apt sources, packages, /opt, the local fact.
+FRESH_STATE = (
+    "ls -l --time-style=+%s /etc/apt/sources.list.d /opt /etc/ansible/facts.d 2>&1; "
+    "dpkg-query -W -f '${Package} ${Status}\\n' | sort | md5sum"
+)
+
+
+def test_check_mode_on_a_fresh_host_shows_every_change_and_changes_nothing(
+    coral_fleet: Fleet, runs: Path, lock: Path
+) -> None:
+    """`--check --diff` on a host never provisioned runs through every role: the pushed
+    runtime .deb is read on the controller, the venv that does not exist yet is reported as
+    to be made, and the host is left exactly as it was."""
+    before = host_text(coral_fleet, "pi1", FRESH_STATE)
+    rc, report, output = coralpi(
+        "apply",
+        "-i",
+        str(coral_fleet.inventory_path),
+        "--check",
+        "--diff",
+        "--limit",
+        "pi1",
+        runs=runs,
+    )
+    assert rc == 0, output
+    assert report["check_mode"] is True
+    row = rows(report)["pi1"]
+    assert row["status"] != "failed", row
+    changes = " | ".join(row["changes"])
+    for would in (
+        "community .deb (check mode, .deb not pushed yet), libedgetpu1-std",
+        "Create the venv",
+        "Install the Python requirements",
+        "Install OpenCV",
+        "Write the local fact",
+    ):
+        assert would in changes, (would, row["changes"])
+    diffs = "\n".join(row["diffs"])
+    assert "/etc/ansible/facts.d/coralpi.fact" in diffs and "libatomic1" in diffs, diffs
+    assert host_text(coral_fleet, "pi1", FRESH_STATE) == before
+
+
 def test_first_converge_provisions_and_verifies_every_host(
     coral_fleet: Fleet, runs: Path, lock: Path
 ) -> None:
@@ -79,7 +121,11 @@ def test_first_converge_provisions_and_verifies_every_host(
 def test_the_first_converges_page_in_a_real_browser(runs: Path, tmp_path: Path) -> None:
     """report.html of the first converge, opened by headless Chromium: every host, its
     smoke result, and a screenshot."""
-    first = sorted(runs.glob("*-apply"))[0]
+    first = next(
+        run
+        for run in sorted(runs.glob("*-apply"))
+        if not json.loads((run / "report.json").read_text())["check_mode"]
+    )
     page = (first / "report.html").as_uri()
     base = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"]
     dom = subprocess.run(
