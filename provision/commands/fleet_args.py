@@ -114,14 +114,6 @@ def list_fleet_hosts(command: str, fleet: FleetOptions, as_json: bool) -> int:
     return 0
 
 
-def show_ansible_output(report: FleetReport, command: str) -> None:
-    """-v: Ansible's own output of the run's playbooks (probe, then the command's)."""
-    for ident in ("probe", command):
-        options.print_ansible_output(
-            report.run_dir / "artifacts" / ident / "stdout", f"ansible-playbook ({ident})"
-        )
-
-
 def run_fleet_command(command: str, args: argparse.Namespace) -> int:
     """Run `apply` or `verify` and print the report; 0 when every host is good, else
     HostFailed (exit 2) or Interrupted (130 for Ctrl-C). Secrets in URLs never reach the
@@ -140,8 +132,6 @@ def run_fleet_command(command: str, args: argparse.Namespace) -> int:
     except CoralpiError as exc:
         exc.message = redact(exc.message)
         raise
-    if fleet.verbosity:
-        show_ansible_output(report, command)
     render(report, as_json=args.json)
     if report.interrupted:
         raise Interrupted(

@@ -27,7 +27,6 @@ from provision.planning.inventory import load_inventory
 from provision.planning.probe import ProbeResult, probe_hosts
 from provision.planning.service import Prober
 from provision.planning.variables import BY_NAME
-from provision.redaction import redact
 from provision.tools import share_root
 
 DEFAULT_INVENTORY = share_root() / "inventory" / "localhost.yml"
@@ -256,20 +255,6 @@ def _flag_and_value(match: re.Match[str], *, flag: str, default: str | None, sub
     return f"{flag} {found}" + (" (the default)" if untyped else "")
 
 
-def print_ansible_output(
-    stdout_file: Path, title: str, *, kept: bool = True, out: TextIO | None = None
-) -> None:
-    """Ansible's own output of one playbook run (``-v``), secrets in URLs masked; ``kept``:
-    the file stays (in a run directory), so its place is named."""
-    stream = out or sys.stderr
-    try:
-        text = stdout_file.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return
-    print(f"--- {title}" + (f" ({stdout_file})" if kept else "") + " ---", file=stream)
-    print(redact(text).rstrip("\n"), file=stream, flush=True)
-
-
 def flags_given(args: argparse.Namespace, flags: Mapping[str, FlagFor]) -> list[str]:
     """The variables of ``flags`` (by argparse dest) the command line set."""
     return [spec.variable for dest, spec in flags.items() if getattr(args, dest, None) is not None]
@@ -298,22 +283,18 @@ def list_hosts(
 
 def prober(verbosity: int = 0, progress: str | None = None) -> Prober:
     """The probe play for the planning service, with ansible-playbook's ``-v`` count;
-    ``progress``: show live per-host progress on stderr under that title. With ``-v``,
-    Ansible's output is printed on stderr once the probe is done (its run directory may be
-    a temporary one)."""
+    ``progress``: show live per-host progress on stderr under that title; with ``-v``,
+    Ansible's own output instead, as it comes."""
 
     def probe(
         inventory: Path, run_dir: Path, limit: str | None, extravars: Mapping[str, Any]
     ) -> ProbeResult:
         with contextlib.ExitStack() as stack:
-            on_change = stack.enter_context(live_progress(progress)) if progress else None
-            result = probe_hosts(
-                inventory, run_dir, limit, extravars, on_change, verbosity=verbosity
+            on_change = (
+                stack.enter_context(live_progress(progress, shown=not verbosity))
+                if progress
+                else None
             )
-        if verbosity and result.run is not None:
-            print_ansible_output(
-                result.run.artifact_dir / "stdout", "ansible-playbook (probe)", kept=False
-            )
-        return result
+            return probe_hosts(inventory, run_dir, limit, extravars, on_change, verbosity=verbosity)
 
     return probe

@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -20,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 import ansible_runner
 
@@ -287,6 +288,27 @@ class EventTracker:
             self.on_change(progress, what)
 
 
+def _echoing(
+    handle: Callable[[Mapping[str, Any]], bool], out: TextIO, title: str
+) -> Callable[[Mapping[str, Any]], bool]:
+    """``-v``: Ansible's output of each event, as it comes, before the tracker sees it."""
+    lock = threading.Lock()
+    started = False
+
+    def echo_then_handle(event: Mapping[str, Any]) -> bool:
+        nonlocal started
+        text = str(event.get("stdout") or "")
+        if text:
+            with lock:
+                if not started:
+                    print(f"--- {title} ---", file=out)
+                    started = True
+                print(redact(text), file=out, flush=True)
+        return handle(event)
+
+    return echo_then_handle
+
+
 @contextmanager
 def _removed_after(path: Path) -> Iterator[None]:
     """The run's variables (``-e`` values may hold a become password) are kept only while
@@ -312,11 +334,14 @@ def run_playbook(
     verbosity: int = 0,
     tags: Sequence[str] = (),
     skip_tags: Sequence[str] = (),
+    echo: TextIO | None = None,
 ) -> RunResult:
     """Run one playbook; never raises for host failures, they are in the result.
 
-    ``verbosity`` is ansible-playbook's ``-v`` count (its output is in the run directory's
-    ``artifacts/<ident>/stdout``); ``tags``/``skip_tags`` its ``--tags``/``--skip-tags``.
+    ``verbosity`` is ansible-playbook's ``-v`` count: with it, Ansible's own output goes to
+    ``echo`` (default stderr) as it comes, secrets in URLs masked; it is also kept in the run
+    directory's ``artifacts/<ident>/stdout``. ``tags``/``skip_tags`` are its
+    ``--tags``/``--skip-tags``.
 
     Raises RunInterrupted when the user stops the run (Ctrl-C): ansible-playbook has then
     been ended and every host that had not failed is marked interrupted in its result.
@@ -343,6 +368,9 @@ def run_playbook(
     (run_dir / "env").mkdir(exist_ok=True)
     (run_dir / "env" / "settings").write_text(json.dumps({"pexpect_timeout": 1}) + "\n")
     tracker = EventTracker(on_change=on_change)
+    handle: Callable[[Mapping[str, Any]], bool] = tracker.handle
+    if verbosity > 0:
+        handle = _echoing(tracker.handle, echo or sys.stderr, f"ansible-playbook ({ident})")
     env = {
         "ANSIBLE_CONFIG": str(shared("ansible.cfg")),
         "ANSIBLE_ROLES_PATH": str(shared("playbooks", "roles")),
@@ -364,7 +392,7 @@ def run_playbook(
             # ansible-runner splits it as a shell would: quoted, a path may hold spaces.
             cmdline=shlex.join(cmdline),
             envvars=env,
-            event_handler=tracker.handle,
+            event_handler=handle,
             cancel_callback=interrupt.cancel,
             quiet=True,
             suppress_env_files=True,

@@ -42,15 +42,19 @@ def progress_table(title: str, hosts: dict[str, HostProgress]) -> Table:
 
 @contextmanager
 def live_progress(
-    title: str, stream: TextIO | None = None
+    title: str, stream: TextIO | None = None, *, shown: bool = True
 ) -> Iterator[Callable[[HostProgress, str], None]]:
     """Yield an `on_change` callback for `run_playbook` that shows progress as it comes.
 
     Progress goes to stderr, so stdout carries only the report (`--json` stays parseable).
+    ``shown=False`` (``-v``: Ansible's own output is the progress then) shows nothing.
     """
     out = stream or sys.stderr
     hosts: dict[str, HostProgress] = {}
     lock = threading.Lock()
+    if not shown:
+        yield lambda progress, what: None
+        return
     if out.isatty():
         console = Console(file=out)
         with Live(progress_table(title, hosts), console=console, refresh_per_second=4) as live:

@@ -149,7 +149,7 @@ def _run(
     limit: str,
     ident: str,
 ) -> RunResult:
-    with live_progress(title) as on_change:
+    with live_progress(title, shown=not options.verbosity) as on_change:
         return run_playbook(
             playbook(book),
             options.inventory,
@@ -253,7 +253,7 @@ def _probe_plan_and_run(
     report: FleetReport,
 ) -> None:
     run_dir = report.run_dir
-    with live_progress("probing hosts") as on_change:
+    with live_progress("probing hosts", shown=not options.verbosity) as on_change:
         probe = probe_hosts(
             options.inventory,
             run_dir,

@@ -9,6 +9,7 @@ port 9 (discard, closed): nothing could be reached, and nothing leaves this mach
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import pytest
 from provision.commands import options, plan_cmd
 from provision.commands.options import FlagFor, name_flags, parse_extra_vars
 from provision.driver import playbook_tags
-from provision.driver.runner import run_playbook
+from provision.driver.runner import HostProgress, run_playbook
 from provision.errors import ConfigError, HostFailed
 from provision.image import planning
 from provision.planning.probe import ProbeResult
@@ -285,6 +286,38 @@ def test_run_playbook_passes_verbosity_forks_and_tags(tmp_path: Path) -> None:
     assert "--forks 3" in joined and "-vv" in command
     assert "--tags a,b" in joined and "--skip-tags c" in joined
     assert "hello" in (result.artifact_dir / "stdout").read_text()
+
+
+def test_verbose_output_comes_while_the_playbook_runs(tmp_path: Path) -> None:
+    """-v: Ansible's output of a task is shown before the next task starts, not after the
+    run; a secret in a URL is masked there too."""
+    book = tmp_path / "book.yml"
+    book.write_text(
+        "- name: t\n  hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - name: first\n      ansible.builtin.debug: {msg: 'http://u:s3cret@mirror.invalid/x'}\n"
+        "    - name: second\n      ansible.builtin.debug: {msg: later}\n"
+    )
+    inventory = tmp_path / "inv.yml"
+    inventory.write_text(
+        "all:\n  hosts:\n    here:\n      ansible_connection: local\n"
+        f"      ansible_python_interpreter: {sys.executable}\n"
+    )
+    shown = io.StringIO()
+    seen_at_second: list[str] = []
+
+    def on_change(progress: HostProgress, what: str) -> None:
+        if what == "start" and progress.task == "second":
+            seen_at_second.append(shown.getvalue())
+
+    result = run_playbook(
+        book, inventory, tmp_path / "run", verbosity=1, echo=shown, on_change=on_change
+    )
+    assert result.rc == 0, result
+    (before_second,) = seen_at_second
+    assert before_second.startswith("--- ansible-playbook (book) ---")
+    assert "TASK [first]" in before_second and "mirror.invalid" in before_second
+    assert "later" not in before_second and "later" in shown.getvalue()
+    assert "s3cret" not in shown.getvalue()
 
 
 def test_verbosity_and_forks_reach_the_fleet_run_and_its_output_is_shown(
