@@ -31,7 +31,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from provision import files
-from provision.artifacts import downloads, keyring, lockfile, pi_ansible, wheels
+from provision.artifacts import downloads, keyring, lockfile, pi_ansible, verify_package, wheels
 from provision.artifacts.cache import ArtifactCache, ArtifactError, HashMismatch
 from provision.artifacts.downloads import Source
 from provision.artifacts.lockfile import Artifact, Lock, PlatformInputs, PlatformLock
@@ -552,6 +552,8 @@ class HostArtifacts:
     #: The binary keyring for the Coral apt source, or None when that source is not used.
     coral_keyring: Path | None
     verify_assets: Path
+    #: The verify package as one archive (`verify_package.ensure_archive`).
+    verify_package: Path
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -559,6 +561,7 @@ class HostArtifacts:
             "runtime_debs": {k: str(v) for k, v in sorted(self.runtime_debs.items())},
             "coral_keyring": str(self.coral_keyring) if self.coral_keyring else "",
             "verify_assets": str(self.verify_assets),
+            "verify_package": str(self.verify_package),
         }
 
 
@@ -624,7 +627,10 @@ def ensure_host_artifacts(
 
     if changed and lock_path is not None:
         _save_lock(store, lock_path, new_platforms, new_shared)
-    result = HostArtifacts(wheels_dir, debs, coral_keyring, assets)
+    package = store.memo.get("verify-package")
+    if not isinstance(package, Path):
+        package = store.memo["verify-package"] = verify_package.ensure_archive(store.root)
+    result = HostArtifacts(wheels_dir, debs, coral_keyring, assets, package)
     store.memo[memo_key] = result
     return result
 

@@ -128,6 +128,7 @@ def build_bundle(
     if arts.coral_keyring is not None:
         _copy_files([arts.coral_keyring], art / "keyring")
     _copy_files(sorted(arts.verify_assets.iterdir()), art / "assets")
+    _copy_files([arts.verify_package], art / "verify")
     _copy_files([wheel], root / "ansible")
 
     on_pi = Path(ON_PI) / "artifacts"
@@ -137,6 +138,7 @@ def build_bundle(
         runtime_debs={k: on_pi / "debs" / p.name for k, p in arts.runtime_debs.items()},
         coral_keyring=on_pi / "keyring" / keyring.name if keyring else None,
         verify_assets=on_pi / "assets",
+        verify_package=on_pi / "verify" / arts.verify_package.name,
     )
     (root / "vars").mkdir()
     plans = {"localhost": playbook_plan(host.plan, pi_arts)}

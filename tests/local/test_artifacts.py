@@ -400,7 +400,13 @@ def test_fleet_of_one_platform_costs_one_download(upstream: dict[str, Any], tmp_
     assert one == three > 0
     art = results[0]
     assert results[1] == results[2] == art
-    assert set(art.to_dict()) == {"wheels_dir", "runtime_debs", "coral_keyring", "verify_assets"}
+    assert set(art.to_dict()) == {
+        "wheels_dir",
+        "runtime_debs",
+        "coral_keyring",
+        "verify_assets",
+        "verify_package",
+    }
     assert art.runtime_debs["std"].name == DEB_STD
     assert art.runtime_debs["max"].name == DEB_MAX
     assert art.coral_keyring is None and art.to_dict()["coral_keyring"] == ""
