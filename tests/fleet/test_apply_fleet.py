@@ -88,7 +88,7 @@ def test_check_mode_on_a_fresh_host_shows_every_change_and_changes_nothing(
         "community .deb (check mode, .deb not pushed yet), libedgetpu1-std",
         "Create the venv",
         "Install the Python requirements",
-        "Install OpenCV",
+        "libatomic and OpenCV from Debian",
         "Write the local fact",
     ):
         assert would in changes, (would, row["changes"])
