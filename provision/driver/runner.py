@@ -374,6 +374,11 @@ def run_playbook(
     env = {
         "ANSIBLE_CONFIG": str(shared("ansible.cfg")),
         "ANSIBLE_ROLES_PATH": str(shared("playbooks", "roles")),
+        # The run's playbooks share the facts one gathered (the probe's), so the next does
+        # not gather them again: one round trip per host less.
+        "ANSIBLE_CACHE_PLUGIN": "jsonfile",
+        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(run_dir / "facts"),
+        "ANSIBLE_CACHE_PLUGIN_TIMEOUT": "86400",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
         # ansible-runner starts `ansible-playbook` from PATH: make it this environment's.
