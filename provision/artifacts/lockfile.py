@@ -61,6 +61,10 @@ class Artifact:
     """One file: where it comes from, what it must hash to, and why the plan wants it.
 
     For kind `apt-key`, `version` holds the accepted fingerprint(s) the key file carried.
+    For kind `wheel`, `needs` holds what its shared objects need from the target's glibc /
+    libstdc++ (``"GLIBC_2.34 by pkg/_lib.so"``, highest per namespace, read from their ELF
+    symbol versions; empty: no such need; None: not read, a lock written before coralpi
+    read them).
     """
 
     kind: str
@@ -70,6 +74,7 @@ class Artifact:
     sha256: str
     size: int
     reason: str
+    needs: tuple[str, ...] | None = None
 
     def sort_key(self) -> tuple[int, str, str]:
         rank = KINDS.index(self.kind) if self.kind in KINDS else len(KINDS)
@@ -172,6 +177,7 @@ def _artifact_items(art: Artifact) -> list[tuple[str, Any]]:
         ("sha256", art.sha256),
         ("size", art.size),
         ("reason", art.reason),
+        *([("needs", list(art.needs))] if art.needs is not None else []),
     ]
 
 
@@ -237,6 +243,7 @@ def _artifact(table: Mapping[str, Any], where: str) -> Artifact:
         sha256=sha,
         size=size,
         reason=_str(table, "reason", where),
+        needs=_strs(table, "needs", where) if "needs" in table else None,
     )
     if art.kind not in KINDS:
         raise LockError(f"{where}: unknown artifact kind {art.kind!r} (known: {', '.join(KINDS)})")

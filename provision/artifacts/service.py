@@ -31,11 +31,12 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from provision import files
-from provision.artifacts import downloads, keyring, lockfile, pi_ansible, wheels
+from provision.artifacts import downloads, elf_needs, keyring, lockfile, pi_ansible, wheels
 from provision.artifacts.cache import ArtifactCache, ArtifactError, HashMismatch
 from provision.artifacts.downloads import Source
 from provision.artifacts.lockfile import Artifact, Lock, PlatformInputs, PlatformLock
 from provision.planning.kinds import fill_template
+from provision.planning.matrix import load_matrix
 from provision.planning.plan import Plan
 from provision.planning.variables import BY_NAME, parse_bool
 from provision.redaction import credentials_of, without_credentials
@@ -269,6 +270,36 @@ def login_index(inputs: PlatformInputs, settings: ArtifactSettings | None) -> st
     return inputs.pip_index_url
 
 
+def target_libs(plan: Plan) -> elf_needs.TargetLibs:
+    """What the plan's target has in glibc / libstdc++: the probed levels where the probe
+    read them, else the release's own (matrix.toml)."""
+    target = plan.target
+    rel = load_matrix().releases.get(target.codename)
+    glibcxx = target.glibcxx or (rel.glibcxx if rel is not None else None)
+    cxxabi = target.cxxabi or (rel.cxxabi if rel is not None else None)
+    probed = target.glibcxx is not None
+    source = f"{target.codename} {target.arch}" + (
+        "" if probed else " (its release's levels per matrix.toml)"
+    )
+    return elf_needs.TargetLibs(target.glibc, glibcxx, cxxabi, source)
+
+
+def wheel_needs_checked(art: Artifact, path: Path, plan: Plan, inputs: PlatformInputs) -> Artifact:
+    """The wheel artifact with its ELF needs read from ``path`` (if not recorded yet),
+    refused when the plan's target cannot meet them."""
+    if art.needs is None:
+        art = dataclasses.replace(art, needs=elf_needs.render(elf_needs.wheel_needs(path)))
+    check_recorded_needs(art, plan, inputs)
+    return art
+
+
+def check_recorded_needs(art: Artifact, plan: Plan, inputs: PlatformInputs) -> None:
+    """Refuse a wheel whose recorded needs the target cannot meet (nothing recorded:
+    nothing to check; `coralpi lock` records them)."""
+    if art.kind == "wheel" and art.needs is not None:
+        elf_needs.check_wheel(art.name, elf_needs.parse(art.needs), target_libs(plan), inputs.id)
+
+
 def resolve_platform(
     plan: Plan,
     settings: ArtifactSettings,
@@ -301,17 +332,16 @@ def resolve_platform(
     res = wheels.resolve(spec, inputs.pip_requirements, exclude)
     for wheel in res.wheels:
         got = wheels.fetch(cache, wheel, pins, index)
-        arts.append(
-            Artifact(
-                "wheel",
-                wheel.filename,
-                wheel.version,
-                wheel.url,
-                got.sha256,
-                got.size,
-                _wheel_reason(plan, wheel.name, res, inputs),
-            )
+        art = Artifact(
+            "wheel",
+            wheel.filename,
+            wheel.version,
+            wheel.url,
+            got.sha256,
+            got.size,
+            _wheel_reason(plan, wheel.name, res, inputs),
         )
+        arts.append(wheel_needs_checked(art, got.path, plan, inputs))
     return PlatformLock(inputs, tuple(sorted(arts, key=Artifact.sort_key)))
 
 
@@ -404,6 +434,27 @@ def _accepted_from(art: Artifact, settings: ArtifactSettings | None) -> list[str
     return still or list(settings.coral_key_fingerprints)
 
 
+def with_wheel_needs(
+    cache: ArtifactCache, plat: PlatformLock, plan: Plan, settings: ArtifactSettings | None
+) -> PlatformLock:
+    """A locked platform with every wheel's ELF needs recorded and checked against the
+    plan's target. A lock written before coralpi read them gets them now, from the pinned
+    files (the cache, else their URLs, sha256-checked as always)."""
+    index = login_index(plat.inputs, settings)
+    arts = []
+    for art in plat.artifacts:
+        if art.kind == "wheel":
+            if art.needs is None:
+                path = _fetch_art(
+                    cache, dataclasses.replace(art, url=credentials_of(art.url, index))
+                )
+                art = wheel_needs_checked(art, path, plan, plat.inputs)
+            else:
+                check_recorded_needs(art, plan, plat.inputs)
+        arts.append(art)
+    return PlatformLock(plat.inputs, tuple(arts))
+
+
 def build_lock(
     hosts: Sequence[tuple[Plan, ArtifactSettings]],
     cache: ArtifactCache,
@@ -434,7 +485,7 @@ def build_lock(
         else:
             old = None if (refresh or previous is None) else previous.platforms.get(inputs.id)
             if old is not None and old.inputs == inputs:
-                platforms[inputs.id] = old
+                platforms[inputs.id] = with_wheel_needs(cache, old, plan, settings)
             else:
                 platforms[inputs.id] = resolve_platform(
                     plan, settings, cache, _pins(pins, settings)
@@ -603,6 +654,9 @@ def ensure_host_artifacts(
         lock.platforms[inputs.id] = plat
         new_platforms.append(plat)
         changed = True
+    else:
+        for art in plat.artifacts:
+            check_recorded_needs(art, plan, inputs)
     wheels_dir, debs = platform_dirs(store, plat, s)
 
     coral_keyring = None

@@ -34,6 +34,7 @@ from provision.artifacts import lockfile, pi_ansible
 from provision.artifacts import service as artifacts
 from provision.artifacts.cache import ArtifactCache, ArtifactError, HashMismatch
 from provision.artifacts.downloads import Source
+from provision.artifacts.elf_needs import WheelNeedsError
 from provision.artifacts.service import (
     ArtifactSettings,
     HostArtifacts,
@@ -44,6 +45,7 @@ from provision.artifacts.service import (
 from provision.planning.matrix import resolve
 from provision.planning.plan import Plan
 from provision.planning.targets import Choices, Target
+from testfleet import standin_elf
 from verify.assets import PINNED, SMOKE_FILES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -710,3 +712,115 @@ def test_ai_edge_litert_with_dependencies_for_trixie_aarch64(
     for f in files:
         assert f.endswith(".whl")
         assert "x86_64" not in f and "armv7l" not in f
+
+
+# ------------------------------------------------------------------ wheels' ELF needs
+
+
+def _standin_wheel_resolution(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, obj: Path, name: str
+) -> Path:
+    """The index look-up is a STAND-IN: it "finds" one wheel, built here around a STAND-IN
+    shared object (testfleet/standin_elf.py), at a file:// URL with its sha256 as an index
+    publishes it; the real code downloads, pins, reads and judges it."""
+    path = standin_elf.wheel(
+        tmp_path / name, {"standin/__init__.py": b"", "standin/_lib.so": obj.read_bytes()}
+    )
+    wheel = artifacts.wheels.ResolvedWheel(
+        "standin",
+        "1.0",
+        name,
+        path.as_uri(),
+        hashlib.sha256(path.read_bytes()).hexdigest(),
+    )
+
+    def resolve_standin(*_: Any, **__: Any) -> artifacts.wheels.Resolution:
+        return artifacts.wheels.Resolution(wheels=[wheel], required_by={"standin": {""}})
+
+    monkeypatch.setattr(artifacts.wheels, "resolve", resolve_standin)
+    return path
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_lock_refuses_a_wheel_whose_shared_object_needs_a_newer_glibc(
+    upstream: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "standin-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"
+    _standin_wheel_resolution(monkeypatch, tmp_path, standin_elf.needy_object(tmp_path / "o"), name)
+    cache = ArtifactCache.open(tmp_path / "cache")
+    with pytest.raises(WheelNeedsError) as err:
+        _pinned_lock(upstream, cache, [bookworm_amd64()])
+    msg = str(err.value)
+    assert msg.startswith(f"{name} cannot load on bookworm/x86_64/python3.11/opencv-apt: ")
+    assert "standin/_lib.so needs GLIBC_2.99, but bookworm x86_64" in msg
+    assert "glibc up to GLIBC_2.36" in msg
+    assert "GLIBCXX_3.4.99" in msg and "GLIBCXX_3.4.30" in msg  # bookworm's, from matrix.toml
+    # the CLI turns it into exit 1 with that message (an ArtifactError), before any host
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_lock_records_wheel_needs_and_reads_an_old_lock_without_them(
+    upstream: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "standin-1.0-cp311-cp311-linux_x86_64.whl"
+    _standin_wheel_resolution(monkeypatch, tmp_path, standin_elf.clean_object(tmp_path / "o"), name)
+    cache = ArtifactCache.open(tmp_path / "cache")
+    lock = _pinned_lock(upstream, cache, [bookworm_amd64()])
+    (plat,) = lock.platforms.values()
+    (art,) = [a for a in plat.artifacts if a.kind == "wheel"]
+    assert art.needs is not None and len(art.needs) == 1
+    assert art.needs[0].startswith("GLIBC_2.") and art.needs[0].endswith(" by standin/_lib.so")
+    text = lockfile.render(lock)
+    assert f'needs = [\n    "{art.needs[0]}",\n]' in text
+
+    # A lock written before coralpi read ELF needs: parsed as it is, and `coralpi lock`
+    # (build_lock with it as previous) fills them in from the pinned file, offline.
+    old_text = text.replace(f'needs = [\n    "{art.needs[0]}",\n]\n', "")
+    old = lockfile.parse(old_text)
+    (old_art,) = [a for p in old.platforms.values() for a in p.artifacts if a.kind == "wheel"]
+    assert old_art.needs is None
+    monkeypatch.setattr(artifacts.wheels, "resolve", None)  # no index work for a kept platform
+    again = build_lock([(bookworm_amd64(), settings(upstream))], cache, previous=old)
+    assert lockfile.render(again) == text
+
+    # A lock whose recorded needs the host cannot meet is refused when a host is applied.
+    lock_path = tmp_path / "coralpi.lock"
+    lock_path.write_text(text.replace(art.needs[0], "GLIBC_2.99 by standin/_lib.so"))
+    with pytest.raises(WheelNeedsError, match=r"standin/_lib\.so needs GLIBC_2\.99"):
+        ensure_host_artifacts(
+            bookworm_amd64(), settings(upstream), ArtifactCache.open(tmp_path / "c2"),
+            lock_path=lock_path,
+        )  # fmt: skip
+
+
+@pytest.mark.pypi
+def test_real_ai_edge_litert_aarch64_wheel_needs_more_than_its_tag_says(
+    pypi_cache: ArtifactCache,
+) -> None:
+    """ai-edge-litert 2.1.6 aarch64 is tagged manylinux_2_27, but its shared objects need
+    GLIBC_2.34 and GLIBCXX_3.4.30 (read here from the real wheel): bookworm (2.36 / 3.4.30)
+    takes it, bullseye (2.31 / 3.4.28) is refused with the object named."""
+    from provision.artifacts import elf_needs
+    from provision.planning.matrix import load_matrix, platform_tags
+
+    spec = artifacts.wheels.WheelSpec("3.11", "cp311", platform_tags("aarch64", "2.36"), "aarch64")
+    found = artifacts.wheels.resolve(spec, ["ai-edge-litert==2.1.6"], exclude=["numpy"]).wheels
+    (wheel,) = [w for w in found if w.name == "ai-edge-litert"]
+    assert wheel.filename.endswith("-manylinux_2_27_aarch64.whl"), wheel.filename
+    got = artifacts.wheels.fetch(pypi_cache, wheel, {})
+    needs = elf_needs.wheel_needs(got.path)
+    assert needs["GLIBC"].label == "GLIBC_2.34"
+    assert needs["GLIBCXX"].label == "GLIBCXX_3.4.30"
+    assert needs["GLIBC"].path.startswith("ai_edge_litert/")
+    releases = load_matrix().releases
+    for name, ok in (("bookworm", True), ("bullseye", False)):
+        rel = releases[name]
+        libs = elf_needs.TargetLibs(rel.glibc, rel.glibcxx, rel.cxxabi, name)
+        assert (elf_needs.shortfalls(needs, libs) == []) is ok, name
+    with pytest.raises(WheelNeedsError, match=r"ai_edge_litert/\S+ needs GLIBC_2\.34"):
+        elf_needs.check_wheel(
+            wheel.filename,
+            needs,
+            elf_needs.TargetLibs("2.31", "3.4.28", "1.3.12", "bullseye aarch64"),
+            "bullseye/aarch64",
+        )
