@@ -57,6 +57,20 @@ class LockError(CoralpiError):
 
 
 @dataclass(frozen=True)
+class DebControl:
+    """What a .deb says about itself (its control file and debconf templates), as read
+    by provision.artifacts.debinfo; ``templates`` entries are ``"name type"``."""
+
+    package: str
+    version: str
+    architecture: str
+    depends: tuple[str, ...] = ()  # Pre-Depends then Depends, one relation each
+    provides: tuple[str, ...] = ()
+    conflicts: tuple[str, ...] = ()
+    templates: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Artifact:
     """One file: where it comes from, what it must hash to, and why the plan wants it.
 
@@ -64,7 +78,8 @@ class Artifact:
     For kind `wheel`, `needs` holds what its shared objects need from the target's glibc /
     libstdc++ (``"GLIBC_2.34 by pkg/_lib.so"``, highest per namespace, read from their ELF
     symbol versions; empty: no such need; None: not read, a lock written before coralpi
-    read them).
+    read them). For kind `deb`, `deb` holds the package's own control fields and debconf
+    templates (None: not read, an older lock).
     """
 
     kind: str
@@ -75,6 +90,7 @@ class Artifact:
     size: int
     reason: str
     needs: tuple[str, ...] | None = None
+    deb: DebControl | None = None
 
     def sort_key(self) -> tuple[int, str, str]:
         rank = KINDS.index(self.kind) if self.kind in KINDS else len(KINDS)
@@ -178,7 +194,34 @@ def _artifact_items(art: Artifact) -> list[tuple[str, Any]]:
         ("size", art.size),
         ("reason", art.reason),
         *([("needs", list(art.needs))] if art.needs is not None else []),
+        *(_deb_items(art.deb) if art.deb is not None else []),
     ]
+
+
+def _deb_items(deb: DebControl) -> list[tuple[str, Any]]:
+    return [
+        ("deb_package", deb.package),
+        ("deb_version", deb.version),
+        ("deb_architecture", deb.architecture),
+        ("deb_depends", list(deb.depends)),
+        ("deb_provides", list(deb.provides)),
+        ("deb_conflicts", list(deb.conflicts)),
+        ("deb_templates", list(deb.templates)),
+    ]
+
+
+def _deb(table: Mapping[str, Any], where: str) -> DebControl | None:
+    if "deb_package" not in table:
+        return None
+    return DebControl(
+        package=_str(table, "deb_package", where),
+        version=_str(table, "deb_version", where),
+        architecture=_str(table, "deb_architecture", where),
+        depends=_strs(table, "deb_depends", where),
+        provides=_strs(table, "deb_provides", where),
+        conflicts=_strs(table, "deb_conflicts", where),
+        templates=_strs(table, "deb_templates", where),
+    )
 
 
 def _inputs_items(inp: PlatformInputs) -> list[tuple[str, Any]]:
@@ -244,6 +287,7 @@ def _artifact(table: Mapping[str, Any], where: str) -> Artifact:
         size=size,
         reason=_str(table, "reason", where),
         needs=_strs(table, "needs", where) if "needs" in table else None,
+        deb=_deb(table, where),
     )
     if art.kind not in KINDS:
         raise LockError(f"{where}: unknown artifact kind {art.kind!r} (known: {', '.join(KINDS)})")

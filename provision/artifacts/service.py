@@ -31,7 +31,15 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from provision import files
-from provision.artifacts import downloads, elf_needs, keyring, lockfile, pi_ansible, wheels
+from provision.artifacts import (
+    debinfo,
+    downloads,
+    elf_needs,
+    keyring,
+    lockfile,
+    pi_ansible,
+    wheels,
+)
 from provision.artifacts.cache import ArtifactCache, ArtifactError, HashMismatch
 from provision.artifacts.downloads import Source
 from provision.artifacts.lockfile import Artifact, Lock, PlatformInputs, PlatformLock
@@ -300,6 +308,38 @@ def check_recorded_needs(art: Artifact, plan: Plan, inputs: PlatformInputs) -> N
         elf_needs.check_wheel(art.name, elf_needs.parse(art.needs), target_libs(plan), inputs.id)
 
 
+#: uname -m of a target -> its dpkg architecture (what a .deb's Architecture must say).
+DPKG_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf"}
+
+
+def deb_checked(art: Artifact, path: Path | None, plan: Plan) -> Artifact:
+    """The runtime .deb artifact with its own control fields read from ``path`` (if not
+    recorded yet), refused when they do not fit the plan's target: another package than
+    its file name says, another architecture, or a libc6 the host does not have."""
+    if art.deb is None:
+        if path is None:
+            return art
+        art = dataclasses.replace(art, deb=debinfo.read_deb(path))
+    deb = art.deb
+    assert deb is not None
+    target = plan.target
+    problems = []
+    named = art.name.split("_", 1)[0]
+    if deb.package != named:
+        problems.append(f"it is package {deb.package or '(none)'}, its file name says {named}")
+    problems += debinfo.unmet(
+        deb, dpkg_arch=DPKG_ARCH.get(target.arch, target.arch), glibc=target.glibc
+    )
+    if problems:
+        raise debinfo.DebError(
+            f"{art.name} ({art.url}) does not fit {target.describe()}: "
+            + "; ".join(problems)
+            + ". Check coralpi_community_runtime_url serves the build for this release and "
+            "architecture (`coralpi plan` names the file), then run `coralpi lock` again."
+        )
+    return art
+
+
 def resolve_platform(
     plan: Plan,
     settings: ArtifactSettings,
@@ -327,7 +367,8 @@ def resolve_platform(
         why = f"runtime: {runtime.reason}"
         if not runtime.package.endswith(f"-{variant}"):
             why += f" ({variant}: kept ready so switching std/max needs no new download)"
-        arts.append(Artifact("deb", filename, runtime.version, url, got.sha256, got.size, why))
+        art = Artifact("deb", filename, runtime.version, url, got.sha256, got.size, why)
+        arts.append(deb_checked(art, got.path, plan))
     exclude = ["numpy"] if inputs.numpy_source == "apt" else []
     res = wheels.resolve(spec, inputs.pip_requirements, exclude)
     for wheel in res.wheels:
@@ -416,6 +457,16 @@ def platform_dirs(
     return wheels_dir, debs
 
 
+def runtime_questions(plat: PlatformLock) -> dict[str, tuple[str, ...]]:
+    """Boolean debconf questions per runtime variant, from the .debs' own templates."""
+    out = {}
+    for art in plat.artifacts:
+        if art.kind == "deb" and art.deb is not None:
+            variant = art.name.split("_", 1)[0].rsplit("-", 1)[-1]
+            out[variant] = debinfo.boolean_questions(art.deb)
+    return out
+
+
 def assets_dir(cache: ArtifactCache, arts: Iterable[Artifact]) -> Path:
     files = [_fetch_art(cache, a) for a in arts if a.kind == "asset"]
     return cache.link_into(cache.root / "verify-assets", files)
@@ -434,16 +485,26 @@ def _accepted_from(art: Artifact, settings: ArtifactSettings | None) -> list[str
     return still or list(settings.coral_key_fingerprints)
 
 
-def with_wheel_needs(
+def with_artifact_facts(
     cache: ArtifactCache, plat: PlatformLock, plan: Plan, settings: ArtifactSettings | None
 ) -> PlatformLock:
-    """A locked platform with every wheel's ELF needs recorded and checked against the
-    plan's target. A lock written before coralpi read them gets them now, from the pinned
-    files (the cache, else their URLs, sha256-checked as always)."""
+    """A locked platform with every wheel's ELF needs and every runtime .deb's control
+    fields recorded and checked against the plan's target. A lock written before coralpi
+    read them gets them now, from the pinned files (the cache, else their URLs,
+    sha256-checked as always)."""
     index = login_index(plat.inputs, settings)
     arts = []
     for art in plat.artifacts:
-        if art.kind == "wheel":
+        if art.kind == "deb":
+            path = None
+            if art.deb is None:
+                where = art
+                if settings is not None:  # the mirror that serves the pinned file now
+                    url = f"{settings.community_runtime_url.rstrip('/')}/{art.name}"
+                    where = dataclasses.replace(art, url=url)
+                path = _fetch_art(cache, where)
+            art = deb_checked(art, path, plan)
+        elif art.kind == "wheel":
             if art.needs is None:
                 path = _fetch_art(
                     cache, dataclasses.replace(art, url=credentials_of(art.url, index))
@@ -485,7 +546,7 @@ def build_lock(
         else:
             old = None if (refresh or previous is None) else previous.platforms.get(inputs.id)
             if old is not None and old.inputs == inputs:
-                platforms[inputs.id] = with_wheel_needs(cache, old, plan, settings)
+                platforms[inputs.id] = with_artifact_facts(cache, old, plan, settings)
             else:
                 platforms[inputs.id] = resolve_platform(
                     plan, settings, cache, _pins(pins, settings)
@@ -603,11 +664,15 @@ class HostArtifacts:
     #: The binary keyring for the Coral apt source, or None when that source is not used.
     coral_keyring: Path | None
     verify_assets: Path
+    #: The boolean debconf questions each runtime .deb's own templates define, by variant
+    #: (what the role answers for max once its EULA is accepted); empty: not read.
+    runtime_questions: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "wheels_dir": str(self.wheels_dir),
             "runtime_debs": {k: str(v) for k, v in sorted(self.runtime_debs.items())},
+            "runtime_debconf": {k: list(v) for k, v in sorted(self.runtime_questions.items())},
             "coral_keyring": str(self.coral_keyring) if self.coral_keyring else "",
             "verify_assets": str(self.verify_assets),
         }
@@ -657,6 +722,8 @@ def ensure_host_artifacts(
     else:
         for art in plat.artifacts:
             check_recorded_needs(art, plan, inputs)
+            if art.kind == "deb":
+                deb_checked(art, None, plan)
     wheels_dir, debs = platform_dirs(store, plat, s)
 
     coral_keyring = None
@@ -678,7 +745,7 @@ def ensure_host_artifacts(
 
     if changed and lock_path is not None:
         _save_lock(store, lock_path, new_platforms, new_shared)
-    result = HostArtifacts(wheels_dir, debs, coral_keyring, assets)
+    result = HostArtifacts(wheels_dir, debs, coral_keyring, assets, runtime_questions(plat))
     store.memo[memo_key] = result
     return result
 

@@ -137,6 +137,7 @@ def build_bundle(
         runtime_debs={k: on_pi / "debs" / p.name for k, p in arts.runtime_debs.items()},
         coral_keyring=on_pi / "keyring" / keyring.name if keyring else None,
         verify_assets=on_pi / "assets",
+        runtime_questions=arts.runtime_questions,
     )
     (root / "vars").mkdir()
     plans = {"localhost": playbook_plan(host.plan, pi_arts)}

@@ -3,8 +3,9 @@
 Stand-ins (the real sources cannot be reached from the test machine):
 - the smoke-test assets are the real files from ../shared/testdata/coral, served from
   127.0.0.1 in Coral's test_data layout (`<commit>/<file>`);
-- the community runtime .debs are stand-in bytes named like the real files (the download,
-  pinning and caching code cannot tell the difference; the payload is not a real runtime);
+- the community runtime .debs are STAND-IN packages named like the real files
+  (testfleet/standin_deb.py: their control fields and debconf templates are those of the
+  community packages, read by the real code; the payload is empty, not a runtime);
 - the Coral apt key is a key this test generates (the fingerprint check is real);
 - the Pi's ansible-core wheel (locked for first-boot bundles) is a STAND-IN file named like
   the real one, found by a stand-in of the index look-up (`standin_pi_ansible`); the
@@ -45,7 +46,7 @@ from provision.artifacts.service import (
 from provision.planning.matrix import resolve
 from provision.planning.plan import Plan
 from provision.planning.targets import Choices, Target
-from testfleet import standin_elf
+from testfleet import standin_deb, standin_elf
 from verify.assets import PINNED, SMOKE_FILES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,7 +115,7 @@ def upstream(tmp_path: Path, gpg_key: tuple[bytes, str]) -> Iterator[dict[str, A
     debs = docroot / "runtime"
     debs.mkdir()
     for name in (DEB_STD, DEB_MAX):
-        (debs / name).write_bytes(b"stand-in payload for " + name.encode() + b"\n" * 1000)
+        standin_deb.build(debs / name, name.split("_")[0].rsplit("-")[-1], pad=1000)
     (docroot / "apt" / "doc").mkdir(parents=True)
     (docroot / "apt" / "doc" / "apt-key.gpg").write_bytes(gpg_key[0])
     server = _QuietServer(
@@ -402,7 +403,15 @@ def test_fleet_of_one_platform_costs_one_download(upstream: dict[str, Any], tmp_
     assert one == three > 0
     art = results[0]
     assert results[1] == results[2] == art
-    assert set(art.to_dict()) == {"wheels_dir", "runtime_debs", "coral_keyring", "verify_assets"}
+    assert set(art.to_dict()) == {
+        "wheels_dir",
+        "runtime_debs",
+        "runtime_debconf",
+        "coral_keyring",
+        "verify_assets",
+    }
+    # the questions the role answers come from the max .deb's own templates
+    assert art.to_dict()["runtime_debconf"] == {"max": ["libedgetpu/accepted-eula"], "std": []}
     assert art.runtime_debs["std"].name == DEB_STD
     assert art.runtime_debs["max"].name == DEB_MAX
     assert art.coral_keyring is None and art.to_dict()["coral_keyring"] == ""
@@ -671,11 +680,11 @@ def test_tflite_runtime_wheels_for_bookworm(
     pins = dict(upstream["pins"])
     for variant in ("std", "max"):  # stand-in .debs named for this arch
         name = f"libedgetpu1-{variant}_16.0tf2.17.1-1.bookworm_{deb_arch}.deb"
+        path = docroot / "runtime" / name
         if name not in (DEB_STD, DEB_MAX):
-            shutil.copy(docroot / "runtime" / DEB_STD, docroot / "runtime" / name)
+            standin_deb.build(path, variant, arch=deb_arch)
         pins.setdefault(
-            f"{upstream['base']}/runtime/{name}",
-            upstream["pins"][f"{upstream['base']}/runtime/{DEB_STD}"],
+            f"{upstream['base']}/runtime/{name}", hashlib.sha256(path.read_bytes()).hexdigest()
         )
     lock = build_lock([(plan, settings(upstream))], pypi_cache, extra_pins=pins)
     wheels = _wheels(lock)
@@ -824,3 +833,66 @@ def test_real_ai_edge_litert_aarch64_wheel_needs_more_than_its_tag_says(
             elf_needs.TargetLibs("2.31", "3.4.28", "1.3.12", "bullseye aarch64"),
             "bullseye/aarch64",
         )
+
+
+# ------------------------------------------------------------------ runtime .debs' own facts
+
+
+def test_lock_records_each_debs_own_control_fields(
+    upstream: dict[str, Any], tmp_path: Path
+) -> None:
+    cache = ArtifactCache.open(tmp_path / "cache")
+    lock = _pinned_lock(upstream, cache, [bookworm_amd64()])
+    (plat,) = lock.platforms.values()
+    debs = {a.name: a.deb for a in plat.artifacts if a.kind == "deb"}
+    max_deb = debs[DEB_MAX]
+    assert max_deb is not None and max_deb.package == "libedgetpu1-max"
+    assert max_deb.architecture == "amd64" and max_deb.conflicts == ("libedgetpu1",)
+    assert max_deb.templates == ("libedgetpu/accepted-eula boolean", "libedgetpu/error-eula error")
+    text = lockfile.render(lock)
+    assert 'deb_package = "libedgetpu1-max"' in text
+    assert lockfile.parse(text) == lock  # the new fields round-trip
+
+    # an older lock without them: read as it is, filled in by `coralpi lock` from the pins
+    old = lockfile.parse("".join(_drop_multiline(text, "deb_")))
+    assert all(a.deb is None for p in old.platforms.values() for a in p.artifacts)
+    again = build_lock([(bookworm_amd64(), settings(upstream))], cache, previous=old)
+    assert lockfile.render(again) == text
+
+
+def _drop_multiline(text: str, prefix: str) -> list[str]:
+    """``text`` without its ``<prefix>... = ...`` entries (one line or a multi-line list)."""
+    out, skipping = [], False
+    for line in text.splitlines(keepends=True):
+        if skipping:
+            skipping = line.strip() != "]"
+            continue
+        if line.startswith(prefix) and " = " in line:
+            skipping = line.rstrip().endswith("[")
+            continue
+        out.append(line)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("build", "problem"),
+    [
+        ({"arch": "arm64"}, "it is built for Architecture arm64, the host is amd64"),
+        ({"depends": "libc6 (>= 2.38)"}, "it Depends on libc6 (>= 2.38), the host has glibc 2.36"),
+        ({"variant": "max"}, "it is package libedgetpu1-max, its file name says libedgetpu1-std"),
+    ],
+)
+def test_lock_refuses_a_deb_whose_own_fields_do_not_fit_the_host(
+    upstream: dict[str, Any], tmp_path: Path, build: dict[str, str], problem: str
+) -> None:
+    variant = build.pop("variant", "std")
+    path = standin_deb.build(upstream["docroot"] / "runtime" / DEB_STD, variant, **build)
+    pins = dict(upstream["pins"])
+    pins[f"{upstream['base']}/runtime/{DEB_STD}"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    cache = ArtifactCache.open(tmp_path / "cache")
+    with pytest.raises(artifacts.debinfo.DebError) as err:
+        build_lock([(bookworm_amd64(), settings(upstream))], cache, extra_pins=pins)
+    msg = str(err.value)
+    assert msg.startswith(f"{DEB_STD} (http://127.0.0.1:")
+    assert "does not fit bookworm x86_64 python 3.11" in msg and problem in msg
+    assert "coralpi_community_runtime_url" in msg
