@@ -402,7 +402,9 @@ def resolve_coral_key(
             signature_checked=True,
         ),
     )
-    _, matched = keyring.build_keyring(got.path.read_bytes(), settings.coral_key_fingerprints, url)
+    data = got.path.read_bytes()
+    _, matched = keyring.build_keyring(data, settings.coral_key_fingerprints, url)
+    untrusted = keyring.untrusted_accepted(data, settings.coral_key_fingerprints)
     return Artifact(
         kind="apt-key",
         name="apt-key.gpg",
@@ -410,7 +412,9 @@ def resolve_coral_key(
         url=url,
         sha256=got.sha256,
         size=got.size,
-        reason="coral apt source: key file holds accepted fingerprint(s) " + ", ".join(matched),
+        reason="coral apt source: key file holds accepted fingerprint(s) "
+        + ", ".join(matched)
+        + (f"; not trusted: {'; '.join(untrusted)}" if untrusted else ""),
     )
 
 
