@@ -19,6 +19,12 @@ Layout::
     [[platform.artifact]]
     kind = "wheel"  name = ...  version = ...  url = ...  sha256 = ...  size = ...
     reason = "..."                  # the plan decision that chose it
+    needs = ["GLIBC_2.34 by ..."]   # wheels: what their shared objects need (ELF versions)
+    deb_package = ...  deb_architecture = ...  deb_depends = [...]  deb_templates = [...]
+                                    # runtime .debs: their own control fields and templates
+
+`needs` and the `deb_*` keys are optional: a lock written before coralpi read them parses,
+and `coralpi lock` adds them from the pinned files.
 """
 
 from __future__ import annotations
