@@ -12,8 +12,9 @@ What is faithful to the real packages:
   and the udev rules ``/lib/udev/rules.d/60-libedgetpu1-<variant>.rules`` (1a6e:089a and
   18d1:9302 to group plugdev), ldconfig in postinst;
 - max's debconf question ``libedgetpu/accepted-eula`` (boolean, default false) and its
-  preinst that refuses to install unless it was answered true; the community max build
-  also registers ``libedgetpu/install-confirm-max`` as feranick's builds do;
+  preinst that refuses to install unless it was answered true; like feranick's community
+  max build, it asks nothing else (``libedgetpu/install-confirm-max`` is preseeded by
+  third-party install scripts, not asked by any package);
 - the repository layout of packages.cloud.google.com/apt: suite ``coral-edgetpu-stable``,
   component ``main``, ``InRelease`` + ``Release.gpg``, ASCII-armoured key at
   ``doc/apt-key.gpg``; community .debs served flat under names like feranick's releases;
@@ -127,20 +128,13 @@ Description: Continue to install the Edge TPU runtime that runs at the maximum o
  up to 25 C. (Stand-in package of the coralpi test fleet; same question as the real one.)
 """
 
-COMMUNITY_MAX_EXTRA_TEMPLATE = """
-Template: libedgetpu/install-confirm-max
-Type: boolean
-Default: false
-Description: Confirm installing the maximum-frequency Edge TPU runtime?
- Asked by the community runtime builds. (Stand-in package of the coralpi test fleet.)
-"""
 
 MAX_CONFIG = """\
 #!/bin/sh
 set -e
 . /usr/share/debconf/confmodule
 db_input high libedgetpu/accepted-eula || true
-{extra}db_go || true
+db_go || true
 """
 
 MAX_PREINST = """\
@@ -196,7 +190,6 @@ def _recipe_key(arches: tuple[str, ...]) -> str:
             MAX_TEMPLATES,
             MAX_CONFIG,
             MAX_PREINST,
-            COMMUNITY_MAX_EXTRA_TEMPLATE,
             OFFICIAL_VERSION,
             COMMUNITY_UPSTREAM,
             COMMUNITY_DISTS,
@@ -237,9 +230,7 @@ def _control(variant: str, version: str, arch: str, installed_kib: int) -> str:
         """)
 
 
-def _build_deb(
-    work: Path, variant: str, version: str, arch: str, community: bool, out: Path
-) -> None:
+def _build_deb(work: Path, variant: str, version: str, arch: str, out: Path) -> None:
     triplet, compiler = ARCHES[arch]
     pkg = work / f"pkg-{variant}-{version}-{arch}"
     if pkg.exists():
@@ -274,11 +265,9 @@ def _build_deb(
     debian.mkdir()
     scripts = {"postinst": POSTINST, "postrm": POSTRM}
     if variant == "max":
-        extra = "db_input high libedgetpu/install-confirm-max || true\n" if community else ""
-        scripts["config"] = MAX_CONFIG.format(extra=extra)
+        scripts["config"] = MAX_CONFIG
         scripts["preinst"] = MAX_PREINST
-        templates = MAX_TEMPLATES + (COMMUNITY_MAX_EXTRA_TEMPLATE if community else "")
-        (debian / "templates").write_text(templates)
+        (debian / "templates").write_text(MAX_TEMPLATES)
     for name, text in scripts.items():
         (debian / name).write_text(text)
         (debian / name).chmod(0o755)
@@ -417,7 +406,6 @@ def ensure_standin(cache: Path) -> StandinCoral:
                             variant,
                             OFFICIAL_VERSION,
                             arch,
-                            False,
                             repo / _pool_path(variant, OFFICIAL_VERSION, arch),
                         )
                         for dist in COMMUNITY_DISTS:
@@ -426,7 +414,6 @@ def ensure_standin(cache: Path) -> StandinCoral:
                                 variant,
                                 f"{COMMUNITY_UPSTREAM}.{dist}",
                                 arch,
-                                True,
                                 root / "community" / community_deb_name(variant, dist, arch),
                             )
                 _write_repo(repo, home, fingerprint, arches)

@@ -15,18 +15,27 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from provision.artifacts.cache import ArtifactError
 
-#: Fingerprints seen in public configs pinning packages.cloud.google.com/apt/doc/apt-key.gpg
-#: (FIELD-NOTES.md): the older "Google Cloud Packages Automatic Signing Key" and the 2021
-#: "Rapture" key (its absence shows as NO_PUBKEY B53DC80D13EDEF05).
-DEFAULT_CORAL_FINGERPRINTS: tuple[str, ...] = (
-    "54A647F9048D5688D7DA2ABE6A030B21BA07F4FB",
-    "A362B822F6DEDC652817EA46B53DC80D13EDEF05",
-)
+#: The key accepted by default for packages.cloud.google.com/apt (coral-edgetpu-stable):
+#: the 2021 "Rapture Automatic Signing Key" A362B822...B53DC80D13EDEF05, which signs that
+#: host's repositories since the 2021 rotation (its absence shows as NO_PUBKEY
+#: B53DC80D13EDEF05: kubernetes/release #2862, GoogleCloudPlatform/gcsfuse #961).
+#: Left out on purpose (2026-12, issue 13):
+#: - 54A647F9048D5688D7DA2ABE6A030B21BA07F4FB, the 2018 "Google Cloud Packages Automatic
+#:   Signing Key": expired 2021-03-31 (kubernetes/test-infra #7505 shows its expiry date;
+#:   EXPKEYSIG 6A030B21BA07F4FB in smartcontractkit/chainlink #4155). The key file still
+#:   carries it; an accepted key that has expired or been revoked is refused by name.
+#: - 35BAA0B33E9EB396F59CA838C0BA5CE6DC6315A3, now also in the key file: Google Artifact
+#:   Registry's shared repository signer (Mozilla publishes the same key for its own apt
+#:   repository), so it proves the host, not Coral. If apt reports NO_PUBKEY
+#:   C0BA5CE6DC6315A3 for coral-edgetpu-stable, that is the key signing it: add it to
+#:   coralpi_coral_key_fingerprints knowingly.
+DEFAULT_CORAL_FINGERPRINTS: tuple[str, ...] = ("A362B822F6DEDC652817EA46B53DC80D13EDEF05",)
 
 
 class KeyringError(ArtifactError):
@@ -40,10 +49,27 @@ class KeyInfo:
     fingerprint: str
     subkeys: tuple[str, ...]
     uids: tuple[str, ...]
+    #: gpg's validity of the primary key ("e" expired, "r" revoked, ...) and its expiry
+    #: (seconds since the epoch, "" if none), from ``--with-colons``.
+    validity: str = ""
+    expires: str = ""
 
     def describe(self) -> str:
         uid = f" ({self.uids[0]})" if self.uids else ""
         return f"{self.fingerprint}{uid}"
+
+    def problem(self, now: float | None = None) -> str | None:
+        """Why the key cannot be trusted to sign a repository today, or None."""
+        if self.validity == "r":
+            return "is revoked"
+        when = int(self.expires) if self.expires.isdigit() else None
+        expired = self.validity == "e" or (
+            when is not None and when <= (time.time() if now is None else now)
+        )
+        if expired:
+            day = time.strftime("%Y-%m-%d", time.gmtime(when)) if when else "an unknown date"
+            return f"expired on {day}"
+        return None
 
 
 def normalize_fingerprint(value: str) -> str:
@@ -64,11 +90,12 @@ def parse_colons(text: str) -> list[KeyInfo]:
     primary: str | None = None
     subs: list[str] = []
     uids: list[str] = []
+    state = ("", "")  # validity, expiry of the current primary key
     expect: str | None = None  # which record the next fpr line belongs to
 
     def flush() -> None:
         if primary is not None:
-            keys.append(KeyInfo(primary, tuple(subs), tuple(uids)))
+            keys.append(KeyInfo(primary, tuple(subs), tuple(uids), *state))
 
     for line in text.splitlines():
         fields = line.split(":")
@@ -76,6 +103,7 @@ def parse_colons(text: str) -> list[KeyInfo]:
         if record == "pub":
             flush()
             primary, subs, uids, expect = None, [], [], "pub"
+            state = (fields[1] if len(fields) > 1 else "", fields[6] if len(fields) > 6 else "")
         elif record == "sub":
             expect = "sub"
         elif record == "fpr" and len(fields) > 9:
@@ -121,6 +149,13 @@ def accepted_keys(keys: Iterable[KeyInfo], accepted: Iterable[str]) -> list[KeyI
     return [k for k in keys if k.fingerprint in wanted or wanted.intersection(k.subkeys)]
 
 
+def untrusted_accepted(data: bytes, accepted: Sequence[str]) -> list[str]:
+    """Accepted keys in the file that are expired or revoked, by name (left out of the
+    keyring; said in the lock so nobody takes them for trusted)."""
+    keys = accepted_keys(read_keys(data), accepted)
+    return [f"{k.describe()} {k.problem()}" for k in keys if k.problem() is not None]
+
+
 def build_keyring(data: bytes, accepted: Sequence[str], source: str) -> tuple[bytes, list[str]]:
     """Check ``data`` against ``accepted`` fingerprints; return (binary keyring, matched).
 
@@ -143,7 +178,16 @@ def build_keyring(data: bytes, accepted: Sequence[str], source: str) -> tuple[by
             "If the repository's key was rotated, check the new fingerprint against a trusted "
             "source and add it to coralpi_coral_key_fingerprints."
         )
-    matched = sorted(k.fingerprint for k in good)
+    usable = [k for k in good if k.problem() is None]
+    if not usable:
+        bad = "; ".join(f"{k.describe()} {k.problem()}" for k in good)
+        raise KeyringError(
+            f"the key file from {source} holds accepted key(s) that cannot be trusted: {bad}. "
+            "apt would refuse what they sign (EXPKEYSIG / REVKEYSIG). The repository has "
+            "probably rotated its key: check the new fingerprint against a trusted source and "
+            "add it to coralpi_coral_key_fingerprints."
+        )
+    matched = sorted(k.fingerprint for k in usable)
     with tempfile.TemporaryDirectory(prefix="coralpi-gpg-") as home:
         _gpg(["--import"], data, home)
         keyring = _gpg(["--export", *matched], None, home)

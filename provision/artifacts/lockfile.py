@@ -19,6 +19,12 @@ Layout::
     [[platform.artifact]]
     kind = "wheel"  name = ...  version = ...  url = ...  sha256 = ...  size = ...
     reason = "..."                  # the plan decision that chose it
+    needs = ["GLIBC_2.34 by ..."]   # wheels: what their shared objects need (ELF versions)
+    deb_package = ...  deb_architecture = ...  deb_depends = [...]  deb_templates = [...]
+                                    # runtime .debs: their own control fields and templates
+
+`needs` and the `deb_*` keys are optional: a lock written before coralpi read them parses,
+and `coralpi lock` adds them from the pinned files.
 """
 
 from __future__ import annotations
@@ -57,10 +63,29 @@ class LockError(CoralpiError):
 
 
 @dataclass(frozen=True)
+class DebControl:
+    """What a .deb says about itself (its control file and debconf templates), as read
+    by provision.artifacts.debinfo; ``templates`` entries are ``"name type"``."""
+
+    package: str
+    version: str
+    architecture: str
+    depends: tuple[str, ...] = ()  # Pre-Depends then Depends, one relation each
+    provides: tuple[str, ...] = ()
+    conflicts: tuple[str, ...] = ()
+    templates: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Artifact:
     """One file: where it comes from, what it must hash to, and why the plan wants it.
 
     For kind `apt-key`, `version` holds the accepted fingerprint(s) the key file carried.
+    For kind `wheel`, `needs` holds what its shared objects need from the target's glibc /
+    libstdc++ (``"GLIBC_2.34 by pkg/_lib.so"``, highest per namespace, read from their ELF
+    symbol versions; empty: no such need; None: not read, a lock written before coralpi
+    read them). For kind `deb`, `deb` holds the package's own control fields and debconf
+    templates (None: not read, an older lock).
     """
 
     kind: str
@@ -70,6 +95,8 @@ class Artifact:
     sha256: str
     size: int
     reason: str
+    needs: tuple[str, ...] | None = None
+    deb: DebControl | None = None
 
     def sort_key(self) -> tuple[int, str, str]:
         rank = KINDS.index(self.kind) if self.kind in KINDS else len(KINDS)
@@ -172,7 +199,35 @@ def _artifact_items(art: Artifact) -> list[tuple[str, Any]]:
         ("sha256", art.sha256),
         ("size", art.size),
         ("reason", art.reason),
+        *([("needs", list(art.needs))] if art.needs is not None else []),
+        *(_deb_items(art.deb) if art.deb is not None else []),
     ]
+
+
+def _deb_items(deb: DebControl) -> list[tuple[str, Any]]:
+    return [
+        ("deb_package", deb.package),
+        ("deb_version", deb.version),
+        ("deb_architecture", deb.architecture),
+        ("deb_depends", list(deb.depends)),
+        ("deb_provides", list(deb.provides)),
+        ("deb_conflicts", list(deb.conflicts)),
+        ("deb_templates", list(deb.templates)),
+    ]
+
+
+def _deb(table: Mapping[str, Any], where: str) -> DebControl | None:
+    if "deb_package" not in table:
+        return None
+    return DebControl(
+        package=_str(table, "deb_package", where),
+        version=_str(table, "deb_version", where),
+        architecture=_str(table, "deb_architecture", where),
+        depends=_strs(table, "deb_depends", where),
+        provides=_strs(table, "deb_provides", where),
+        conflicts=_strs(table, "deb_conflicts", where),
+        templates=_strs(table, "deb_templates", where),
+    )
 
 
 def _inputs_items(inp: PlatformInputs) -> list[tuple[str, Any]]:
@@ -237,6 +292,8 @@ def _artifact(table: Mapping[str, Any], where: str) -> Artifact:
         sha256=sha,
         size=size,
         reason=_str(table, "reason", where),
+        needs=_strs(table, "needs", where) if "needs" in table else None,
+        deb=_deb(table, where),
     )
     if art.kind not in KINDS:
         raise LockError(f"{where}: unknown artifact kind {art.kind!r} (known: {', '.join(KINDS)})")

@@ -31,11 +31,21 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from provision import files
-from provision.artifacts import downloads, keyring, lockfile, pi_ansible, verify_package, wheels
+from provision.artifacts import (
+    debinfo,
+    downloads,
+    elf_needs,
+    keyring,
+    lockfile,
+    pi_ansible,
+    verify_package,
+    wheels,
+)
 from provision.artifacts.cache import ArtifactCache, ArtifactError, HashMismatch
 from provision.artifacts.downloads import Source
 from provision.artifacts.lockfile import Artifact, Lock, PlatformInputs, PlatformLock
 from provision.planning.kinds import fill_template
+from provision.planning.matrix import load_matrix
 from provision.planning.plan import Plan
 from provision.planning.variables import BY_NAME, parse_bool
 from provision.redaction import credentials_of, without_credentials
@@ -269,6 +279,68 @@ def login_index(inputs: PlatformInputs, settings: ArtifactSettings | None) -> st
     return inputs.pip_index_url
 
 
+def target_libs(plan: Plan) -> elf_needs.TargetLibs:
+    """What the plan's target has in glibc / libstdc++: the probed levels where the probe
+    read them, else the release's own (matrix.toml)."""
+    target = plan.target
+    rel = load_matrix().releases.get(target.codename)
+    glibcxx = target.glibcxx or (rel.glibcxx if rel is not None else None)
+    cxxabi = target.cxxabi or (rel.cxxabi if rel is not None else None)
+    probed = target.glibcxx is not None
+    source = f"{target.codename} {target.arch}" + (
+        "" if probed else " (its release's levels per matrix.toml)"
+    )
+    return elf_needs.TargetLibs(target.glibc, glibcxx, cxxabi, source)
+
+
+def wheel_needs_checked(art: Artifact, path: Path, plan: Plan, inputs: PlatformInputs) -> Artifact:
+    """The wheel artifact with its ELF needs read from ``path`` (if not recorded yet),
+    refused when the plan's target cannot meet them."""
+    if art.needs is None:
+        art = dataclasses.replace(art, needs=elf_needs.render(elf_needs.wheel_needs(path)))
+    check_recorded_needs(art, plan, inputs)
+    return art
+
+
+def check_recorded_needs(art: Artifact, plan: Plan, inputs: PlatformInputs) -> None:
+    """Refuse a wheel whose recorded needs the target cannot meet (nothing recorded:
+    nothing to check; `coralpi lock` records them)."""
+    if art.kind == "wheel" and art.needs is not None:
+        elf_needs.check_wheel(art.name, elf_needs.parse(art.needs), target_libs(plan), inputs.id)
+
+
+#: uname -m of a target -> its dpkg architecture (what a .deb's Architecture must say).
+DPKG_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf"}
+
+
+def deb_checked(art: Artifact, path: Path | None, plan: Plan) -> Artifact:
+    """The runtime .deb artifact with its own control fields read from ``path`` (if not
+    recorded yet), refused when they do not fit the plan's target: another package than
+    its file name says, another architecture, or a libc6 the host does not have."""
+    if art.deb is None:
+        if path is None:
+            return art
+        art = dataclasses.replace(art, deb=debinfo.read_deb(path))
+    deb = art.deb
+    assert deb is not None
+    target = plan.target
+    problems = []
+    named = art.name.split("_", 1)[0]
+    if deb.package != named:
+        problems.append(f"it is package {deb.package or '(none)'}, its file name says {named}")
+    problems += debinfo.unmet(
+        deb, dpkg_arch=DPKG_ARCH.get(target.arch, target.arch), glibc=target.glibc
+    )
+    if problems:
+        raise debinfo.DebError(
+            f"{art.name} ({art.url}) does not fit {target.describe()}: "
+            + "; ".join(problems)
+            + ". Check coralpi_community_runtime_url serves the build for this release and "
+            "architecture (`coralpi plan` names the file), then run `coralpi lock` again."
+        )
+    return art
+
+
 def resolve_platform(
     plan: Plan,
     settings: ArtifactSettings,
@@ -296,22 +368,22 @@ def resolve_platform(
         why = f"runtime: {runtime.reason}"
         if not runtime.package.endswith(f"-{variant}"):
             why += f" ({variant}: kept ready so switching std/max needs no new download)"
-        arts.append(Artifact("deb", filename, runtime.version, url, got.sha256, got.size, why))
+        art = Artifact("deb", filename, runtime.version, url, got.sha256, got.size, why)
+        arts.append(deb_checked(art, got.path, plan))
     exclude = ["numpy"] if inputs.numpy_source == "apt" else []
     res = wheels.resolve(spec, inputs.pip_requirements, exclude)
     for wheel in res.wheels:
         got = wheels.fetch(cache, wheel, pins, index)
-        arts.append(
-            Artifact(
-                "wheel",
-                wheel.filename,
-                wheel.version,
-                wheel.url,
-                got.sha256,
-                got.size,
-                _wheel_reason(plan, wheel.name, res, inputs),
-            )
+        art = Artifact(
+            "wheel",
+            wheel.filename,
+            wheel.version,
+            wheel.url,
+            got.sha256,
+            got.size,
+            _wheel_reason(plan, wheel.name, res, inputs),
         )
+        arts.append(wheel_needs_checked(art, got.path, plan, inputs))
     return PlatformLock(inputs, tuple(sorted(arts, key=Artifact.sort_key)))
 
 
@@ -331,7 +403,9 @@ def resolve_coral_key(
             signature_checked=True,
         ),
     )
-    _, matched = keyring.build_keyring(got.path.read_bytes(), settings.coral_key_fingerprints, url)
+    data = got.path.read_bytes()
+    _, matched = keyring.build_keyring(data, settings.coral_key_fingerprints, url)
+    untrusted = keyring.untrusted_accepted(data, settings.coral_key_fingerprints)
     return Artifact(
         kind="apt-key",
         name="apt-key.gpg",
@@ -339,7 +413,9 @@ def resolve_coral_key(
         url=url,
         sha256=got.sha256,
         size=got.size,
-        reason="coral apt source: key file holds accepted fingerprint(s) " + ", ".join(matched),
+        reason="coral apt source: key file holds accepted fingerprint(s) "
+        + ", ".join(matched)
+        + (f"; not trusted: {'; '.join(untrusted)}" if untrusted else ""),
     )
 
 
@@ -386,6 +462,16 @@ def platform_dirs(
     return wheels_dir, debs
 
 
+def runtime_questions(plat: PlatformLock) -> dict[str, tuple[str, ...]]:
+    """Boolean debconf questions per runtime variant, from the .debs' own templates."""
+    out = {}
+    for art in plat.artifacts:
+        if art.kind == "deb" and art.deb is not None:
+            variant = art.name.split("_", 1)[0].rsplit("-", 1)[-1]
+            out[variant] = debinfo.boolean_questions(art.deb)
+    return out
+
+
 def assets_dir(cache: ArtifactCache, arts: Iterable[Artifact]) -> Path:
     files = [_fetch_art(cache, a) for a in arts if a.kind == "asset"]
     return cache.link_into(cache.root / "verify-assets", files)
@@ -402,6 +488,37 @@ def _accepted_from(art: Artifact, settings: ArtifactSettings | None) -> list[str
         return recorded
     still = [f for f in settings.coral_key_fingerprints if f in recorded]
     return still or list(settings.coral_key_fingerprints)
+
+
+def with_artifact_facts(
+    cache: ArtifactCache, plat: PlatformLock, plan: Plan, settings: ArtifactSettings | None
+) -> PlatformLock:
+    """A locked platform with every wheel's ELF needs and every runtime .deb's control
+    fields recorded and checked against the plan's target. A lock written before coralpi
+    read them gets them now, from the pinned files (the cache, else their URLs,
+    sha256-checked as always)."""
+    index = login_index(plat.inputs, settings)
+    arts = []
+    for art in plat.artifacts:
+        if art.kind == "deb":
+            path = None
+            if art.deb is None:
+                where = art
+                if settings is not None:  # the mirror that serves the pinned file now
+                    url = f"{settings.community_runtime_url.rstrip('/')}/{art.name}"
+                    where = dataclasses.replace(art, url=url)
+                path = _fetch_art(cache, where)
+            art = deb_checked(art, path, plan)
+        elif art.kind == "wheel":
+            if art.needs is None:
+                path = _fetch_art(
+                    cache, dataclasses.replace(art, url=credentials_of(art.url, index))
+                )
+                art = wheel_needs_checked(art, path, plan, plat.inputs)
+            else:
+                check_recorded_needs(art, plan, plat.inputs)
+        arts.append(art)
+    return PlatformLock(plat.inputs, tuple(arts))
 
 
 def build_lock(
@@ -434,7 +551,7 @@ def build_lock(
         else:
             old = None if (refresh or previous is None) else previous.platforms.get(inputs.id)
             if old is not None and old.inputs == inputs:
-                platforms[inputs.id] = old
+                platforms[inputs.id] = with_artifact_facts(cache, old, plan, settings)
             else:
                 platforms[inputs.id] = resolve_platform(
                     plan, settings, cache, _pins(pins, settings)
@@ -554,11 +671,15 @@ class HostArtifacts:
     verify_assets: Path
     #: The verify package as one archive (`verify_package.ensure_archive`).
     verify_package: Path
+    #: The boolean debconf questions each runtime .deb's own templates define, by variant
+    #: (what the role answers for max once its EULA is accepted); empty: not read.
+    runtime_questions: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "wheels_dir": str(self.wheels_dir),
             "runtime_debs": {k: str(v) for k, v in sorted(self.runtime_debs.items())},
+            "runtime_debconf": {k: list(v) for k, v in sorted(self.runtime_questions.items())},
             "coral_keyring": str(self.coral_keyring) if self.coral_keyring else "",
             "verify_assets": str(self.verify_assets),
             "verify_package": str(self.verify_package),
@@ -606,6 +727,11 @@ def ensure_host_artifacts(
         lock.platforms[inputs.id] = plat
         new_platforms.append(plat)
         changed = True
+    else:
+        for art in plat.artifacts:
+            check_recorded_needs(art, plan, inputs)
+            if art.kind == "deb":
+                deb_checked(art, None, plan)
     wheels_dir, debs = platform_dirs(store, plat, s)
 
     coral_keyring = None
@@ -630,7 +756,9 @@ def ensure_host_artifacts(
     package = store.memo.get("verify-package")
     if not isinstance(package, Path):
         package = store.memo["verify-package"] = verify_package.ensure_archive(store.root)
-    result = HostArtifacts(wheels_dir, debs, coral_keyring, assets, package)
+    result = HostArtifacts(
+        wheels_dir, debs, coral_keyring, assets, package, runtime_questions(plat)
+    )
     store.memo[memo_key] = result
     return result
 

@@ -139,6 +139,7 @@ def build_bundle(
         coral_keyring=on_pi / "keyring" / keyring.name if keyring else None,
         verify_assets=on_pi / "assets",
         verify_package=on_pi / "verify" / arts.verify_package.name,
+        runtime_questions=arts.runtime_questions,
     )
     (root / "vars").mkdir()
     plans = {"localhost": playbook_plan(host.plan, pi_arts)}

@@ -53,6 +53,9 @@ class Release:
     pillow: str
     opencv: str
     note: str
+    #: Highest GLIBCXX_ / CXXABI_ version of the release's libstdc++ (None: not recorded).
+    glibcxx: str | None = None
+    cxxabi: str | None = None
 
 
 @dataclass(frozen=True, eq=False)  # identity: each wheel is one row of the table
@@ -131,6 +134,8 @@ def load_matrix() -> Matrix:
             pillow=r["pillow"],
             opencv=r["opencv"],
             note=r["note"],
+            glibcxx=r.get("glibcxx"),
+            cxxabi=r.get("cxxabi"),
         )
         for name, r in raw["releases"].items()
     }

@@ -65,6 +65,47 @@ def normalize_os_id(value: str) -> str:
     return os_id
 
 
+_DOTTED = re.compile(r"\d+(?:\.\d+)+")
+_LIBSTDCXX = re.compile(r"^(GLIBCXX|CXXABI)_(\d+(?:\.\d+)+)$")
+#: Where Debian / Ubuntu put libstdc++ per architecture (multiarch triplets).
+_TRIPLETS = {
+    "x86_64": "x86_64-linux-gnu",
+    "aarch64": "aarch64-linux-gnu",
+    "armv7l": "arm-linux-gnueabihf",
+}
+
+
+def libstdcxx_levels(text: object, arch: str) -> tuple[str | None, str | None]:
+    """(highest GLIBCXX, highest CXXABI) from the probe's libstdc++ listing.
+
+    The listing is ``FILE <path>`` lines, each followed by the ``GLIBCXX_x.y.z`` /
+    ``CXXABI_x.y.z`` names found in that file (the version definitions are names in its
+    dynamic string table). The file under the target architecture's multiarch directory
+    wins (a 64-bit Pi may carry armhf libraries too); else the first file listed.
+    """
+    blocks: list[tuple[str, dict[str, str]]] = []
+    for raw in str(text or "").splitlines():
+        line = raw.strip()
+        if line.startswith("FILE "):
+            blocks.append((line[5:].strip(), {}))
+            continue
+        match = _LIBSTDCXX.match(line)
+        if match and blocks:
+            best = blocks[-1][1]
+            ns, ver = match.group(1), match.group(2)
+            if ns not in best or _dotted_key(ver) > _dotted_key(best[ns]):
+                best[ns] = ver
+    if not blocks:
+        return None, None
+    triplet = _TRIPLETS.get(arch, "")
+    chosen = next((b for p, b in blocks if triplet and f"/{triplet}/" in p), blocks[0][1])
+    return chosen.get("GLIBCXX"), chosen.get("CXXABI")
+
+
+def _dotted_key(value: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in value.split("."))
+
+
 def x_y(value: object, name: str) -> str:
     """First ``X.Y`` found in ``value`` ("3.11.2" -> "3.11", "glibc 2.36" -> "2.36")."""
     match = _X_Y.search(str(value)) if value is not None else None
@@ -97,6 +138,10 @@ class Target:
     python: str
     glibc: str
     board: str | None = None
+    #: Highest GLIBCXX_ / CXXABI_ version the target's libstdc++ defines ("3.4.30" /
+    #: "1.3.13"); None: not probed (the release's own level is used, see matrix.toml).
+    glibcxx: str | None = None
+    cxxabi: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "os_id", normalize_os_id(self.os_id))
@@ -105,6 +150,10 @@ class Target:
         object.__setattr__(self, "python", x_y(self.python, "python"))
         object.__setattr__(self, "glibc", x_y(self.glibc, "glibc"))
         object.__setattr__(self, "board", normalize_board(self.board))
+        for name in ("glibcxx", "cxxabi"):
+            value = getattr(self, name)
+            if value is not None and not _DOTTED.fullmatch(str(value)):
+                raise ConfigError(f"{name}: {value!r} is not a version like 3.4.30")
 
     @property
     def family(self) -> str:
@@ -224,6 +273,8 @@ def target_from_facts(facts: Mapping[str, Any]) -> Target:
                                              as "glibc 2.36" is accepted too)    (required)
         coralpi_board                       text of /proc/device-tree/model (trailing NUL
                                              allowed), "" or null when absent   (optional)
+        coralpi_libstdcxx                   the probe's libstdc++ listing (see
+                                             libstdcxx_levels)                  (optional)
 
     The ``ansible_`` prefix may be left off (as inside ``ansible_facts``), and a nested
     ``ansible_facts`` mapping is merged in. Raises ConfigError naming the missing key.
@@ -258,6 +309,7 @@ def target_from_facts(facts: Mapping[str, Any]) -> Target:
     if glibc_raw in (None, ""):
         raise ConfigError("probe facts: coralpi_glibc is missing")
     glibc = x_y(glibc_raw, "coralpi_glibc")
+    glibcxx, cxxabi = libstdcxx_levels(merged.get("coralpi_libstdcxx"), arch)
     return Target(
         os_id=os_id,
         codename=codename,
@@ -265,4 +317,6 @@ def target_from_facts(facts: Mapping[str, Any]) -> Target:
         python=python,
         glibc=glibc,
         board=normalize_board(merged.get("coralpi_board")),
+        glibcxx=glibcxx,
+        cxxabi=cxxabi,
     )

@@ -3,8 +3,9 @@
 Stand-ins (the real sources cannot be reached from the test machine):
 - the smoke-test assets are the real files from ../shared/testdata/coral, served from
   127.0.0.1 in Coral's test_data layout (`<commit>/<file>`);
-- the community runtime .debs are stand-in bytes named like the real files (the download,
-  pinning and caching code cannot tell the difference; the payload is not a real runtime);
+- the community runtime .debs are STAND-IN packages named like the real files
+  (testfleet/standin_deb.py: their control fields and debconf templates are those of the
+  community packages, read by the real code; the payload is empty, not a runtime);
 - the Coral apt key is a key this test generates (the fingerprint check is real);
 - the Pi's ansible-core wheel (locked for first-boot bundles) is a STAND-IN file named like
   the real one, found by a stand-in of the index look-up (`standin_pi_ansible`); the
@@ -34,6 +35,7 @@ from provision.artifacts import lockfile, pi_ansible
 from provision.artifacts import service as artifacts
 from provision.artifacts.cache import ArtifactCache, ArtifactError, HashMismatch
 from provision.artifacts.downloads import Source
+from provision.artifacts.elf_needs import WheelNeedsError
 from provision.artifacts.service import (
     ArtifactSettings,
     HostArtifacts,
@@ -44,6 +46,7 @@ from provision.artifacts.service import (
 from provision.planning.matrix import resolve
 from provision.planning.plan import Plan
 from provision.planning.targets import Choices, Target
+from testfleet import standin_deb, standin_elf
 from verify.assets import PINNED, SMOKE_FILES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,7 +115,7 @@ def upstream(tmp_path: Path, gpg_key: tuple[bytes, str]) -> Iterator[dict[str, A
     debs = docroot / "runtime"
     debs.mkdir()
     for name in (DEB_STD, DEB_MAX):
-        (debs / name).write_bytes(b"stand-in payload for " + name.encode() + b"\n" * 1000)
+        standin_deb.build(debs / name, name.split("_")[0].rsplit("-")[-1], pad=1000)
     (docroot / "apt" / "doc").mkdir(parents=True)
     (docroot / "apt" / "doc" / "apt-key.gpg").write_bytes(gpg_key[0])
     server = _QuietServer(
@@ -403,10 +406,13 @@ def test_fleet_of_one_platform_costs_one_download(upstream: dict[str, Any], tmp_
     assert set(art.to_dict()) == {
         "wheels_dir",
         "runtime_debs",
+        "runtime_debconf",
         "coral_keyring",
         "verify_assets",
         "verify_package",
     }
+    # the questions the role answers come from the max .deb's own templates
+    assert art.to_dict()["runtime_debconf"] == {"max": ["libedgetpu/accepted-eula"], "std": []}
     assert art.runtime_debs["std"].name == DEB_STD
     assert art.runtime_debs["max"].name == DEB_MAX
     assert art.coral_keyring is None and art.to_dict()["coral_keyring"] == ""
@@ -675,11 +681,11 @@ def test_tflite_runtime_wheels_for_bookworm(
     pins = dict(upstream["pins"])
     for variant in ("std", "max"):  # stand-in .debs named for this arch
         name = f"libedgetpu1-{variant}_16.0tf2.17.1-1.bookworm_{deb_arch}.deb"
+        path = docroot / "runtime" / name
         if name not in (DEB_STD, DEB_MAX):
-            shutil.copy(docroot / "runtime" / DEB_STD, docroot / "runtime" / name)
+            standin_deb.build(path, variant, arch=deb_arch)
         pins.setdefault(
-            f"{upstream['base']}/runtime/{name}",
-            upstream["pins"][f"{upstream['base']}/runtime/{DEB_STD}"],
+            f"{upstream['base']}/runtime/{name}", hashlib.sha256(path.read_bytes()).hexdigest()
         )
     lock = build_lock([(plan, settings(upstream))], pypi_cache, extra_pins=pins)
     wheels = _wheels(lock)
@@ -716,3 +722,178 @@ def test_ai_edge_litert_with_dependencies_for_trixie_aarch64(
     for f in files:
         assert f.endswith(".whl")
         assert "x86_64" not in f and "armv7l" not in f
+
+
+# ------------------------------------------------------------------ wheels' ELF needs
+
+
+def _standin_wheel_resolution(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, obj: Path, name: str
+) -> Path:
+    """The index look-up is a STAND-IN: it "finds" one wheel, built here around a STAND-IN
+    shared object (testfleet/standin_elf.py), at a file:// URL with its sha256 as an index
+    publishes it; the real code downloads, pins, reads and judges it."""
+    path = standin_elf.wheel(
+        tmp_path / name, {"standin/__init__.py": b"", "standin/_lib.so": obj.read_bytes()}
+    )
+    wheel = artifacts.wheels.ResolvedWheel(
+        "standin",
+        "1.0",
+        name,
+        path.as_uri(),
+        hashlib.sha256(path.read_bytes()).hexdigest(),
+    )
+
+    def resolve_standin(*_: Any, **__: Any) -> artifacts.wheels.Resolution:
+        return artifacts.wheels.Resolution(wheels=[wheel], required_by={"standin": {""}})
+
+    monkeypatch.setattr(artifacts.wheels, "resolve", resolve_standin)
+    return path
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_lock_refuses_a_wheel_whose_shared_object_needs_a_newer_glibc(
+    upstream: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "standin-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"
+    _standin_wheel_resolution(monkeypatch, tmp_path, standin_elf.needy_object(tmp_path / "o"), name)
+    cache = ArtifactCache.open(tmp_path / "cache")
+    with pytest.raises(WheelNeedsError) as err:
+        _pinned_lock(upstream, cache, [bookworm_amd64()])
+    msg = str(err.value)
+    assert msg.startswith(f"{name} cannot load on bookworm/x86_64/python3.11/opencv-apt: ")
+    assert "standin/_lib.so needs GLIBC_2.99, but bookworm x86_64" in msg
+    assert "glibc up to GLIBC_2.36" in msg
+    assert "GLIBCXX_3.4.99" in msg and "GLIBCXX_3.4.30" in msg  # bookworm's, from matrix.toml
+    # the CLI turns it into exit 1 with that message (an ArtifactError), before any host
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_lock_records_wheel_needs_and_reads_an_old_lock_without_them(
+    upstream: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "standin-1.0-cp311-cp311-linux_x86_64.whl"
+    _standin_wheel_resolution(monkeypatch, tmp_path, standin_elf.clean_object(tmp_path / "o"), name)
+    cache = ArtifactCache.open(tmp_path / "cache")
+    lock = _pinned_lock(upstream, cache, [bookworm_amd64()])
+    (plat,) = lock.platforms.values()
+    (art,) = [a for a in plat.artifacts if a.kind == "wheel"]
+    assert art.needs is not None and len(art.needs) == 1
+    assert art.needs[0].startswith("GLIBC_2.") and art.needs[0].endswith(" by standin/_lib.so")
+    text = lockfile.render(lock)
+    assert f'needs = [\n    "{art.needs[0]}",\n]' in text
+
+    # A lock written before coralpi read ELF needs: parsed as it is, and `coralpi lock`
+    # (build_lock with it as previous) fills them in from the pinned file, offline.
+    old_text = text.replace(f'needs = [\n    "{art.needs[0]}",\n]\n', "")
+    old = lockfile.parse(old_text)
+    (old_art,) = [a for p in old.platforms.values() for a in p.artifacts if a.kind == "wheel"]
+    assert old_art.needs is None
+    monkeypatch.setattr(artifacts.wheels, "resolve", None)  # no index work for a kept platform
+    again = build_lock([(bookworm_amd64(), settings(upstream))], cache, previous=old)
+    assert lockfile.render(again) == text
+
+    # A lock whose recorded needs the host cannot meet is refused when a host is applied.
+    lock_path = tmp_path / "coralpi.lock"
+    lock_path.write_text(text.replace(art.needs[0], "GLIBC_2.99 by standin/_lib.so"))
+    with pytest.raises(WheelNeedsError, match=r"standin/_lib\.so needs GLIBC_2\.99"):
+        ensure_host_artifacts(
+            bookworm_amd64(), settings(upstream), ArtifactCache.open(tmp_path / "c2"),
+            lock_path=lock_path,
+        )  # fmt: skip
+
+
+@pytest.mark.pypi
+def test_real_ai_edge_litert_aarch64_wheel_needs_more_than_its_tag_says(
+    pypi_cache: ArtifactCache,
+) -> None:
+    """ai-edge-litert 2.1.6 aarch64 is tagged manylinux_2_27, but its shared objects need
+    GLIBC_2.34 and GLIBCXX_3.4.30 (read here from the real wheel): bookworm (2.36 / 3.4.30)
+    takes it, bullseye (2.31 / 3.4.28) is refused with the object named."""
+    from provision.artifacts import elf_needs
+    from provision.planning.matrix import load_matrix, platform_tags
+
+    spec = artifacts.wheels.WheelSpec("3.11", "cp311", platform_tags("aarch64", "2.36"), "aarch64")
+    found = artifacts.wheels.resolve(spec, ["ai-edge-litert==2.1.6"], exclude=["numpy"]).wheels
+    (wheel,) = [w for w in found if w.name == "ai-edge-litert"]
+    assert wheel.filename.endswith("-manylinux_2_27_aarch64.whl"), wheel.filename
+    got = artifacts.wheels.fetch(pypi_cache, wheel, {})
+    needs = elf_needs.wheel_needs(got.path)
+    assert needs["GLIBC"].label == "GLIBC_2.34"
+    assert needs["GLIBCXX"].label == "GLIBCXX_3.4.30"
+    assert needs["GLIBC"].path.startswith("ai_edge_litert/")
+    releases = load_matrix().releases
+    for name, ok in (("bookworm", True), ("bullseye", False)):
+        rel = releases[name]
+        libs = elf_needs.TargetLibs(rel.glibc, rel.glibcxx, rel.cxxabi, name)
+        assert (elf_needs.shortfalls(needs, libs) == []) is ok, name
+    with pytest.raises(WheelNeedsError, match=r"ai_edge_litert/\S+ needs GLIBC_2\.34"):
+        elf_needs.check_wheel(
+            wheel.filename,
+            needs,
+            elf_needs.TargetLibs("2.31", "3.4.28", "1.3.12", "bullseye aarch64"),
+            "bullseye/aarch64",
+        )
+
+
+# ------------------------------------------------------------------ runtime .debs' own facts
+
+
+def test_lock_records_each_debs_own_control_fields(
+    upstream: dict[str, Any], tmp_path: Path
+) -> None:
+    cache = ArtifactCache.open(tmp_path / "cache")
+    lock = _pinned_lock(upstream, cache, [bookworm_amd64()])
+    (plat,) = lock.platforms.values()
+    debs = {a.name: a.deb for a in plat.artifacts if a.kind == "deb"}
+    max_deb = debs[DEB_MAX]
+    assert max_deb is not None and max_deb.package == "libedgetpu1-max"
+    assert max_deb.architecture == "amd64" and max_deb.conflicts == ("libedgetpu1",)
+    assert max_deb.templates == ("libedgetpu/accepted-eula boolean", "libedgetpu/error-eula error")
+    text = lockfile.render(lock)
+    assert 'deb_package = "libedgetpu1-max"' in text
+    assert lockfile.parse(text) == lock  # the new fields round-trip
+
+    # an older lock without them: read as it is, filled in by `coralpi lock` from the pins
+    old = lockfile.parse("".join(_drop_multiline(text, "deb_")))
+    assert all(a.deb is None for p in old.platforms.values() for a in p.artifacts)
+    again = build_lock([(bookworm_amd64(), settings(upstream))], cache, previous=old)
+    assert lockfile.render(again) == text
+
+
+def _drop_multiline(text: str, prefix: str) -> list[str]:
+    """``text`` without its ``<prefix>... = ...`` entries (one line or a multi-line list)."""
+    out, skipping = [], False
+    for line in text.splitlines(keepends=True):
+        if skipping:
+            skipping = line.strip() != "]"
+            continue
+        if line.startswith(prefix) and " = " in line:
+            skipping = line.rstrip().endswith("[")
+            continue
+        out.append(line)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("build", "problem"),
+    [
+        ({"arch": "arm64"}, "it is built for Architecture arm64, the host is amd64"),
+        ({"depends": "libc6 (>= 2.38)"}, "it Depends on libc6 (>= 2.38), the host has glibc 2.36"),
+        ({"variant": "max"}, "it is package libedgetpu1-max, its file name says libedgetpu1-std"),
+    ],
+)
+def test_lock_refuses_a_deb_whose_own_fields_do_not_fit_the_host(
+    upstream: dict[str, Any], tmp_path: Path, build: dict[str, str], problem: str
+) -> None:
+    variant = build.pop("variant", "std")
+    path = standin_deb.build(upstream["docroot"] / "runtime" / DEB_STD, variant, **build)
+    pins = dict(upstream["pins"])
+    pins[f"{upstream['base']}/runtime/{DEB_STD}"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    cache = ArtifactCache.open(tmp_path / "cache")
+    with pytest.raises(artifacts.debinfo.DebError) as err:
+        build_lock([(bookworm_amd64(), settings(upstream))], cache, extra_pins=pins)
+    msg = str(err.value)
+    assert msg.startswith(f"{DEB_STD} (http://127.0.0.1:")
+    assert "does not fit bookworm x86_64 python 3.11" in msg and problem in msg
+    assert "coralpi_community_runtime_url" in msg

@@ -27,6 +27,7 @@ import pytest
 
 from provision.artifacts import lockfile
 from provision.artifacts.cache import ArtifactCache
+from testfleet import standin_deb
 from verify.assets import PINNED, SMOKE_FILES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,9 +81,9 @@ def mirror(tmp_path: Path) -> Iterator[dict[str, Any]]:
     (docroot / "runtime").mkdir()
     pins = {}
     for name in DEB_NAMES:
-        data = b"STAND-IN runtime " + name.encode() + b"\n" * 200_000
-        (docroot / "runtime" / name).write_bytes(data)
-        pins[name] = hashlib.sha256(data).hexdigest()
+        variant = name.split("_")[0].rsplit("-")[-1]
+        path = standin_deb.build(docroot / "runtime" / name, variant, pad=200_000)
+        pins[name] = hashlib.sha256(path.read_bytes()).hexdigest()
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(docroot))
     )

@@ -46,6 +46,8 @@ def test_plan_json_through_the_console_script() -> None:
         "python": "3.11",
         "glibc": "2.36",
         "board": None,
+        "glibcxx": None,  # not probed: the lock uses bookworm's own level (matrix.toml)
+        "cxxabi": None,
     }
     assert data["python_runtime"]["version"] == "2.14.0"
     assert data["runtime"]["deb_filename"] == "libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb"

@@ -64,7 +64,27 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
         first, second = _fingerprints(home)
         armored = _gpg(home, "--armor", "--export")
         only_first = _gpg(home, "--export", first)
-        yield {"first": first, "second": second, "armored": armored, "binary_first": only_first}
+        # A STAND-IN key that expired long ago: made with gpg's clock set to 2020-01-01,
+        # valid for one day (like Google's 54A647F9... key, expired 2021-03-31).
+        _gpg(
+            home,
+            "--faked-system-time",
+            "20200101T000000",
+            "--quick-generate-key",
+            "Stand-in Expired Key <expired@example.invalid>",
+            "ed25519",
+            "sign",
+            "1d",
+        )
+        (expired,) = [f for f in _fingerprints(home) if f not in (first, second)]
+        yield {
+            "first": first,
+            "second": second,
+            "armored": armored,
+            "binary_first": only_first,
+            "expired": expired,
+            "with_expired": _gpg(home, "--armor", "--export", first, expired),
+        }
     finally:
         # End the gpg-agent this fixture's key generation started (by its home, not by name).
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
@@ -106,7 +126,7 @@ def test_no_accepted_fingerprint_lists_what_was_found(keys: dict[str, object]) -
     text = str(err.value)
     assert str(keys["first"]) in text and str(keys["second"]) in text
     assert "Stand-in Archive Key" in text
-    assert keyring.DEFAULT_CORAL_FINGERPRINTS[1] in text
+    assert keyring.DEFAULT_CORAL_FINGERPRINTS[0] in text
     assert "coralpi_coral_key_fingerprints" in text
 
 
@@ -143,3 +163,42 @@ def test_parse_colons_on_recorded_output() -> None:
     assert keys[1].uids[0].startswith("Google Cloud Packages")
     # a subkey fingerprint on the accepted list accepts its primary key
     assert keyring.accepted_keys(keys, ["111111111111111111111111AAAAAAAAAAAAAAAA"]) == [keys[0]]
+
+
+def test_an_expired_accepted_key_is_refused_by_name(keys: dict[str, object]) -> None:
+    data, expired = keys["with_expired"], keys["expired"]
+    assert isinstance(data, bytes) and isinstance(expired, str)
+    with pytest.raises(KeyringError) as err:
+        keyring.build_keyring(data, [expired], "the mirror")
+    text = str(err.value)
+    assert (
+        f"{expired} (Stand-in Expired Key <expired@example.invalid>) expired on 2020-01-02" in text
+    )
+    assert "coralpi_coral_key_fingerprints" in text
+
+
+def test_an_expired_key_beside_a_good_one_is_left_out_and_named(keys: dict[str, object]) -> None:
+    data, expired, first = keys["with_expired"], keys["expired"], keys["first"]
+    assert isinstance(data, bytes) and isinstance(expired, str) and isinstance(first, str)
+    ring, matched = keyring.build_keyring(data, [first, expired], "the mirror")
+    assert matched == [first]
+    assert _show(ring) == [first]  # never trusted silently: not in the keyring
+    (note,) = keyring.untrusted_accepted(data, [first, expired])
+    assert note.startswith(expired) and note.endswith("expired on 2020-01-02")
+
+
+def test_key_problems_from_recorded_colons() -> None:
+    recorded = (
+        "pub:e:2048:1:6A030B21BA07F4FB:1522540800:1617148800::-:::sc::::::23::0:\n"
+        "fpr:::::::::54A647F9048D5688D7DA2ABE6A030B21BA07F4FB:\n"
+        "pub:r:255:22:79EC6E52AFA9CCB8:1577836800:::-:::sc:::::ed25519:::0:\n"
+        "fpr:::::::::83F3BF971EB99471CF4366E979EC6E52AFA9CCB8:\n"
+        "pub:-:255:22:0000000000000001:1577836800:::-:::sc:::::ed25519:::0:\n"
+        "fpr:::::::::1111111111111111111111110000000000000001:\n"
+    )
+    old, revoked, good = keyring.parse_colons(recorded)
+    assert old.problem() == "expired on 2021-03-31"
+    assert revoked.problem() == "is revoked"
+    assert good.problem() is None
+    # an expiry date in the past counts even where gpg did not mark it
+    assert keyring.KeyInfo("F" * 40, (), (), "-", "1600000000").problem() == "expired on 2020-09-13"

@@ -12,6 +12,7 @@ from provision.planning.targets import (
     Choices,
     Target,
     choices_from_vars,
+    libstdcxx_levels,
     normalize_arch,
     parse_bool,
     target_from_facts,
@@ -173,3 +174,44 @@ def test_bool_variable_rejects_non_bools() -> None:
         parse_bool("coralpi_camera", "maybe")
     with pytest.raises(ConfigError, match="coralpi_camera"):
         choices_from_vars({"coralpi_camera": "maybe"})
+
+
+# The probe's libstdc++ listing (playbooks/probe.yml), as recorded on a bookworm amd64 host
+# (this machine's /usr/lib/x86_64-linux-gnu/libstdc++.so.6, shortened) plus a foreign
+# armhf copy that must not win on an aarch64 host.
+LIBSTDCXX_LISTING = """FILE /usr/lib/arm-linux-gnueabihf/libstdc++.so.6
+GLIBCXX_3.4.33
+CXXABI_1.3.15
+FILE /usr/lib/aarch64-linux-gnu/libstdc++.so.6
+GLIBCXX_3.4
+GLIBCXX_3.4.9
+GLIBCXX_3.4.30
+GLIBCXX_3.4.29
+CXXABI_1.3.13
+CXXABI_1.3.2
+GLIBCXX_3.4.30
+"""
+
+
+def test_libstdcxx_levels_take_the_highest_of_the_arch_s_own_library() -> None:
+    assert libstdcxx_levels(LIBSTDCXX_LISTING, "aarch64") == ("3.4.30", "1.3.13")
+    # no library under the arch's triplet: the first one listed
+    assert libstdcxx_levels(LIBSTDCXX_LISTING, "x86_64") == ("3.4.33", "1.3.15")
+    assert libstdcxx_levels("", "aarch64") == (None, None)
+    assert libstdcxx_levels(None, "aarch64") == (None, None)
+
+
+def test_probe_facts_carry_the_libstdcxx_levels_and_old_facts_still_work() -> None:
+    facts = {
+        "ansible_distribution": "Debian",
+        "ansible_distribution_release": "bookworm",
+        "ansible_architecture": "aarch64",
+        "ansible_python_version": "3.11.2",
+        "coralpi_glibc": "2.36",
+    }
+    old = target_from_facts(facts)
+    assert (old.glibcxx, old.cxxabi) == (None, None)
+    new = target_from_facts({**facts, "coralpi_libstdcxx": LIBSTDCXX_LISTING})
+    assert (new.glibcxx, new.cxxabi) == ("3.4.30", "1.3.13")
+    with pytest.raises(ConfigError, match="glibcxx"):
+        replace(new, glibcxx="3.4.x")
