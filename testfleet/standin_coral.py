@@ -26,8 +26,12 @@ What is a stand-in: the library. It exports ``tflite_plugin_create_delegate`` an
 runtime does when no accelerator is plugged in. The signing key is generated locally.
 
 Versions: official-like ``16.0`` (the last official release) and community-like
-``16.0tf2.17.1-1.bookworm`` (the Version that feranick's file names carry); dpkg orders the
-community version after ``16.0``.
+``16.0tf2.19.1-1.trixie`` / ``16.0tf2.17.1-1.bookworm`` (the Version that feranick's file
+names carry); dpkg orders the community versions after ``16.0``. The community releases and
+builds served are those ``coralpi plan`` picks for the Debian releases the fleet runs
+(:data:`COMMUNITY_BUILDS`; tests/unit/test_standin_community.py checks they match); the
+Ubuntu builds (``ubuntu22.04``, ``ubuntu24.04``) are not served, the fleet has no Ubuntu
+hosts.
 """
 
 from __future__ import annotations
@@ -56,8 +60,14 @@ ARCHES = {
 #: the real repository (google-coral/edgetpu issue 895): the stand-in repository does the same.
 MISSING_FROM_POOL = (("max", "arm64"),)
 OFFICIAL_VERSION = "16.0"
-COMMUNITY_UPSTREAM = "16.0tf2.17.1-1"
-COMMUNITY_DISTS = ("bookworm", "bullseye")
+#: Community release -> the builds of it the stand-in serves (feranick's file-name parts):
+#: 16.0tf2.17.1-1 pairs with tflite-runtime (bullseye, bookworm), 16.0tf2.19.1-1 with
+#: ai-edge-litert (bullseye, bookworm and its own trixie build).
+COMMUNITY_BUILDS = {
+    "16.0tf2.17.1-1": ("bookworm", "bullseye"),
+    "16.0tf2.19.1-1": ("bookworm", "bullseye", "trixie"),
+}
+COMMUNITY_UPSTREAM = "16.0tf2.17.1-1"  # the release a bookworm/bullseye host gets
 VARIANTS = ("std", "max")
 KEY_UID = "coralpi test fleet stand-in Coral repository <standin-coral@testfleet.invalid>"
 NO_DEVICE_MESSAGE = "Failed to open device: no Edge TPU attached (stand-in runtime)"
@@ -177,8 +187,21 @@ class StandinCoral:
         return self.community_dir / community_deb_name(variant, dist, arch)
 
 
-def community_deb_name(variant: str, dist: str = "bookworm", arch: str = "amd64") -> str:
-    return f"libedgetpu1-{variant}_{COMMUNITY_UPSTREAM}.{dist}_{arch}.deb"
+def community_deb_name(
+    variant: str, dist: str = "bookworm", arch: str = "amd64", upstream: str = COMMUNITY_UPSTREAM
+) -> str:
+    return f"libedgetpu1-{variant}_{upstream}.{dist}_{arch}.deb"
+
+
+def community_deb_names(arches: tuple[str, ...]) -> list[str]:
+    """Every community .deb file name the stand-in serves for these Debian architectures."""
+    return [
+        community_deb_name(variant, dist, arch, upstream)
+        for upstream, dists in COMMUNITY_BUILDS.items()
+        for dist in dists
+        for variant in VARIANTS
+        for arch in arches
+    ]
 
 
 def available_arches() -> tuple[str, ...]:
@@ -198,8 +221,7 @@ def _recipe_key(arches: tuple[str, ...]) -> str:
             MAX_PREINST,
             COMMUNITY_MAX_EXTRA_TEMPLATE,
             OFFICIAL_VERSION,
-            COMMUNITY_UPSTREAM,
-            COMMUNITY_DISTS,
+            sorted(COMMUNITY_BUILDS.items()),
             SUITE,
             KEY_UID,
             NO_DEVICE_MESSAGE,
@@ -420,15 +442,18 @@ def ensure_standin(cache: Path) -> StandinCoral:
                             False,
                             repo / _pool_path(variant, OFFICIAL_VERSION, arch),
                         )
-                        for dist in COMMUNITY_DISTS:
-                            _build_deb(
-                                work,
-                                variant,
-                                f"{COMMUNITY_UPSTREAM}.{dist}",
-                                arch,
-                                True,
-                                root / "community" / community_deb_name(variant, dist, arch),
-                            )
+                        for upstream, dists in COMMUNITY_BUILDS.items():
+                            for dist in dists:
+                                _build_deb(
+                                    work,
+                                    variant,
+                                    f"{upstream}.{dist}",
+                                    arch,
+                                    True,
+                                    root
+                                    / "community"
+                                    / community_deb_name(variant, dist, arch, upstream),
+                                )
                 _write_repo(repo, home, fingerprint, arches)
             finally:
                 run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
