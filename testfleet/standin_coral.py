@@ -60,13 +60,14 @@ ARCHES = {
 #: the real repository (google-coral/edgetpu issue 895): the stand-in repository does the same.
 MISSING_FROM_POOL = (("max", "arm64"),)
 OFFICIAL_VERSION = "16.0"
-#: Community release -> the builds of it the stand-in serves (feranick's file-name parts):
+#: (community release, build, Debian architectures or None for all) the stand-in serves:
 #: 16.0tf2.17.1-1 pairs with tflite-runtime (bullseye, bookworm), 16.0tf2.19.1-1 with
-#: ai-edge-litert (bullseye, bookworm and its own trixie build).
-COMMUNITY_BUILDS = {
-    "16.0tf2.17.1-1": ("bookworm", "bullseye"),
-    "16.0tf2.19.1-1": ("bookworm", "bullseye", "trixie"),
-}
+#: ai-edge-litert (trixie's own build; ai-edge-litert has no armhf wheels).
+COMMUNITY_BUILDS: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
+    ("16.0tf2.17.1-1", "bookworm", None),
+    ("16.0tf2.17.1-1", "bullseye", None),
+    ("16.0tf2.19.1-1", "trixie", ("amd64", "arm64")),
+)
 COMMUNITY_UPSTREAM = "16.0tf2.17.1-1"  # the release a bookworm/bullseye host gets
 VARIANTS = ("std", "max")
 KEY_UID = "coralpi test fleet stand-in Coral repository <standin-coral@testfleet.invalid>"
@@ -197,10 +198,10 @@ def community_deb_names(arches: tuple[str, ...]) -> list[str]:
     """Every community .deb file name the stand-in serves for these Debian architectures."""
     return [
         community_deb_name(variant, dist, arch, upstream)
-        for upstream, dists in COMMUNITY_BUILDS.items()
-        for dist in dists
+        for upstream, dist, only in COMMUNITY_BUILDS
         for variant in VARIANTS
         for arch in arches
+        if only is None or arch in only
     ]
 
 
@@ -221,7 +222,7 @@ def _recipe_key(arches: tuple[str, ...]) -> str:
             MAX_PREINST,
             COMMUNITY_MAX_EXTRA_TEMPLATE,
             OFFICIAL_VERSION,
-            sorted(COMMUNITY_BUILDS.items()),
+            COMMUNITY_BUILDS,
             SUITE,
             KEY_UID,
             NO_DEVICE_MESSAGE,
@@ -442,18 +443,19 @@ def ensure_standin(cache: Path) -> StandinCoral:
                             False,
                             repo / _pool_path(variant, OFFICIAL_VERSION, arch),
                         )
-                        for upstream, dists in COMMUNITY_BUILDS.items():
-                            for dist in dists:
-                                _build_deb(
-                                    work,
-                                    variant,
-                                    f"{upstream}.{dist}",
-                                    arch,
-                                    True,
-                                    root
-                                    / "community"
-                                    / community_deb_name(variant, dist, arch, upstream),
-                                )
+                        for upstream, dist, only in COMMUNITY_BUILDS:
+                            if only is not None and arch not in only:
+                                continue
+                            _build_deb(
+                                work,
+                                variant,
+                                f"{upstream}.{dist}",
+                                arch,
+                                True,
+                                root
+                                / "community"
+                                / community_deb_name(variant, dist, arch, upstream),
+                            )
                 _write_repo(repo, home, fingerprint, arches)
             finally:
                 run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
