@@ -27,8 +27,12 @@ What is a stand-in: the library. It exports ``tflite_plugin_create_delegate`` an
 runtime does when no accelerator is plugged in. The signing key is generated locally.
 
 Versions: official-like ``16.0`` (the last official release) and community-like
-``16.0tf2.17.1-1.bookworm`` (the Version that feranick's file names carry); dpkg orders the
-community version after ``16.0``.
+``16.0tf2.19.1-1.trixie`` / ``16.0tf2.17.1-1.bookworm`` (the Version that feranick's file
+names carry); dpkg orders the community versions after ``16.0``. The community releases and
+builds served are those ``coralpi plan`` picks for the Debian releases the fleet runs
+(:data:`COMMUNITY_BUILDS`; tests/unit/test_standin_community.py checks they match); the
+Ubuntu builds (``ubuntu22.04``, ``ubuntu24.04``) are not served, the fleet has no Ubuntu
+hosts.
 """
 
 from __future__ import annotations
@@ -57,8 +61,15 @@ ARCHES = {
 #: the real repository (google-coral/edgetpu issue 895): the stand-in repository does the same.
 MISSING_FROM_POOL = (("max", "arm64"),)
 OFFICIAL_VERSION = "16.0"
-COMMUNITY_UPSTREAM = "16.0tf2.17.1-1"
-COMMUNITY_DISTS = ("bookworm", "bullseye")
+#: (community release, build, Debian architectures or None for all) the stand-in serves:
+#: 16.0tf2.17.1-1 pairs with tflite-runtime (bullseye, bookworm), 16.0tf2.19.1-1 with
+#: ai-edge-litert (trixie's own build; ai-edge-litert has no armhf wheels).
+COMMUNITY_BUILDS: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
+    ("16.0tf2.17.1-1", "bookworm", None),
+    ("16.0tf2.17.1-1", "bullseye", None),
+    ("16.0tf2.19.1-1", "trixie", ("amd64", "arm64")),
+)
+COMMUNITY_UPSTREAM = "16.0tf2.17.1-1"  # the release a bookworm/bullseye host gets
 VARIANTS = ("std", "max")
 KEY_UID = "coralpi test fleet stand-in Coral repository <standin-coral@testfleet.invalid>"
 NO_DEVICE_MESSAGE = "Failed to open device: no Edge TPU attached (stand-in runtime)"
@@ -171,8 +182,21 @@ class StandinCoral:
         return self.community_dir / community_deb_name(variant, dist, arch)
 
 
-def community_deb_name(variant: str, dist: str = "bookworm", arch: str = "amd64") -> str:
-    return f"libedgetpu1-{variant}_{COMMUNITY_UPSTREAM}.{dist}_{arch}.deb"
+def community_deb_name(
+    variant: str, dist: str = "bookworm", arch: str = "amd64", upstream: str = COMMUNITY_UPSTREAM
+) -> str:
+    return f"libedgetpu1-{variant}_{upstream}.{dist}_{arch}.deb"
+
+
+def community_deb_names(arches: tuple[str, ...]) -> list[str]:
+    """Every community .deb file name the stand-in serves for these Debian architectures."""
+    return [
+        community_deb_name(variant, dist, arch, upstream)
+        for upstream, dist, only in COMMUNITY_BUILDS
+        for variant in VARIANTS
+        for arch in arches
+        if only is None or arch in only
+    ]
 
 
 def available_arches() -> tuple[str, ...]:
@@ -191,8 +215,7 @@ def _recipe_key(arches: tuple[str, ...]) -> str:
             MAX_CONFIG,
             MAX_PREINST,
             OFFICIAL_VERSION,
-            COMMUNITY_UPSTREAM,
-            COMMUNITY_DISTS,
+            COMMUNITY_BUILDS,
             SUITE,
             KEY_UID,
             NO_DEVICE_MESSAGE,
@@ -408,13 +431,15 @@ def ensure_standin(cache: Path) -> StandinCoral:
                             arch,
                             repo / _pool_path(variant, OFFICIAL_VERSION, arch),
                         )
-                        for dist in COMMUNITY_DISTS:
+                        for upstream, dist, only in COMMUNITY_BUILDS:
+                            if only is not None and arch not in only:
+                                continue
                             _build_deb(
                                 work,
                                 variant,
-                                f"{COMMUNITY_UPSTREAM}.{dist}",
+                                f"{upstream}.{dist}",
                                 arch,
-                                root / "community" / community_deb_name(variant, dist, arch),
+                                root / "community" / community_deb_name(variant, dist, arch, upstream),
                             )
                 _write_repo(repo, home, fingerprint, arches)
             finally:

@@ -45,7 +45,7 @@ from provision.artifacts.cache import ArtifactCache, ArtifactError, HashMismatch
 from provision.artifacts.downloads import Source
 from provision.artifacts.lockfile import Artifact, Lock, PlatformInputs, PlatformLock
 from provision.planning.kinds import fill_template
-from provision.planning.matrix import load_matrix
+from provision.planning.matrix import load_matrix, release_tag_for
 from provision.planning.plan import Plan
 from provision.planning.variables import BY_NAME, parse_bool
 from provision.redaction import credentials_of, without_credentials
@@ -181,6 +181,15 @@ def needs_coral_key(plan: Plan, settings: ArtifactSettings) -> bool:
         return settings.coral_source_enabled
     # The Coral repository is also where gasket-dkms (the PCIe driver) comes from.
     return plan.runtime.source == "coral-apt" or plan.choices.accelerator == "pcie"
+
+
+def runtime_deb_url(base: str, version: str, name: str) -> str:
+    """``<base>/<file>`` (a flat mirror), or ``<base>`` with ``{release}`` filled with the
+    release tag the runtime ``version`` is published under (feranick's GitHub layout)."""
+    if "{release}" in base:
+        tag = release_tag_for(version) or version
+        return f"{fill_template(base, release=tag).rstrip('/')}/{name}"
+    return f"{base.rstrip('/')}/{name}"
 
 
 def asset_url(base: str, commit: str, name: str) -> str:
@@ -361,7 +370,7 @@ def resolve_platform(
     # The runtime .debs first: an unreachable mirror shows before any index work.
     runtime = plan.runtime
     for variant, filename in sorted(runtime_debs(plan).items()):
-        url = f"{settings.community_runtime_url.rstrip('/')}/{filename}"
+        url = runtime_deb_url(settings.community_runtime_url, runtime.version, filename)
         got = downloads.fetch(
             cache, Source("deb", filename, url, _pin(pins, url, filename), SETTING_FOR_KIND["deb"])
         )
@@ -455,7 +464,7 @@ def platform_dirs(
     for art in plat.artifacts:
         if art.kind == "deb":
             if settings is not None:
-                url = f"{settings.community_runtime_url.rstrip('/')}/{art.name}"
+                url = runtime_deb_url(settings.community_runtime_url, art.version, art.name)
                 art = dataclasses.replace(art, url=url)
             variant = art.name.split("_", 1)[0].rsplit("-", 1)[-1]
             debs[variant] = _fetch_art(cache, art)

@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--os",
         dest="codename",
         metavar="CODENAME",
-        help="release codename: buster, bullseye, bookworm, trixie, jammy, noble",
+        help="release codename: buster, bullseye, bookworm, trixie, jammy, noble, resolute",
     )
     options.add_inventory(where, "Ansible inventory: plan its real hosts")
     where.add_argument(
@@ -92,6 +92,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "with -i: variables for every host, as ansible-playbook takes them (NAME=VALUE, "
         "@FILE or a JSON object): coralpi_* settings or what the connection needs, e.g. "
         "ansible_user=pi (repeatable)",
+    )
+    parser.add_argument(
+        "--sources",
+        action="store_true",
+        help="also show where each matrix fact the plan used was read, and when "
+        "(JSON always carries them)",
     )
     options.add_json(parser, "print JSON (docs/DESIGN.md 1)")
     parser.set_defaults(func=run)
@@ -171,7 +177,7 @@ def plan_inventory(
 def plan_rows(plan: Plan) -> list[tuple[str, str, str]]:
     """(field, choice, reason) rows for people."""
     rt, py, np_, cv = plan.runtime, plan.python_runtime, plan.numpy, plan.opencv
-    runtime = f"{rt.package} {rt.version} ({rt.source})"
+    runtime = f"{rt.package} {rt.version} ({rt.source}, TF {rt.tf_version})"
     if rt.deb_filename:
         runtime += f"\n{rt.deb_filename}"
     camera = plan.camera.method + (
@@ -182,7 +188,11 @@ def plan_rows(plan: Plan) -> list[tuple[str, str, str]]:
         venv += f"\nupgrade {plan.venv.pip}"
     return [
         ("runtime", runtime, rt.reason),
-        ("python_runtime", f"{py.package}=={py.version} ({py.python_tag})", py.reason),
+        (
+            "python_runtime",
+            f"{py.package}=={py.version} ({py.python_tag}, TF {py.tf_version})",
+            py.reason,
+        ),
         ("numpy", f"numpy{np_.constraint} from {np_.source}", np_.reason),
         (
             "opencv",
@@ -214,25 +224,27 @@ def image_line(plan: Plan) -> str:
     return f"image prepare/build: {choice.reason}"
 
 
-def _extra_lines(plan: Plan) -> list[str]:
+def _extra_lines(plan: Plan, sources: bool = False) -> list[str]:
     ok, message = controller_check(plan)
     lines = [f"warning: {w}" for w in plan.warnings]
     lines += list(plan.notes)
     lines.append(f"controller check: {'ok' if ok else 'NOT OK'}: {message}")
     lines.append(image_line(plan))
+    if sources:
+        lines += [f"source: {s.line()}" for s in plan.sources]
     return lines
 
 
-def render_plain(plan: Plan, title: str, out: TextIO) -> None:
+def render_plain(plan: Plan, title: str, out: TextIO, sources: bool = False) -> None:
     print(title, file=out)
     for name, choice, reason in plan_rows(plan):
         print(f"  {name}: {choice.replace(chr(10), ' ')}", file=out)
         print(f"    why: {reason}", file=out)
-    for line in _extra_lines(plan):
+    for line in _extra_lines(plan, sources):
         print(f"  {line}", file=out)
 
 
-def render_table(plan: Plan, title: str, out: TextIO) -> None:
+def render_table(plan: Plan, title: str, out: TextIO, sources: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -244,16 +256,16 @@ def render_table(plan: Plan, title: str, out: TextIO) -> None:
         table.add_row(*row)
     console = Console(file=out)
     console.print(table)
-    for line in _extra_lines(plan):
+    for line in _extra_lines(plan, sources):
         style = "yellow" if line.startswith("warning") or "NOT OK" in line else None
         console.print(line, style=style, markup=False, highlight=False)
 
 
-def render(plan: Plan, title: str, out: TextIO) -> None:
+def render(plan: Plan, title: str, out: TextIO, sources: bool = False) -> None:
     if out.isatty():
-        render_table(plan, title, out)
+        render_table(plan, title, out, sources)
     else:
-        render_plain(plan, title, out)
+        render_plain(plan, title, out, sources)
 
 
 def matrix_rows(choices: Choices, board: str | None = None) -> list[dict[str, Any]]:
@@ -340,7 +352,7 @@ def _run(args: argparse.Namespace, prober: Prober | None, named: Callable[[str],
             if not ok:
                 print(f"coralpi: controller: {message}", file=sys.stderr)
         else:
-            render(plan, f"plan for {target.describe()}", out)
+            render(plan, f"plan for {target.describe()}", out, args.sources)
         return 0
     probe = prober or options.prober(
         args.verbosity, progress=None if args.json else "probing hosts"
@@ -355,7 +367,7 @@ def _run(args: argparse.Namespace, prober: Prober | None, named: Callable[[str],
         out.write("\n")
     else:
         for host, plan in plans.items():
-            render(plan, f"{host}: {plan.target.describe()}", out)
+            render(plan, f"{host}: {plan.target.describe()}", out, args.sources)
     for host, message in errors.items():
         print(f"coralpi: {host}: {message}", file=sys.stderr)
     if any(h.probed and h.error is not None for h in planned.hosts):

@@ -18,10 +18,12 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from provision.errors import ConfigError, UnsupportedTarget
+from provision.planning.boards import PCIE_CARRIER, Board, board_for, boards_with_pcie
 from provision.planning.matrix_data import load_matrix_data
 from provision.planning.plan import (
     CameraDecision,
     ControllerDecision,
+    FactSource,
     NumpyDecision,
     OpenCVDecision,
     Plan,
@@ -53,6 +55,8 @@ class Release:
     pillow: str
     opencv: str
     note: str
+    source: str
+    checked: str
     #: Highest GLIBCXX_ / CXXABI_ version of the release's libstdc++ (None: not recorded).
     glibcxx: str | None = None
     cxxabi: str | None = None
@@ -62,27 +66,73 @@ class Release:
 class Wheel:
     package: str
     module: str
-    tpu_proven: bool
+    tpu: str  # "proven" | "reported"
     package_note: str
     version: str
+    tf: str  # the TensorFlow (Lite) version the wheel is built from
     python: tuple[str, str]
     numpy: str
     platforms: Mapping[str, str]
+    source: str
+    checked: str
+
+    @property
+    def tpu_proven(self) -> bool:
+        return self.tpu == "proven"
+
+
+@dataclass(frozen=True)
+class KnownGood:
+    """A libedgetpu release and Python runtime that a downstream project ships together."""
+
+    package: str
+    version: str
+    source: str
+
+
+@dataclass(frozen=True, eq=False)  # identity: each release is one row of the table
+class RuntimeRelease:
+    """One libedgetpu release of a source, with the TF version it was built against."""
+
+    version: str
+    tag: str  # the release's tag where its files are published ("" for apt)
+    tf: str
+    codenames: tuple[str, ...]  # releases it can be installed on
+    builds: Mapping[str, str]  # codename -> build (file name part)
+    native: tuple[str, ...]  # codenames whose build is their own
+    python_runtimes: Mapping[str, str]  # package -> versions it pairs with
+    known_good: tuple[KnownGood, ...]
+
+    def pairs_with(self, wheel: Wheel) -> bool:
+        spec = self.python_runtimes.get(wheel.package)
+        return spec is not None and Version(wheel.version) in SpecifierSet(spec)
 
 
 @dataclass(frozen=True)
 class RuntimeSource:
     name: str
-    version: str
     description: str
     why: str
     archs: tuple[str, ...]
-    codenames: tuple[str, ...]
-    builds: Mapping[str, str]
+    releases: tuple[RuntimeRelease, ...]  # newest TF first
     debarch: Mapping[str, str]
     filename: str
-    python_runtimes: Mapping[str, str]
     missing: tuple[tuple[str, str], ...]
+    source: str
+    checked: str
+
+    @property
+    def codenames(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(c for r in self.releases for c in r.codenames))
+
+    @property
+    def python_runtimes(self) -> Mapping[str, str]:
+        """package -> the versions any release pairs with (for messages)."""
+        merged: dict[str, list[str]] = {}
+        for rel in self.releases:
+            for package, spec in rel.python_runtimes.items():
+                merged.setdefault(package, []).append(spec)
+        return {k: " or ".join(dict.fromkeys(v)) for k, v in merged.items()}
 
 
 @dataclass(frozen=True)
@@ -112,6 +162,23 @@ def _pair(value: Any) -> tuple[str, str]:
     return str(low), str(high)
 
 
+def _runtime_release(r: Mapping[str, Any]) -> RuntimeRelease:
+    builds = {str(k): str(v) for k, v in r.get("builds", {}).items()}
+    return RuntimeRelease(
+        version=str(r["version"]),
+        tag=str(r.get("tag", "")),
+        tf=str(r["tf"]),
+        codenames=tuple(r.get("codenames", builds.keys())),
+        builds=builds,
+        native=tuple(r.get("native", r.get("codenames", ()))),
+        python_runtimes=dict(r["python_runtimes"]),
+        known_good=tuple(
+            KnownGood(str(k["package"]), str(k["version"]), str(k["source"]))
+            for k in r.get("known_good", [])
+        ),
+    )
+
+
 @cache
 def load_matrix() -> Matrix:
     """The typed data table (read once)."""
@@ -134,6 +201,8 @@ def load_matrix() -> Matrix:
             pillow=r["pillow"],
             opencv=r["opencv"],
             note=r["note"],
+            source=r["source"],
+            checked=r["checked"],
             glibcxx=r.get("glibcxx"),
             cxxabi=r.get("cxxabi"),
         )
@@ -146,28 +215,36 @@ def load_matrix() -> Matrix:
             Wheel(
                 package=pkg["package"],
                 module=pkg["module"],
-                tpu_proven=bool(pkg["tpu_proven"]),
+                tpu=str(pkg["tpu"]),
                 package_note=pkg["note"],
                 version=w["version"],
+                tf=str(w["tf"]),
                 python=_pair(w["python"]),
                 numpy=w["numpy"],
                 platforms=dict(w["platforms"]),
+                source=pkg["source"],
+                checked=pkg["checked"],
             )
             for w in entries
         )
     sources = tuple(
         RuntimeSource(
             name=s["name"],
-            version=s["version"],
             description=s["description"],
             why=s["why"],
             archs=tuple(s["archs"]),
-            codenames=tuple(s.get("codenames", s.get("builds", {}).keys())),
-            builds=dict(s.get("builds", {})),
+            releases=tuple(
+                sorted(
+                    (_runtime_release(r) for r in s["releases"]),
+                    key=lambda r: Version(r.tf),
+                    reverse=True,
+                )
+            ),
             debarch=dict(s.get("debarch", {})),
             filename=s.get("filename", ""),
-            python_runtimes=dict(s["python_runtimes"]),
             missing=tuple((m["variant"], m["arch"]) for m in s.get("missing", [])),
+            source=s["source"],
+            checked=s["checked"],
         )
         for s in raw["runtime_sources"]
     )
@@ -317,7 +394,7 @@ def _source_unavailable(source: RuntimeSource, ctx: _Ctx) -> str | None:
     if target.arch not in source.archs:
         return f"{source.name}: no {target.arch} packages"
     if target.codename not in source.codenames:
-        builds = sorted(set(source.builds.values()))
+        builds = sorted({b for r in source.releases for b in r.builds.values()})
         return f"{source.name}: no build runs on {target.codename} (builds: {', '.join(builds)})"
     if (variant, target.arch) in source.missing:
         return (
@@ -327,31 +404,37 @@ def _source_unavailable(source: RuntimeSource, ctx: _Ctx) -> str | None:
     return None
 
 
-def _runtime_decision(source: RuntimeSource, ctx: _Ctx, pairing: str) -> RuntimeDecision:
+def _runtime_decision(sel: _Selection, ctx: _Ctx, pairing: str) -> RuntimeDecision:
+    source, release = sel.source, sel.release
     variant = ctx.choices.runtime
     other = "max" if variant == "std" else "std"
     target = ctx.target
-    parts = [f"{source.description}; {source.why}", pairing]
+    what = f"libedgetpu {release.version}, {source.description}, built against TF {release.tf}"
+    parts = [f"{what}; {source.why}", pairing]
     deb_filename: str | None = None
     if source.filename:
-        build = source.builds[target.codename]
+        build = release.builds[target.codename]
         debarch = source.debarch[target.arch]
         deb_filename = source.filename.format(
-            variant=variant, version=source.version, build=build, debarch=debarch
+            variant=variant, version=release.version, build=build, debarch=debarch
         )
-        if build != target.codename:
+        if target.codename in release.native:
+            parts.append(f"its own {build} build for {target.codename}")
+        else:
             parts.append(
-                f"no {target.codename} build exists: the {build} build is used on "
-                f"{target.codename} (apt checks its libc6/libusb dependencies at install)"
+                f"no {target.codename} build of {release.version} exists: the {build} build is "
+                f"used on {target.codename} (apt checks its libc6/libusb dependencies at install)"
             )
     parts.append(str(load_matrix().variants[variant]["note"]))
     return RuntimeDecision(
         source=source.name,
         package=f"libedgetpu1-{variant}",
         conflicts=f"libedgetpu1-{other}",
-        version=source.version,
+        version=release.version,
         deb_filename=deb_filename,
         reason="; ".join(p for p in parts if p),
+        tf_version=release.tf,
+        release_tag=release.tag or None,
     )
 
 
@@ -386,6 +469,8 @@ def merge_specifiers(*specs: str) -> str:
 @dataclass(frozen=True)
 class _Selection:
     source: RuntimeSource
+    release: RuntimeRelease
+    release_why: str  # why this release of the source pairs with the wheel
     wheel: Wheel
     tag: str
     numpy: NumpyDecision
@@ -395,6 +480,51 @@ class _Selection:
     newer_passed_over: tuple[str, ...]
 
 
+def _same_tf(a: str, b: str) -> bool:
+    """Same TensorFlow release, ignoring pre-release tags ("2.19.1" == "2.19.1")."""
+    return Version(a).release[:3] == Version(b).release[:3] and not Version(b).is_prerelease
+
+
+def choose_release(
+    source: RuntimeSource, wheel: Wheel, codename: str
+) -> tuple[RuntimeRelease, str] | None:
+    """The release of ``source`` to pair with ``wheel`` on ``codename``, and why; None when
+    no release both installs there and pairs with the wheel.
+
+    By TensorFlow version: a release built for the wheel's own TF first, then one a
+    downstream project ships with this very wheel (known good), then the release with the
+    nearest TF at or below the wheel's, then the nearest above it.
+    """
+    able = [r for r in source.releases if codename in r.codenames and r.pairs_with(wheel)]
+    if not able:
+        return None
+    pair = f"{wheel.package} {wheel.version} (TF {wheel.tf})"
+    for rel in able:
+        if _same_tf(rel.tf, wheel.tf):
+            return rel, f"matched: libedgetpu {rel.version} is built for {pair}'s own TF"
+    for rel in able:
+        for good in rel.known_good:
+            if good.package == wheel.package and good.version == wheel.version:
+                return rel, f"known-good pair with {pair}: {good.source}"
+    wheel_tf = Version(wheel.tf)
+    below = [r for r in able if Version(r.tf) <= wheel_tf]
+    if below:
+        rel, where = below[0], "the nearest TF at or below"
+    else:
+        rel, where = min(able, key=lambda r: Version(r.tf)), "the nearest TF above"
+    spec = rel.python_runtimes[wheel.package]
+    why = (
+        f"no {source.name} release is built for {pair}'s TF; TF {rel.tf} is {where} it among "
+        f"the releases that pair with {wheel.package}{spec}"
+    )
+    goods = [g for g in rel.known_good if g.package == wheel.package]
+    if goods:
+        why += "; known good with it: " + ", ".join(
+            f"{g.package} {g.version} ({g.source})" for g in goods
+        )
+    return rel, why
+
+
 def _dedupe(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
@@ -402,12 +532,7 @@ def _dedupe(items: Iterable[str]) -> list[str]:
 def _unpaired_note(wheel: Wheel, numpy_extra: str, ctx: _Ctx) -> str:
     """Why a wheel that fits the platform was passed over for pairing reasons."""
     spec = merge_specifiers(wheel.numpy, numpy_extra)
-    names = [
-        s.name
-        for s in load_matrix().sources
-        if wheel.package in s.python_runtimes
-        and Version(wheel.version) in SpecifierSet(s.python_runtimes[wheel.package])
-    ]
+    names = [s.name for s in load_matrix().sources if any(r.pairs_with(wheel) for r in s.releases)]
     note = f"would need the {' or '.join(names) or 'unknown'} runtime"
     numpy = _numpy_for(spec, ctx)
     if isinstance(numpy, str) or numpy.source != "apt":
@@ -436,8 +561,8 @@ def _select(ctx: _Ctx, numpy_extra: str) -> _Selection:
             continue
         unpaired: list[str] = []
         for wheel, tag in fitting:
-            pairing = source.python_runtimes.get(wheel.package)
-            if pairing is None or Version(wheel.version) not in SpecifierSet(pairing):
+            chosen = choose_release(source, wheel, target.codename)
+            if chosen is None:
                 unpaired.append(f"{wheel.package} {wheel.version}")
                 wheel_notes.setdefault(wheel, _unpaired_note(wheel, numpy_extra, ctx))
                 continue
@@ -452,7 +577,10 @@ def _select(ctx: _Ctx, numpy_extra: str) -> _Selection:
                 and Version(w.version) > Version(wheel.version)
                 and w in wheel_notes
             ]
-            return _Selection(source, wheel, tag, numpy, tuple(source_notes), tuple(newer))
+            release, why = chosen
+            return _Selection(
+                source, release, why, wheel, tag, numpy, tuple(source_notes), tuple(newer)
+            )
         pairs = ", ".join(f"{k}{v}" for k, v in source.python_runtimes.items())
         source_notes.append(
             f"{source.name}: pairs only with {pairs}, which rules out {', '.join(unpaired)}"
@@ -477,9 +605,9 @@ def _python_runtime_decision(sel: _Selection, ctx: _Ctx) -> PythonRuntimeDecisio
     target, wheel = ctx.target, sel.wheel
     cp = python_tag(target.python)
     parts = [
-        f"{wheel.package} {wheel.version}: the newest wheel for {cp} {target.arch} "
-        f"(glibc {target.glibc}, file tag {sel.tag}) that pairs with the {sel.source.name} "
-        "runtime and whose numpy need this host meets"
+        f"{wheel.package} {wheel.version} (built from TF {wheel.tf}): the newest wheel for {cp} "
+        f"{target.arch} (glibc {target.glibc}, file tag {sel.tag}) that pairs with the "
+        f"{sel.source.name} runtime and whose numpy need this host meets"
     ]
     if sel.newer_passed_over:
         parts.append(f"chosen over newer {', '.join(sel.newer_passed_over)}")
@@ -488,7 +616,7 @@ def _python_runtime_decision(sel: _Selection, ctx: _Ctx) -> PythonRuntimeDecisio
                 f"the official {sel.source.name} runtime is preferred while a safe pairing exists"
             )
     if not wheel.tpu_proven:
-        parts.append(f"TPU-unproven: {wheel.package_note}")
+        parts.append(f"Edge TPU {wheel.tpu}, not proven here: {wheel.package_note}")
     if wheel.package == "ai-edge-litert":
         parts.append("it pulls flatbuffers, protobuf, ml_dtypes, tqdm and typing-extensions")
     return PythonRuntimeDecision(
@@ -498,6 +626,7 @@ def _python_runtime_decision(sel: _Selection, ctx: _Ctx) -> PythonRuntimeDecisio
         python_tag=cp,
         platform_tags=platform_tags(target.arch, target.glibc),
         reason="; ".join(parts),
+        tf_version=wheel.tf,
     )
 
 
@@ -556,31 +685,70 @@ def _camera_decision(ctx: _Ctx) -> CameraDecision:
     return CameraDecision(rel.camera_method, rel.boot_config, rel.camera_note)
 
 
+def _board_names(boards: Iterable[Board]) -> str:
+    return ", ".join(b.name for b in boards)
+
+
 def _accelerator_notes(ctx: _Ctx) -> tuple[list[str], list[str], list[str]]:
-    """(notes, warnings, apt packages) for the chosen accelerator."""
+    """(notes, warnings, apt packages) for the chosen accelerator. A Raspberry Pi the
+    boards table knows to have no PCIe lane is refused for ``pcie`` (ConfigError)."""
     target = ctx.target
     accel: Mapping[str, Any] = load_matrix().accelerators[ctx.choices.accelerator]
     notes = [f"accelerator: {ctx.choices.accelerator}: {accel['note']}"]
     warnings: list[str] = []
     apt = [str(p) for p in accel.get("apt_packages", [])]
+    board = board_for(target.board)
     if ctx.choices.accelerator == "pcie":
-        boards = [str(b) for b in accel["boards"]]
-        if target.is_raspberry_pi and not any(str(target.board).startswith(b) for b in boards):
-            warnings.append(
-                f"coralpi_accelerator: pcie, but {target.board} has no PCIe lane for a Coral "
-                f"(boards with one: {', '.join(boards)}); a USB accelerator is what fits it"
+        if board is not None and not board.has_pcie:
+            usb = "a USB 3 port" if board.usb3 else "a USB port (USB 2 only: 3-4x slower)"
+            raise ConfigError(
+                f"coralpi_accelerator: pcie, but the {board.name} ({target.board}) has no PCIe "
+                f"lane for a Coral: use coralpi_accelerator: usb with the USB Accelerator on "
+                f"{usb}, or a board with one ({_board_names(boards_with_pcie())})"
             )
-        elif not target.is_raspberry_pi:
+        if board is None and target.is_raspberry_pi:
             warnings.append(
-                f"coralpi_accelerator: pcie on a board that is not a Raspberry Pi 5/CM4 "
+                f"coralpi_accelerator: pcie on {target.board}, a board the boards table does "
+                f"not know (known with a PCIe lane: {_board_names(boards_with_pcie())}): make "
+                "sure it has one the Coral card fits"
+            )
+        elif board is None:
+            warnings.append(
+                f"coralpi_accelerator: pcie on a board that is not a Raspberry Pi "
                 f"({target.board or 'unknown board'}): make sure it has an M.2/PCIe slot the "
                 "Coral card fits"
+            )
+        elif board.pcie == PCIE_CARRIER:
+            notes.append(
+                f"accelerator: the {board.name} routes its PCIe lane to the carrier board: "
+                "the carrier needs an M.2/PCIe slot the Coral card fits"
             )
         notes.append(
             "accelerator: gasket-dkms comes from the Coral apt repository, so that "
             "source is needed whichever runtime source is used"
         )
+    elif board is not None and not board.usb3:
+        warnings.append(
+            f"coralpi_accelerator: usb on the {board.name}, which has no USB 3 port: the USB "
+            "Accelerator runs at USB 2 speed (3-4x the latency)"
+        )
     return notes, warnings, apt
+
+
+def _board_release_check(target: Target, rel: Release) -> None:
+    """Refuse a release older than the oldest one that boots the host's board."""
+    board = board_for(target.board)
+    if board is None:
+        return
+    oldest_name = board.oldest.get(rel.family)
+    if oldest_name is None:
+        raise _Unsupported(f"the {board.name} has no supported {rel.family} release")
+    oldest = load_matrix().releases[oldest_name]
+    if rel.order < oldest.order:
+        raise _Unsupported(
+            f"the {board.name} ({target.board}) needs {oldest.name} ({rel.family} "
+            f"{oldest.version}) or later; {rel.name} does not boot it"
+        )
 
 
 def _controller_decision(target: Target) -> ControllerDecision:
@@ -656,6 +824,7 @@ def _resolve(target: Target, choices: Choices) -> Plan:
             f"os_id {target.os_id!r} does not match release {rel.name} "
             f"(expected one of {', '.join(rel.os_ids)})"
         )
+    _board_release_check(target, rel)
     ctx = _Ctx(target, choices, rel, system_python=target.python == rel.python)
     opencv_cfg: Mapping[str, Any] = m.opencv_pip
     # A host no runtime can serve is refused as such before its choices are judged.
@@ -718,21 +887,24 @@ def _resolve(target: Target, choices: Choices) -> Plan:
     apt.extend(acc_apt)
     if not sel.wheel.tpu_proven:
         warnings.append(
-            f"{sel.wheel.package} {sel.wheel.version} is TPU-unproven: the smoke test may run on "
-            f"the CPU only (python {target.python} has no tflite-runtime wheel)"
+            f"{sel.wheel.package} {sel.wheel.version} with the Edge TPU is {sel.wheel.tpu} "
+            "(Frigate's detector and users load libedgetpu through it), not proven here: if the "
+            f"delegate does not load, the smoke test runs on the CPU only (python {target.python} "
+            "has no tflite-runtime wheel)"
         )
     if rel.note:
         notes.append(f"release: {rel.name}: {rel.note}")
     venv = _venv_decision(ctx, sel, site, pypi_extras)
     if venv.pip is not None:
         pip.insert(0, venv.pip)
-    pairing = f"paired here with {sel.wheel.package} {sel.wheel.version}" + "".join(
-        f"; not {note}" for note in sel.sources_passed_over
-    )
+    pairing = (
+        f"paired by TensorFlow version with {sel.wheel.package} {sel.wheel.version}: "
+        f"{sel.release_why}"
+    ) + "".join(f"; not {note}" for note in sel.sources_passed_over)
     return Plan(
         target=target,
         choices=choices,
-        runtime=_runtime_decision(sel.source, ctx, pairing),
+        runtime=_runtime_decision(sel, ctx, pairing),
         python_runtime=_python_runtime_decision(sel, ctx),
         numpy=sel.numpy,
         opencv=opencv,
@@ -745,7 +917,40 @@ def _resolve(target: Target, choices: Choices) -> Plan:
         controller=_controller_decision(target),
         notes=tuple(notes),
         warnings=tuple(warnings),
+        sources=_plan_sources(sel, ctx),
     )
+
+
+def _plan_sources(sel: _Selection, ctx: _Ctx) -> tuple[FactSource, ...]:
+    """Where each matrix row this plan used was read, and when."""
+    m = load_matrix()
+    rel, wheel, source = ctx.release, sel.wheel, sel.source
+    rows = [
+        FactSource(f"release {rel.name}", rel.source, rel.checked),
+        FactSource(f"python runtime {wheel.package}", wheel.source, wheel.checked),
+        FactSource(f"runtime source {source.name}", source.source, source.checked),
+    ]
+    for good in sel.release.known_good:
+        rows.append(FactSource(f"known-good pair {good.package} {good.version}", good.source, ""))
+    board = board_for(ctx.target.board)
+    if board is not None:
+        rows.append(FactSource(f"board {board.name}", board.source, board.checked))
+    accel: Mapping[str, Any] = m.accelerators[ctx.choices.accelerator]
+    rows.append(
+        FactSource(
+            f"accelerator {ctx.choices.accelerator}", str(accel["source"]), str(accel["checked"])
+        )
+    )
+    variant: Mapping[str, Any] = m.variants[ctx.choices.runtime]
+    rows.append(
+        FactSource(
+            f"variant {ctx.choices.runtime}", str(variant["source"]), str(variant["checked"])
+        )
+    )
+    for name in ("numpy_pypi", "opencv_pip", "venv"):
+        table: Mapping[str, Any] = load_matrix_data()[name]
+        rows.append(FactSource(name, str(table["source"]), str(table["checked"])))
+    return tuple(rows)
 
 
 def _release_target(rel: Release, arch: str, like: Target) -> Target:
@@ -812,6 +1017,16 @@ def resolve(target: Target, choices: Choices) -> Plan:
             nearest=nearest[0] if nearest else None,
             alternatives=tuple(nearest[1:]),
         ) from None
+
+
+def release_tag_for(version: str) -> str | None:
+    """The tag a libedgetpu release ``version`` is published under ("16.0tf2.19.1-1" ->
+    "16.0TF2.19.1-1"), or None when the matrix does not know it or it has none."""
+    for source in load_matrix().sources:
+        for rel in source.releases:
+            if rel.version == version and rel.tag:
+                return rel.tag
+    return None
 
 
 def controller_supports(plan: Plan, ansible_core_version: str) -> tuple[bool, str]:

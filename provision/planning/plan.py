@@ -18,6 +18,8 @@ class RuntimeDecision:
     version: str
     deb_filename: str | None
     reason: str
+    tf_version: str = ""  # the TensorFlow version libedgetpu was built against
+    release_tag: str | None = None  # where the community release's files are published
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -26,6 +28,8 @@ class RuntimeDecision:
             "conflicts": self.conflicts,
             "version": self.version,
             "deb_filename": self.deb_filename,
+            "tf_version": self.tf_version,
+            "release_tag": self.release_tag,
             "reason": self.reason,
         }
 
@@ -40,6 +44,7 @@ class PythonRuntimeDecision:
     python_tag: str
     platform_tags: tuple[str, ...]
     reason: str
+    tf_version: str = ""  # the TensorFlow (Lite) version the wheel is built from
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +53,7 @@ class PythonRuntimeDecision:
             "module": self.module,
             "python_tag": self.python_tag,
             "platform_tags": list(self.platform_tags),
+            "tf_version": self.tf_version,
             "reason": self.reason,
         }
 
@@ -116,6 +122,22 @@ class ControllerDecision:
 
 
 @dataclass(frozen=True)
+class FactSource:
+    """Where one matrix row a plan used was read (URL or repository + path), and when."""
+
+    what: str  # "release bookworm", "python runtime ai-edge-litert", "board Raspberry Pi 5"
+    source: str
+    checked: str  # YYYY-MM-DD ("" when the row gives none of its own)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"what": self.what, "source": self.source, "checked": self.checked}
+
+    def line(self) -> str:
+        when = f" (checked {self.checked})" if self.checked else ""
+        return f"{self.what}: {self.source}{when}"
+
+
+@dataclass(frozen=True)
 class Plan:
     target: Target
     choices: Choices
@@ -134,6 +156,8 @@ class Plan:
     notes: tuple[str, ...] = field(default=())
     # Things that will probably not work as the user expects; shown prominently.
     warnings: tuple[str, ...] = field(default=())
+    # Where the matrix rows this plan used were read, and when (`coralpi plan --sources`).
+    sources: tuple[FactSource, ...] = field(default=())
 
     @property
     def reasons(self) -> list[str]:
@@ -168,5 +192,6 @@ class Plan:
             "pip_requirements": list(self.pip_requirements),
             "controller": self.controller.to_dict(),
             "warnings": list(self.warnings),
+            "sources": [s.to_dict() for s in self.sources],
             "reasons": self.reasons,
         }

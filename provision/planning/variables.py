@@ -86,9 +86,11 @@ REGISTRY: tuple[Variable, ...] = (
     Variable(
         "coralpi_community_runtime_url",
         "url",
-        "https://github.com/feranick/libedgetpu/releases/download/16.0TF2.17.1-1",
-        "base URL of the community libedgetpu .debs",
+        "https://github.com/feranick/libedgetpu/releases/download/{release}",
+        "base URL of the community libedgetpu .debs; {release} (optional) is the plan's "
+        "release tag, e.g. 16.0TF2.19.1-1; without it the files are fetched flat from the URL",
         schemes=_FETCHED,
+        fields=("release",),
     ),
     Variable(
         "coralpi_assets_url",

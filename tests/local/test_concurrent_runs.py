@@ -33,8 +33,14 @@ from verify.assets import PINNED, SMOKE_FILES
 ROOT = Path(__file__).resolve().parents[2]
 TESTDATA = ROOT.parent / "shared" / "testdata" / "coral"
 CORALPI = str(Path(sys.executable).parent / "coralpi")
-DEB_NAMES = [f"libedgetpu1-{v}_16.0tf2.17.1-1.bookworm_amd64.deb" for v in ("std", "max")]
-#: Four platforms (two releases x OpenCV from apt or pip) sharing the same .debs and assets.
+#: bookworm gets the community 16.0tf2.17.1-1 bookworm build, trixie 16.0tf2.19.1-1's own.
+DEB_NAMES = [
+    f"libedgetpu1-{v}_{release}_amd64.deb"
+    for v in ("std", "max")
+    for release in ("16.0tf2.17.1-1.bookworm", "16.0tf2.19.1-1.trixie")
+]
+#: Four platforms (two releases x OpenCV from apt or pip); each release's two share its .debs,
+#: all four the assets.
 PLATFORMS = [
     ("bookworm", "3.11", "2.36", "apt"),
     ("bookworm", "3.11", "2.36", "pip"),

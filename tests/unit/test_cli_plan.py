@@ -6,6 +6,7 @@ import argparse
 import io
 import json
 import platform
+import re
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -114,10 +115,15 @@ def test_all_rows_summarise_the_matrix() -> None:
     proc = run_cli("plan", "--all", "--json")
     assert proc.returncode == 0, proc.stderr
     rows = {row["target"]: row for row in json.loads(proc.stdout)}
-    assert len(rows) == 6 * 3  # every release x architecture
+    assert len(rows) == 7 * 3  # every release x architecture
     assert rows["bookworm armv7l python 3.11"]["python_runtime"] == "tflite-runtime==2.14.0"
     refused = {t for t, row in rows.items() if not row["supported"]}
-    assert refused == {"trixie armv7l python 3.13", "noble armv7l python 3.12"}
+    assert refused == {
+        "trixie armv7l python 3.13",
+        "noble armv7l python 3.12",
+        "resolute armv7l python 3.14",
+    }
+    assert rows["resolute aarch64 python 3.14"]["python_runtime"] == "ai-edge-litert==2.3.0"
     assert rows["trixie armv7l python 3.13"]["nearest"] == "bookworm armv7l python 3.11"
     plain = run_cli("plan", "--all")
     assert "trixie armv7l python 3.13: REFUSED (nearest: bookworm armv7l python 3.11)" in (
@@ -133,10 +139,25 @@ def test_plain_output_when_not_a_terminal() -> None:
     lines = proc.stdout.splitlines()
     assert lines[0] == "plan for buster armv7l python 3.7"
     assert any(
-        line.strip().startswith("runtime: libedgetpu1-std 16.0 (coral-apt)") for line in lines
+        line.strip().startswith("runtime: libedgetpu1-std 16.0 (coral-apt, TF 2.5.0)")
+        for line in lines
     )
+    assert not any(line.strip().startswith("source:") for line in lines)  # only with --sources
     assert any(line.strip().startswith("controller: ansible-core>=2.17,<2.18") for line in lines)
     assert any(line.strip().startswith("controller check:") for line in lines)
+
+
+def test_sources_show_where_each_fact_used_was_read() -> None:
+    proc = run_cli("plan", "--os", "trixie", "--arch", "aarch64", "--python", "3.13",
+                   "--board", "Raspberry Pi 5 Model B Rev 1.0", "--sources")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    sources = [ln.strip() for ln in proc.stdout.splitlines() if ln.strip().startswith("source:")]
+    whats = [ln.split(":", 2)[1].strip() for ln in sources]
+    for what in ("release trixie", "python runtime ai-edge-litert", "runtime source community-deb",
+                 "board Raspberry Pi 5", "accelerator usb"):  # fmt: skip
+        assert what in whats, sources
+    assert all(re.search(r"\(checked \d{4}-\d{2}-\d{2}\)$", ln) for ln in sources), sources
+    assert any("feranick/libedgetpu" in ln for ln in sources)
 
 
 def test_plan_explains_ansible_on_the_pi_for_images() -> None:

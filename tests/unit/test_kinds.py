@@ -71,7 +71,11 @@ def test_every_url_variable_has_a_good_example_that_is_accepted() -> None:
         ("coralpi_assets_url", "https://m.example/{commit.__class__}/{file}", "template field"),
         ("coralpi_assets_url", "https://m.example/{0}/{file}", "template field"),
         ("coralpi_assets_url", "https://m.example/{commit/{file}", "unbalanced"),
-        ("coralpi_community_runtime_url", "https://m.example/{commit}", "'{'"),
+        (
+            "coralpi_community_runtime_url",
+            "https://m.example/{commit}",
+            "unknown template field {commit}",
+        ),
         ("coralpi_coral_repo_url", ["https://m.example"], "not a URL"),
         ("coralpi_user", "pi\nroot", "not a user name"),
         ("coralpi_user", "Pi", "not a user name"),

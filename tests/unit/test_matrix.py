@@ -151,13 +151,18 @@ def test_trixie_gets_ai_edge_litert(arch: str) -> None:
         "ai_edge_litert.interpreter",
     )
     assert f"manylinux_2_27_{arch}" in py.reason
-    assert "TPU-unproven" in py.reason
-    assert any("TPU-unproven" in w for w in plan.warnings)
+    assert py.tf_version == "2.22.0-dev"
+    assert "Edge TPU reported, not proven here" in py.reason
+    assert any("reported" in w and "not proven here" in w for w in plan.warnings)
     assert plan.runtime.source == "community-deb"
-    assert (
-        plan.runtime.deb_filename == f"libedgetpu1-std_16.0tf2.17.1-1.bookworm_{DEBARCH[arch]}.deb"
-    )
-    assert "bookworm build is used on trixie" in plan.runtime.reason
+    # trixie has its own build of the newest community release (TF 2.19.1, the nearest TF
+    # at or below ai-edge-litert's 2.22-dev).
+    assert plan.runtime.version == "16.0tf2.19.1-1"
+    assert plan.runtime.tf_version == "2.19.1"
+    assert plan.runtime.release_tag == "16.0TF2.19.1-1"
+    assert plan.runtime.deb_filename == f"libedgetpu1-std_16.0tf2.19.1-1.trixie_{DEBARCH[arch]}.deb"
+    assert "its own trixie build" in plan.runtime.reason
+    assert "nearest TF at or below" in plan.runtime.reason
     assert plan.numpy.source == "apt"  # trixie's numpy 2.2 meets >=1.23.2
     assert "<2" not in plan.numpy.constraint
     assert plan.controller.ansible_core == ">=2.18"
@@ -185,8 +190,9 @@ def test_jammy_arm64_takes_2_14_with_numpy_from_pypi() -> None:
     assert plan.python_runtime.version == "2.14.0"
     assert plan.numpy.source == "pip"  # jammy's numpy 1.21.5 < 1.23.2; PyPI has aarch64 wheels
     assert "numpy>=1.23.2,<2" in plan.pip_requirements
-    assert plan.runtime.deb_filename == "libedgetpu1-std_16.0tf2.17.1-1.bookworm_arm64.deb"
-    assert "no jammy build" in plan.runtime.reason
+    # tflite-runtime pairs only with 16.0tf2.17.1-1, which has its own Ubuntu 22.04 build.
+    assert plan.runtime.deb_filename == "libedgetpu1-std_16.0tf2.17.1-1.ubuntu22.04_arm64.deb"
+    assert "its own ubuntu22.04 build for jammy" in plan.runtime.reason
 
 
 def test_jammy_armv7l_falls_back_to_the_wheel_its_numpy_fits() -> None:
@@ -243,7 +249,8 @@ def test_unknown_codename_is_refused() -> None:
     with pytest.raises(UnsupportedTarget, match="unknown release 'focal'") as err:
         resolve(Target("ubuntu", "focal", "aarch64", "3.8", "2.31"), Choices())
     assert err.value.nearest is not None
-    assert err.value.nearest.startswith("noble aarch64")
+    # An unknown release has no place in its family's order: the newest of the family.
+    assert err.value.nearest.startswith("resolute aarch64")
 
 
 def test_os_id_must_match_the_release() -> None:
@@ -283,8 +290,12 @@ def test_pcie_needs_a_board_with_a_lane() -> None:
     assert pi5.warnings == ()
     assert "gasket-dkms" in pi5.apt_packages
     assert any("gasket" in r for r in pi5.reasons)
-    pi4 = plan_for("bookworm", "aarch64", board=PI4, accelerator="pcie")
-    assert any("no PCIe lane" in w for w in pi4.warnings)
+    with pytest.raises(ConfigError) as err:
+        plan_for("bookworm", "aarch64", board=PI4, accelerator="pcie")
+    message = str(err.value)
+    assert "Raspberry Pi 4" in message and "no PCIe lane" in message
+    assert "coralpi_accelerator: usb" in message  # what works on this board
+    assert "Raspberry Pi 5" in message and "Compute Module 4" in message
 
 
 # ---------------------------------------------------------------------------------------
@@ -356,6 +367,7 @@ DESIGN_KEYS = {
     "pip_requirements",
     "controller",
     "warnings",
+    "sources",
     "reasons",
 }
 SUPPORTED = [
@@ -369,6 +381,8 @@ SUPPORTED = [
     ("trixie", "x86_64"),
     ("jammy", "aarch64"),
     ("noble", "aarch64"),
+    ("resolute", "aarch64"),
+    ("resolute", "x86_64"),
 ]
 
 
@@ -384,6 +398,8 @@ def test_plan_dict_has_the_design_shape(codename: str, arch: str) -> None:
         "conflicts",
         "version",
         "deb_filename",
+        "tf_version",
+        "release_tag",
         "reason",
     }
     assert set(data["python_runtime"]) == {
@@ -392,8 +408,12 @@ def test_plan_dict_has_the_design_shape(codename: str, arch: str) -> None:
         "module",
         "python_tag",
         "platform_tags",
+        "tf_version",
         "reason",
     }
+    assert data["runtime"]["tf_version"] and data["python_runtime"]["tf_version"]
+    assert all(set(s) == {"what", "source", "checked"} for s in data["sources"])
+    assert any(s["what"] == f"release {codename}" for s in data["sources"])
     assert data["ld_preload_reason"]
     prefixes = {r.split(":", 1)[0] for r in data["reasons"]}
     assert {
@@ -412,8 +432,16 @@ def test_plan_dict_has_the_design_shape(codename: str, arch: str) -> None:
 def test_community_builds_name_known_releases() -> None:
     m = load_matrix()
     for source in m.sources:
-        assert set(source.codenames) <= set(m.releases)
-        assert set(source.builds.values()) <= set(m.releases)
+        for rel in source.releases:
+            assert set(rel.codenames) <= set(m.releases)
+            assert set(rel.builds) <= set(rel.codenames)
+            if not rel.builds:  # apt: one suite for every release it lists
+                continue
+            assert set(rel.native) <= set(rel.builds)
+            for codename in rel.native:  # a native build is named for its own release
+                release = m.releases[codename]
+                own = codename if release.family == "debian" else f"ubuntu{release.version}"
+                assert rel.builds[codename] == own, (rel.version, codename)
 
 
 def test_merge_specifiers_keeps_the_tightest_bounds() -> None:
