@@ -439,7 +439,9 @@ def ensure_standin(cache: Path) -> StandinCoral:
                                 variant,
                                 f"{upstream}.{dist}",
                                 arch,
-                                root / "community" / community_deb_name(variant, dist, arch, upstream),
+                                root
+                                / "community"
+                                / community_deb_name(variant, dist, arch, upstream),
                             )
                 _write_repo(repo, home, fingerprint, arches)
             finally:
