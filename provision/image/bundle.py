@@ -125,6 +125,8 @@ def build_bundle(
     art = root / "artifacts"
     _copy_files(sorted(arts.wheels_dir.iterdir()), art / "wheels")
     _copy_files(list(arts.runtime_debs.values()), art / "debs")
+    if arts.driver_deb is not None:
+        _copy_files([arts.driver_deb], art / "debs")
     if arts.coral_keyring is not None:
         _copy_files([arts.coral_keyring], art / "keyring")
     _copy_files(sorted(arts.verify_assets.iterdir()), art / "assets")
@@ -137,6 +139,7 @@ def build_bundle(
         runtime_debs={k: on_pi / "debs" / p.name for k, p in arts.runtime_debs.items()},
         coral_keyring=on_pi / "keyring" / keyring.name if keyring else None,
         verify_assets=on_pi / "assets",
+        driver_deb=on_pi / "debs" / arts.driver_deb.name if arts.driver_deb else None,
     )
     (root / "vars").mkdir()
     plans = {"localhost": playbook_plan(host.plan, pi_arts)}
