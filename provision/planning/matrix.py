@@ -620,7 +620,8 @@ def _pcie_decision(ctx: _Ctx) -> tuple[PcieDecision, list[str]]:
             "kernel8.img: that line would leave the Pi unbootable). Use Raspberry Pi OS "
             "Bookworm or Trixie (64-bit) for an M.2/PCIe Coral"
         )
-    if target.arch != "aarch64" or rel.name not in accel["releases"]:
+    # armv7l: a 32-bit userland (kernel8.img and the rpi-v8 headers are arm64's).
+    if target.arch == "armv7l" or rel.name not in accel["releases"]:
         raise _Unsupported(
             f"coralpi_accelerator: pcie on {target.describe()}: the M.2/PCIe Coral path "
             "(kernel8.img, linux-headers-rpi-v8) needs 64-bit Raspberry Pi OS "

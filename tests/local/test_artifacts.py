@@ -50,6 +50,9 @@ ROOT = Path(__file__).resolve().parents[2]
 TESTDATA = ROOT / ".." / "shared" / "testdata" / "coral"
 DEB_STD = "libedgetpu1-std_16.0tf2.17.1-1.bookworm_amd64.deb"
 DEB_MAX = "libedgetpu1-max_16.0tf2.17.1-1.bookworm_amd64.deb"
+#: The PCIe driver's file name; what the loopback server serves under it is a stand-in.
+DRIVER_DEB = "gasket-dkms_1.0-18.4_all.deb"
+PI5 = "Raspberry Pi 5 Model B Rev 1.0"
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -113,6 +116,8 @@ def upstream(tmp_path: Path, gpg_key: tuple[bytes, str]) -> Iterator[dict[str, A
     debs.mkdir()
     for name in (DEB_STD, DEB_MAX):
         (debs / name).write_bytes(b"stand-in payload for " + name.encode() + b"\n" * 1000)
+    (docroot / "gasket").mkdir()
+    (docroot / "gasket" / DRIVER_DEB).write_bytes(b"stand-in gasket-dkms payload\n" * 100)
     (docroot / "apt" / "doc").mkdir(parents=True)
     (docroot / "apt" / "doc" / "apt-key.gpg").write_bytes(gpg_key[0])
     server = _QuietServer(
@@ -122,6 +127,7 @@ def upstream(tmp_path: Path, gpg_key: tuple[bytes, str]) -> Iterator[dict[str, A
     thread.start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     sha = {n: hashlib.sha256((debs / n).read_bytes()).hexdigest() for n in (DEB_STD, DEB_MAX)}
+    driver_sha = hashlib.sha256((docroot / "gasket" / DRIVER_DEB).read_bytes()).hexdigest()
     try:
         yield {
             "base": base,
@@ -132,8 +138,13 @@ def upstream(tmp_path: Path, gpg_key: tuple[bytes, str]) -> Iterator[dict[str, A
                 "coralpi_community_runtime_url": f"{base}/runtime",
                 "coralpi_coral_repo_url": f"{base}/apt",
                 "coralpi_coral_key_fingerprints": [gpg_key[1]],
+                "coralpi_gasket_dkms_url": f"{base}/gasket",
             },
-            "pins": {f"{base}/runtime/{n}": s for n, s in sha.items()},
+            "pins": {
+                **{f"{base}/runtime/{n}": s for n, s in sha.items()},
+                f"{base}/gasket/{DRIVER_DEB}": driver_sha,
+            },
+            "driver_sha": driver_sha,
         }
     finally:
         server.shutdown()
@@ -400,7 +411,13 @@ def test_fleet_of_one_platform_costs_one_download(upstream: dict[str, Any], tmp_
     assert one == three > 0
     art = results[0]
     assert results[1] == results[2] == art
-    assert set(art.to_dict()) == {"wheels_dir", "runtime_debs", "coral_keyring", "verify_assets"}
+    assert set(art.to_dict()) == {
+        "wheels_dir",
+        "runtime_debs",
+        "coral_keyring",
+        "verify_assets",
+        "driver_deb",
+    }
     assert art.runtime_debs["std"].name == DEB_STD
     assert art.runtime_debs["max"].name == DEB_MAX
     assert art.coral_keyring is None and art.to_dict()["coral_keyring"] == ""
@@ -481,6 +498,56 @@ def test_max_runtime_plan_keeps_both_debs(upstream: dict[str, Any], tmp_path: Pa
     (plat,) = lock.platforms.values()
     debs = {a.name for a in plat.artifacts if a.kind == "deb"}
     assert debs == {DEB_STD, DEB_MAX}
+
+
+def pcie_plan(codename: str = "bookworm") -> Plan:
+    """A Pi 5 with the M.2 Coral (an x86_64 userland stands in for arm64: no wheels)."""
+    python, glibc = {"bookworm": ("3.11", "2.36"), "trixie": ("3.13", "2.41")}[codename]
+    plan = resolve(
+        Target("debian", codename, "x86_64", python, glibc, PI5), Choices(accelerator="pcie")
+    )
+    return dataclasses.replace(plan, pip_requirements=())
+
+
+def test_the_pcie_driver_deb_is_pinned_once_for_every_platform(
+    upstream: dict[str, Any], tmp_path: Path
+) -> None:
+    cache = ArtifactCache.open(tmp_path / "c")
+    lock = _pinned_lock(upstream, cache, [pcie_plan(), pcie_plan("trixie"), bookworm_amd64()])
+    (driver,) = [a for a in lock.shared if a.kind == "deb"]
+    assert (driver.name, driver.version, driver.sha256) == (
+        DRIVER_DEB,
+        "1.0-18.4",
+        upstream["driver_sha"],
+    )
+    assert driver.url == f"{upstream['base']}/gasket/{DRIVER_DEB}"
+    assert "pcie driver: gasket-dkms 1.0-18.4" in driver.reason
+    assert lockfile.parse(lockfile.render(lock)) == lock
+    lock_path = tmp_path / "coralpi.lock"
+    lockfile.write_if_changed(lock_path, lock)
+    fresh = ArtifactCache.open(tmp_path / "host-cache")
+    arts = ensure_host_artifacts(pcie_plan(), upstream["vars"], fresh, lock_path=lock_path)
+    assert arts.driver_deb is not None
+    assert hashlib.sha256(arts.driver_deb.read_bytes()).hexdigest() == upstream["driver_sha"]
+    assert arts.to_dict()["driver_deb"] == str(arts.driver_deb)
+    usb = ensure_host_artifacts(bookworm_amd64(), upstream["vars"], fresh, lock_path=lock_path)
+    assert usb.driver_deb is None and usb.to_dict()["driver_deb"] == ""
+    # tampered bytes behind the same URL are refused against the lock's pin
+    (upstream["docroot"] / "gasket" / DRIVER_DEB).write_bytes(b"something else")
+    with pytest.raises(HashMismatch):
+        ensure_host_artifacts(
+            pcie_plan(), upstream["vars"], ArtifactCache.open(tmp_path / "c3"), lock_path=lock_path
+        )
+
+
+def test_an_unpinned_driver_deb_over_plain_http_is_refused_naming_its_setting(
+    upstream: dict[str, Any], tmp_path: Path
+) -> None:
+    runtime_pins = {u: h for u, h in upstream["pins"].items() if DRIVER_DEB not in u}
+    only_runtime = ArtifactSettings.from_vars(upstream["vars"], pins=runtime_pins)
+    with pytest.raises(ArtifactError, match="coralpi_gasket_dkms_url") as err:
+        ensure_host_artifacts(pcie_plan(), only_runtime, ArtifactCache.open(tmp_path / "c"))
+    assert DRIVER_DEB in str(err.value)
 
 
 def test_cli_lock_unreachable_mirror_exits_1_without_traceback(tmp_path: Path) -> None:
