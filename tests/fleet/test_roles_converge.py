@@ -714,8 +714,10 @@ def test_pi5_pcie_standin_boot_lines_written_once_driver_installed_reboot_pendin
         pins=(*fleet_settings(roles_fleet).pins, (driver.name, sha256_of(driver))),
     )
     pi = {"pi1": (plan, ensure_host_artifacts(plan, settings, open_cache()))}
+    # The roles a PCIe Coral adds or changes (the others are the converge's, unchanged).
+    roles = ("--tags", "coralpi_boot,coralpi_edgetpu,coralpi_pcie,coralpi_record")
 
-    run = run_playbook(roles_fleet, workdir, "provision.yml", pi, limit="pi1")
+    run = run_playbook(roles_fleet, workdir, "provision.yml", pi, *roles, limit="pi1")
     assert run.rc == 0, run.output[-6000:]
     text = host_text(roles_fleet, "pi1", f"cat {config}")
     assert text.startswith(PI5_CONFIG_TXT)  # every line of the user's kept, in place
@@ -737,7 +739,7 @@ def test_pi5_pcie_standin_boot_lines_written_once_driver_installed_reboot_pendin
     assert "apex" in host_text(roles_fleet, "pi1", "id -nG pi").split()
     assert local_fact(roles_fleet, "pi1")["accelerator"] == "pcie"
 
-    again = run_playbook(roles_fleet, workdir, "provision.yml", pi, limit="pi1")
+    again = run_playbook(roles_fleet, workdir, "provision.yml", pi, *roles, limit="pi1")
     assert again.rc == 0 and again.changed("pi1") == 0, again.output[-6000:]
     assert host_text(roles_fleet, "pi1", f"cat {config}") == text
     assert "reboot needed" not in again.output
