@@ -302,27 +302,136 @@ def check_usb_accelerator(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
     )
 
 
+PCIE_HEADERS_FIX = (
+    "install the headers of the running kernel (its flavour's metapackage, e.g. "
+    "linux-headers-rpi-v8 for kernel8.img) and rebuild: sudo dkms autoinstall"
+)
+
+
+def _pending_kernel(sys_facts: SystemFacts) -> str | None:
+    """The pending config.txt line that switches the kernel, if coralpi recorded one."""
+    return next((p for p in sys_facts.kernel.reboot_pending if "kernel=" in p), None)
+
+
+def check_pcie_kernel(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
+    """The apex driver needs 4k pages: the Pi 5's default kernel_2712.img has 16k."""
+    name = "pcie_kernel"
+    if not _wants_pcie(sys_facts, exp):
+        return _skip(name, "no PCIe accelerator expected or present")
+    kern = sys_facts.kernel
+    page = kern.page_size
+    release = kern.release or "unknown kernel"
+    if page is None:
+        return CheckResult(name, WARN, f"page size of {release} unknown", "")
+    if page == 4096:
+        return _pass(name, f"4k pages ({release})")
+    pending = _pending_kernel(sys_facts)
+    return CheckResult(
+        name,
+        FAIL,
+        f"{page // 1024}k pages ({release}): the apex driver does not work with them",
+        f"reboot: {pending} is pending"
+        if pending
+        else "boot the 4k-page kernel: kernel=kernel8.img in config.txt (coralpi apply with "
+        "coralpi_accelerator: pcie writes it), then reboot",
+    )
+
+
+def check_pcie_driver(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
+    """The gasket/apex module: loaded, or at least built for the kernel that runs."""
+    name = "pcie_driver"
+    if not _wants_pcie(sys_facts, exp):
+        return _skip(name, "no PCIe accelerator expected or present")
+    kern = sys_facts.kernel
+    release = kern.release or "the running kernel"
+    if kern.driver_loaded:
+        return _pass(name, f"apex module loaded ({release})")
+    if kern.driver_for_running:
+        return CheckResult(
+            name,
+            FAIL,
+            f"apex module built for {release} but not loaded",
+            "sudo modprobe apex (see dmesg if it fails); coralpi_pcie loads it at every boot",
+        )
+    others = sorted(r for r in kern.module_files if r != kern.release)
+    if others:
+        headers = "" if kern.release in kern.headers_for else " (its headers are not installed)"
+        return CheckResult(
+            name,
+            FAIL,
+            f"{release} has no apex module{headers}; it was built for {', '.join(others)} "
+            "only (a kernel upgrade without its headers?)",
+            PCIE_HEADERS_FIX + ", then sudo modprobe apex",
+        )
+    return CheckResult(
+        name,
+        FAIL,
+        "no apex module for any kernel: gasket-dkms is not installed or its DKMS build failed",
+        APPLY + " (installs the gasket-dkms build and the kernel headers; a failed build names "
+        "/var/lib/dkms/gasket/1.0/build/make.log)",
+    )
+
+
 def check_pcie_accelerator(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
     name = "pcie_accelerator"
     found = [d for d in sys_facts.pci_devices if (d.vendor, d.device) == PCI_IDS]
     if not found:
         if exp.accelerator == "pcie":
+            pending = sys_facts.kernel.reboot_pending
             return CheckResult(
                 name,
                 WARN,
-                "no accelerator attached (no PCI 1ac1:089a)",
-                "seat the M.2/PCIe Coral; on a Pi 5 set dtparam=pciex1",
+                "no accelerator attached (no PCI 1ac1:089a in /sys/bus/pci/devices)",
+                f"reboot: {', '.join(pending)} pending"
+                if pending
+                else "seat the M.2/PCIe Coral; on a Pi 5 dtparam=pciex1 must be in effect",
             )
         return _skip(name, "no PCIe accelerator expected or present")
+    device = found[0].path.rsplit("/", 1)[-1]
     if not sys_facts.apex_node:
+        kern = sys_facts.kernel
+        why = (
+            "the apex module is loaded but made no node"
+            if kern.driver_loaded
+            else "the apex driver is not loaded (see pcie_driver)"
+        )
         return CheckResult(
             name,
             FAIL,
-            "PCI 1ac1:089a present but /dev/apex_0 is missing",
-            "install and load the gasket/apex driver (gasket-dkms); on a Pi 5 "
-            "use the 4k-page kernel (kernel=kernel8.img)",
+            f"PCI 1ac1:089a at {device} but /dev/apex_0 is missing: {why}",
+            "see dmesg for apex errors; on a Pi 5 the 4k-page kernel (kernel=kernel8.img) and "
+            "the msi-parent overlay (dtoverlay=pciex1-compat-pi5,no-mip) are needed"
+            if sys_facts.kernel.driver_loaded
+            else "load the driver: sudo modprobe apex (" + APPLY + " installs gasket-dkms)",
         )
-    return _pass(name, "PCI 1ac1:089a, /dev/apex_0")
+    group = sys_facts.kernel.apex_group
+    if group is not None and group != "apex":
+        return CheckResult(
+            name,
+            FAIL,
+            f"/dev/apex_0 belongs to group {group}, not apex: only root can use the Edge TPU",
+            'the udev rule SUBSYSTEM=="apex", MODE="0660", GROUP="apex" '
+            "(/etc/udev/rules.d/65-apex.rules, " + APPLY + "), then sudo udevadm trigger",
+        )
+    return _pass(name, f"PCI 1ac1:089a at {device}, /dev/apex_0 (group {group or 'unknown'})")
+
+
+def check_reboot(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
+    """A reboot coralpi (or a package) left pending: what waits for it."""
+    name = "reboot"
+    kern = sys_facts.kernel
+    if kern.reboot_pending:
+        return CheckResult(
+            name,
+            WARN,
+            "reboot needed: pending " + "; ".join(kern.reboot_pending),
+            "sudo reboot (or coralpi apply with coralpi_allow_reboot: true), then verify again",
+        )
+    if kern.reboot_required:
+        return CheckResult(
+            name, WARN, "reboot needed (/run/reboot-required)", "sudo reboot, then verify again"
+        )
+    return _pass(name, "no reboot pending")
 
 
 def check_camera(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
@@ -660,7 +769,10 @@ def run_all(
         check_udev(sys_facts, exp),
         check_user_groups(sys_facts, exp),
         check_usb_accelerator(sys_facts, exp),
+        check_pcie_kernel(sys_facts, exp),
+        check_pcie_driver(sys_facts, exp),
         check_pcie_accelerator(sys_facts, exp),
+        check_reboot(sys_facts, exp),
         check_python_runtime(sys_facts, py, exp),
         check_numpy(py, exp),
         check_opencv(py, exp),

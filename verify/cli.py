@@ -164,6 +164,13 @@ def _facts_json(
         },
         "edgetpu_library": sys_facts.edgetpu_library,
         "accelerators": accelerators,
+        "kernel": sys_facts.kernel.release,
+        "page_size": sys_facts.kernel.page_size,
+        "kernel_packages": {
+            p: v
+            for p, v in sys_facts.packages.items()
+            if p == "gasket-dkms" or p.startswith(("linux-headers-", "linux-image-"))
+        },
         "python_runtime": {
             "package": py.runtime.package,
             "version": py.runtime.version,

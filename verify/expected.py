@@ -64,6 +64,7 @@ def from_fact(fact: dict[str, Any]) -> Expected:
         camera=None if camera_method is None else camera_method != "none",
         camera_method=camera_method,
         camera_config_path=_str(fact.get("camera_config_path")),
+        accelerator=_str(fact.get("accelerator")),
         venv=_str(fact.get("venv")),
     )
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import configtxt
+from .kernel import KernelFacts, gather_kernel
 from .rootfs import RootFS
 from .safetext import clean
 
@@ -107,6 +108,7 @@ class SystemFacts:
     local_fact: dict[str, Any] | None = None
     local_fact_error: str | None = None
     throttled: int | None = None
+    kernel: KernelFacts = field(default_factory=KernelFacts)
 
     @property
     def is_pi(self) -> bool:
@@ -559,6 +561,7 @@ def gather_system(fs: RootFS, user: str | None) -> SystemFacts:
         except ValueError as exc:
             facts.local_fact_error = f"{LOCAL_FACT}: {exc}"
     facts.throttled = _throttled(fs)
+    facts.kernel = gather_kernel(fs)
     return facts
 
 

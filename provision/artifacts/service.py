@@ -54,6 +54,7 @@ from verify.assets import SMOKE_FILES
 
 DEFAULT_CORAL_REPO_URL = BY_NAME["coralpi_coral_repo_url"].default
 DEFAULT_COMMUNITY_RUNTIME_URL = BY_NAME["coralpi_community_runtime_url"].default
+DEFAULT_GASKET_DKMS_URL = BY_NAME["coralpi_gasket_dkms_url"].default
 DEFAULT_ASSETS_URL = BY_NAME["coralpi_assets_url"].default
 KEYRING_NAME = "coral-archive-keyring.gpg"
 
@@ -72,6 +73,7 @@ class ArtifactSettings:
 
     coral_repo_url: str = DEFAULT_CORAL_REPO_URL
     community_runtime_url: str = DEFAULT_COMMUNITY_RUNTIME_URL
+    gasket_dkms_url: str = DEFAULT_GASKET_DKMS_URL
     assets_url: str = DEFAULT_ASSETS_URL
     pip_index_url: str = ""
     coral_key_fingerprints: tuple[str, ...] = keyring.DEFAULT_CORAL_FINGERPRINTS
@@ -117,6 +119,7 @@ class ArtifactSettings:
             community_runtime_url=text(
                 "coralpi_community_runtime_url", DEFAULT_COMMUNITY_RUNTIME_URL
             ),
+            gasket_dkms_url=text("coralpi_gasket_dkms_url", DEFAULT_GASKET_DKMS_URL),
             assets_url=text("coralpi_assets_url", DEFAULT_ASSETS_URL),
             pip_index_url=text("coralpi_pip_index_url", ""),
             coral_key_fingerprints=fprs,
@@ -179,8 +182,38 @@ def platform_inputs(plan: Plan, settings: ArtifactSettings) -> PlatformInputs:
 def needs_coral_key(plan: Plan, settings: ArtifactSettings) -> bool:
     if settings.coral_source_enabled is not None:
         return settings.coral_source_enabled
-    # The Coral repository is also where gasket-dkms (the PCIe driver) comes from.
-    return plan.runtime.source == "coral-apt" or plan.choices.accelerator == "pcie"
+    # The PCIe driver is the community gasket-dkms .deb (Coral's own does not build on 6.12
+    # kernels), so only the runtime decides.
+    return plan.runtime.source == "coral-apt"
+
+
+def driver_deb_url(plan: Plan, settings: ArtifactSettings) -> str | None:
+    """Where the PCIe driver .deb of ``plan`` comes from, or None (no PCIe Coral)."""
+    if plan.pcie is None:
+        return None
+    return f"{settings.gasket_dkms_url.rstrip('/')}/{plan.pcie.driver_deb}"
+
+
+def resolve_driver_deb(
+    plan: Plan, settings: ArtifactSettings, cache: ArtifactCache, pins: Mapping[str, str]
+) -> Artifact:
+    """Download the PCIe driver .deb (one for every platform: arch all) and record it."""
+    assert plan.pcie is not None
+    url = driver_deb_url(plan, settings) or ""
+    name = plan.pcie.driver_deb
+    got = downloads.fetch(
+        cache, Source("deb", name, url, _pin(pins, url, name), "coralpi_gasket_dkms_url")
+    )
+    return Artifact(
+        "deb",
+        name,
+        plan.pcie.driver_version,
+        url,
+        got.sha256,
+        got.size,
+        f"pcie driver: {plan.pcie.driver_package} {plan.pcie.driver_version}, built by DKMS "
+        "on the host for each kernel whose headers are installed",
+    )
 
 
 def runtime_deb_url(base: str, version: str, name: str) -> str:
@@ -575,6 +608,16 @@ def build_lock(
                 shared.append(old_key)
             else:
                 shared.append(resolve_coral_key(settings, cache, _pins(pins, settings)))
+        driver_url = driver_deb_url(plan, settings)
+        if driver_url is not None and not any(
+            a.kind == "deb" and a.url == driver_url for a in shared
+        ):
+            old_driver = prev_shared.get(driver_url)
+            shared.append(
+                old_driver
+                if old_driver is not None
+                else resolve_driver_deb(plan, settings, cache, _pins(pins, settings))
+            )
         shared.extend(asset_artifacts(settings))
         if not any(pi_ansible.is_pi_ansible(a) for a in shared):
             pi_art = pi_ansible.lock_entry(
@@ -616,6 +659,9 @@ def fetch_lock(
     ]
     assets = assets_dir(cache, lock.shared) if any(a.kind == "asset" for a in lock.shared) else None
     shared_wheels = [_fetch_art(cache, a) for a in lock.shared if a.kind == "wheel"]
+    for art in lock.shared:
+        if art.kind == "deb":  # the PCIe driver .deb (arch all)
+            _fetch_art(cache, art)
     return FetchResult(
         files=len(lock.all_artifacts()),
         bytes_downloaded=cache.stats.bytes_downloaded - before_bytes,
@@ -683,6 +729,8 @@ class HostArtifacts:
     #: The boolean debconf questions each runtime .deb's own templates define, by variant
     #: (what the role answers for max once its EULA is accepted); empty: not read.
     runtime_questions: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    #: The PCIe driver .deb (gasket-dkms), or None without a PCIe Coral.
+    driver_deb: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -692,6 +740,7 @@ class HostArtifacts:
             "coral_keyring": str(self.coral_keyring) if self.coral_keyring else "",
             "verify_assets": str(self.verify_assets),
             "verify_package": str(self.verify_package),
+            "driver_deb": str(self.driver_deb) if self.driver_deb else "",
         }
 
 
@@ -721,7 +770,8 @@ def ensure_host_artifacts(
     lock_path = lock_path or s.lock_file
     inputs = platform_inputs(plan, s)
     want_key = needs_coral_key(plan, s)
-    memo_key = f"host:{inputs}:{s}:{want_key}:{lock_path}"
+    driver = plan.pcie.driver_deb if plan.pcie is not None else ""
+    memo_key = f"host:{inputs}:{s}:{want_key}:{driver}:{lock_path}"
     done = store.memo.get(memo_key)
     if isinstance(done, HostArtifacts):
         return done
@@ -753,6 +803,23 @@ def ensure_host_artifacts(
             changed = True
         coral_keyring = keyring_path(store, key_art, _accepted_from(key_art, s))
 
+    driver_deb = None
+    driver_url = driver_deb_url(plan, s)
+    if plan.pcie is not None and driver_url is not None:
+        name = plan.pcie.driver_deb
+        drv = next((a for a in lock.shared if a.kind == "deb" and a.name == name), None)
+        if drv is None:
+            drv = resolve_driver_deb(plan, s, store, _pins(lock_pins(lock), s))
+            lock.shared = lockfile.merge_shared(lock.shared, [drv])
+            new_shared.append(drv)
+            changed = True
+        driver_deb = downloads.fetch(
+            store,
+            Source(
+                "deb", drv.name, driver_url, drv.sha256, "coralpi_gasket_dkms_url", size=drv.size
+            ),
+        ).path
+
     asset_arts = asset_artifacts(s)
     if not all(a in lock.shared for a in asset_arts):
         lock.shared = lockfile.merge_shared(lock.shared, asset_arts)
@@ -766,7 +833,7 @@ def ensure_host_artifacts(
     if not isinstance(package, Path):
         package = store.memo["verify-package"] = verify_package.ensure_archive(store.root)
     result = HostArtifacts(
-        wheels_dir, debs, coral_keyring, assets, package, runtime_questions(plat)
+        wheels_dir, debs, coral_keyring, assets, package, runtime_questions(plat), driver_deb
     )
     store.memo[memo_key] = result
     return result

@@ -186,6 +186,24 @@ def plan_rows(plan: Plan) -> list[tuple[str, str, str]]:
     venv = plan.venv.path + (" +system-site-packages" if plan.venv.system_site_packages else "")
     if plan.venv.pip:
         venv += f"\nupgrade {plan.venv.pip}"
+    pcie_rows: list[tuple[str, str, str]] = []
+    if plan.pcie is not None:
+        pc = plan.pcie
+        boot = (
+            f"{pc.config_path} under {pc.config_section}:\n" + "\n".join(pc.config_lines)
+            if pc.config_lines
+            else "nothing to write"
+        )
+        pcie_rows = [
+            ("pcie_boot", boot + f"\nreboot needed: {pc.reboot}", pc.reason),
+            (
+                "pcie_driver",
+                f"{pc.driver_package} {pc.driver_version} ({pc.driver_deb})\n"
+                f"headers: {' '.join(pc.headers_packages)}"
+                + (f"\nkernel: {pc.kernel}" if pc.kernel else ""),
+                "built by DKMS on the host; the apex group, its udev rule and module loading",
+            ),
+        ]
     return [
         ("runtime", runtime, rt.reason),
         (
@@ -201,6 +219,7 @@ def plan_rows(plan: Plan) -> list[tuple[str, str, str]]:
         ),
         ("ld_preload", plan.ld_preload or "none", plan.ld_preload_reason),
         ("camera", camera, plan.camera.reason),
+        *pcie_rows,
         ("venv", venv, plan.venv.reason),
         ("apt_packages", " ".join(plan.apt_packages) or "none", "installed from the apt mirror"),
         (

@@ -125,6 +125,8 @@ def build_bundle(
     art = root / "artifacts"
     _copy_files(sorted(arts.wheels_dir.iterdir()), art / "wheels")
     _copy_files(list(arts.runtime_debs.values()), art / "debs")
+    if arts.driver_deb is not None:
+        _copy_files([arts.driver_deb], art / "debs")
     if arts.coral_keyring is not None:
         _copy_files([arts.coral_keyring], art / "keyring")
     _copy_files(sorted(arts.verify_assets.iterdir()), art / "assets")
@@ -140,6 +142,7 @@ def build_bundle(
         verify_assets=on_pi / "assets",
         verify_package=on_pi / "verify" / arts.verify_package.name,
         runtime_questions=arts.runtime_questions,
+        driver_deb=on_pi / "debs" / arts.driver_deb.name if arts.driver_deb else None,
     )
     (root / "vars").mkdir()
     plans = {"localhost": playbook_plan(host.plan, pi_arts)}

@@ -26,6 +26,7 @@ from provision.planning.plan import (
     FactSource,
     NumpyDecision,
     OpenCVDecision,
+    PcieDecision,
     Plan,
     PythonRuntimeDecision,
     RuntimeDecision,
@@ -689,14 +690,14 @@ def _board_names(boards: Iterable[Board]) -> str:
     return ", ".join(b.name for b in boards)
 
 
-def _accelerator_notes(ctx: _Ctx) -> tuple[list[str], list[str], list[str]]:
-    """(notes, warnings, apt packages) for the chosen accelerator. A Raspberry Pi the
-    boards table knows to have no PCIe lane is refused for ``pcie`` (ConfigError)."""
+def _accelerator_notes(ctx: _Ctx) -> tuple[list[str], list[str]]:
+    """(notes, warnings) for the chosen accelerator from the boards table. A Raspberry Pi
+    the table knows to have no PCIe lane is refused for ``pcie`` (ConfigError); what a
+    PCIe Coral then needs is `_pcie_decision`'s."""
     target = ctx.target
     accel: Mapping[str, Any] = load_matrix().accelerators[ctx.choices.accelerator]
     notes = [f"accelerator: {ctx.choices.accelerator}: {accel['note']}"]
     warnings: list[str] = []
-    apt = [str(p) for p in accel.get("apt_packages", [])]
     board = board_for(target.board)
     if ctx.choices.accelerator == "pcie":
         if board is not None and not board.has_pcie:
@@ -706,33 +707,122 @@ def _accelerator_notes(ctx: _Ctx) -> tuple[list[str], list[str], list[str]]:
                 f"lane for a Coral: use coralpi_accelerator: usb with the USB Accelerator on "
                 f"{usb}, or a board with one ({_board_names(boards_with_pcie())})"
             )
-        if board is None and target.is_raspberry_pi:
-            warnings.append(
-                f"coralpi_accelerator: pcie on {target.board}, a board the boards table does "
-                f"not know (known with a PCIe lane: {_board_names(boards_with_pcie())}): make "
-                "sure it has one the Coral card fits"
-            )
-        elif board is None:
-            warnings.append(
-                f"coralpi_accelerator: pcie on a board that is not a Raspberry Pi "
-                f"({target.board or 'unknown board'}): make sure it has an M.2/PCIe slot the "
-                "Coral card fits"
-            )
-        elif board.pcie == PCIE_CARRIER:
+        elif board is not None and board.pcie == PCIE_CARRIER:
             notes.append(
                 f"accelerator: the {board.name} routes its PCIe lane to the carrier board: "
                 "the carrier needs an M.2/PCIe slot the Coral card fits"
             )
-        notes.append(
-            "accelerator: gasket-dkms comes from the Coral apt repository, so that "
-            "source is needed whichever runtime source is used"
-        )
     elif board is not None and not board.usb3:
         warnings.append(
             f"coralpi_accelerator: usb on the {board.name}, which has no USB 3 port: the USB "
             "Accelerator runs at USB 2 speed (3-4x the latency)"
         )
-    return notes, warnings, apt
+    return notes, warnings
+
+
+def pcie_board(board: str | None) -> tuple[str, Mapping[str, Any]] | None:
+    """The matrix's PCIe entry for a board model (``/proc/device-tree/model``), or None.
+
+    A model matches an entry when it is that name or that name and more words
+    (``Raspberry Pi 5 Model B Rev 1.0``), so neither ``Raspberry Pi 500`` nor
+    ``Raspberry Pi Compute Module 4S`` passes for a board with a PCIe lane.
+    """
+    if not board:
+        return None
+    boards: Mapping[str, Mapping[str, Any]] = load_matrix().accelerators["pcie"]["boards"]
+    for name, entry in boards.items():
+        if board == name or board.startswith(name + " "):
+            return name, entry
+    return None
+
+
+def _pcie_decision(ctx: _Ctx) -> tuple[PcieDecision, list[str]]:
+    """The PCIe Coral's boot lines, driver and headers, and warnings; refusal when the host
+    cannot take one (a Raspberry Pi without a PCIe lane, Ubuntu's Pi kernel, 32-bit OS)."""
+    target, rel = ctx.target, ctx.release
+    accel: Mapping[str, Any] = load_matrix().accelerators["pcie"]
+    headers: Mapping[str, str] = accel["headers"]
+    driver = (
+        f"the driver is {accel['driver_package']} {accel['driver_version']} "
+        f"({accel['driver_deb']}, pinned in the lock): {accel['driver_why']}"
+    )
+    warnings: list[str] = []
+    if not target.is_raspberry_pi:
+        warnings.append(
+            "coralpi_accelerator: pcie on a board that is not a Raspberry Pi "
+            f"({target.board or 'unknown board'}): make sure it has an M.2/PCIe slot the "
+            "Coral card fits; no boot configuration is written"
+        )
+        header = headers.get(target.arch)
+        if header is None:
+            raise _Unsupported(
+                f"coralpi_accelerator: pcie on {target.arch}: no kernel headers package is "
+                "known for it, so the gasket driver cannot be built (use a USB accelerator)"
+            )
+        decision = PcieDecision(
+            None,
+            "[all]",
+            (),
+            None,
+            (header,),
+            str(accel["driver_package"]),
+            str(accel["driver_version"]),
+            str(accel["driver_deb"]),
+            "no",
+            f"{driver}; headers {header} for {rel.name}'s own kernel",
+        )
+        return decision, warnings
+    found = pcie_board(target.board)
+    if found is None:
+        boards = ", ".join(accel["boards"])
+        raise _Unsupported(
+            f"coralpi_accelerator: pcie, but {target.board} has no PCIe lane for a Coral "
+            f"(boards with one: {boards}); set coralpi_accelerator: usb for a USB accelerator"
+        )
+    name, board = found
+    if target.family == "ubuntu":
+        raise _Unsupported(
+            f"coralpi_accelerator: pcie on Ubuntu for Raspberry Pi ({target.board}): coralpi "
+            "only knows Raspberry Pi OS's boot layout (kernel=kernel8.img and the "
+            "linux-headers-rpi-* flavours); Ubuntu boots its own kernel and initramfs (no "
+            "kernel8.img: that line would leave the Pi unbootable). Use Raspberry Pi OS "
+            "Bookworm or Trixie (64-bit) for an M.2/PCIe Coral"
+        )
+    # armv7l: a 32-bit userland (kernel8.img and the rpi-v8 headers are arm64's).
+    if target.arch == "armv7l" or rel.name not in accel["releases"]:
+        raise _Unsupported(
+            f"coralpi_accelerator: pcie on {target.describe()}: the M.2/PCIe Coral path "
+            "(kernel8.img, linux-headers-rpi-v8) needs 64-bit Raspberry Pi OS "
+            f"{' or '.join(accel['releases'])}"
+        )
+    kernel = str(board["kernel"])
+    header = headers[kernel]
+    lines = tuple(str(line) for line in board["config_lines"])
+    switch = (
+        f"; it boots {kernel} instead of its default {board['default_kernel']}"
+        if kernel != board["default_kernel"]
+        else ""
+    )
+    where = (
+        f"config.txt lines under [all] in {rel.boot_config}: {', '.join(lines)} ({board['why']})"
+        if lines
+        else f"nothing to write in config.txt ({board['why']})"
+    )
+    decision = PcieDecision(
+        rel.boot_config,
+        "[all]",
+        lines,
+        kernel,
+        (header,),
+        str(accel["driver_package"]),
+        str(accel["driver_version"]),
+        str(accel["driver_deb"]),
+        "when config.txt changes" if lines else "no",
+        f"{name}: {where}{switch}; {driver}; headers {header} (the {kernel} flavour, so "
+        "a kernel upgrade brings its headers and DKMS rebuilds the driver); a changed "
+        "config.txt needs a reboot (coralpi_allow_reboot) before the driver can be checked",
+    )
+    return decision, warnings
 
 
 def _board_release_check(target: Target, rel: Release) -> None:
@@ -881,10 +971,13 @@ def _resolve(target: Target, choices: Choices) -> Plan:
         pypi_extras = True
     if ld_preload is not None:
         apt.append(str(opencv_cfg["armv7l_ld_preload_apt"]))
-    acc_notes, acc_warnings, acc_apt = _accelerator_notes(ctx)
+    acc_notes, acc_warnings = _accelerator_notes(ctx)
     notes.extend(acc_notes)
     warnings.extend(acc_warnings)
-    apt.extend(acc_apt)
+    pcie = None
+    if choices.accelerator == "pcie":
+        pcie, pcie_warnings = _pcie_decision(ctx)
+        warnings.extend(pcie_warnings)
     if not sel.wheel.tpu_proven:
         warnings.append(
             f"{sel.wheel.package} {sel.wheel.version} with the Edge TPU is {sel.wheel.tpu} "
@@ -918,6 +1011,7 @@ def _resolve(target: Target, choices: Choices) -> Plan:
         notes=tuple(notes),
         warnings=tuple(warnings),
         sources=_plan_sources(sel, ctx),
+        pcie=pcie,
     )
 
 

@@ -138,6 +138,43 @@ class FactSource:
 
 
 @dataclass(frozen=True)
+class PcieDecision:
+    """What an M.2 / PCIe Coral needs on this host: boot configuration, driver, headers."""
+
+    #: The firmware configuration file and the lines it must hold (empty: nothing to write,
+    #: e.g. a CM4, or not a Raspberry Pi). Written once, under ``config_section``.
+    config_path: str | None
+    config_section: str
+    config_lines: tuple[str, ...]
+    #: The kernel image the Pi will boot (``kernel8.img``: 4k pages), or None off a Pi.
+    kernel: str | None
+    #: The kernel headers metapackage(s) of that kernel's flavour (DKMS builds against them;
+    #: an ``apt full-upgrade`` that brings a new kernel brings their new version too).
+    headers_packages: tuple[str, ...]
+    driver_package: str
+    driver_version: str
+    driver_deb: str
+    #: Whether applying the plan needs a reboot before the driver can be checked (the boot
+    #: lines take effect at the next boot); decided on the host by what actually changed.
+    reboot: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config_path": self.config_path,
+            "config_section": self.config_section,
+            "config_lines": list(self.config_lines),
+            "kernel": self.kernel,
+            "headers_packages": list(self.headers_packages),
+            "driver_package": self.driver_package,
+            "driver_version": self.driver_version,
+            "driver_deb": self.driver_deb,
+            "reboot": self.reboot,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
 class Plan:
     target: Target
     choices: Choices
@@ -158,6 +195,8 @@ class Plan:
     warnings: tuple[str, ...] = field(default=())
     # Where the matrix rows this plan used were read, and when (`coralpi plan --sources`).
     sources: tuple[FactSource, ...] = field(default=())
+    # The M.2 / PCIe Coral's boot configuration and driver (None for a USB accelerator).
+    pcie: PcieDecision | None = None
 
     @property
     def reasons(self) -> list[str]:
@@ -170,6 +209,7 @@ class Plan:
             f"opencv: {self.opencv.reason}",
             f"ld_preload: {self.ld_preload_reason}",
             f"camera: {self.camera.reason}",
+            *([f"pcie: {self.pcie.reason}"] if self.pcie is not None else []),
             f"venv: {self.venv.reason}",
             f"controller: {self.controller.reason}",
             *(f"warning: {w}" for w in self.warnings),
@@ -187,6 +227,7 @@ class Plan:
             "ld_preload": self.ld_preload,
             "ld_preload_reason": self.ld_preload_reason,
             "camera": self.camera.to_dict(),
+            "pcie": self.pcie.to_dict() if self.pcie is not None else None,
             "venv": self.venv.to_dict(),
             "apt_packages": list(self.apt_packages),
             "pip_requirements": list(self.pip_requirements),

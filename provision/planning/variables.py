@@ -64,7 +64,7 @@ REGISTRY: tuple[Variable, ...] = (
         "coralpi_allow_reboot",
         "bool",
         "false",
-        "reboot a host when the camera configuration changed",
+        "reboot a host when its boot configuration (camera, PCIe) changed",
     ),
     Variable("coralpi_user", "user", "pi", "user put into plugdev/apex"),
     Variable(
@@ -91,6 +91,13 @@ REGISTRY: tuple[Variable, ...] = (
         "release tag, e.g. 16.0TF2.19.1-1; without it the files are fetched flat from the URL",
         schemes=_FETCHED,
         fields=("release",),
+    ),
+    Variable(
+        "coralpi_gasket_dkms_url",
+        "url",
+        "https://github.com/feranick/gasket-driver/releases/download/1.0-18.4",
+        "base URL of the community gasket-dkms .deb (PCIe driver)",
+        schemes=_FETCHED,
     ),
     Variable(
         "coralpi_assets_url",

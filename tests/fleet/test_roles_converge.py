@@ -20,11 +20,14 @@ reports "no device"); wheels are real, from PyPI, downloaded by the controller's
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -130,6 +133,10 @@ def fleet_settings(fleet: Fleet, **variables: Any) -> ArtifactSettings:
         for deb in fleet.standin.community_dir.glob("*.deb")
     }
     return ArtifactSettings.from_vars({**host.variables, **variables}, pins=pins)
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def artifacts_for(fleet: Fleet, plan: Plan) -> HostArtifacts:
@@ -601,3 +608,149 @@ def test_a_failed_switch_puts_the_previous_runtime_back(
     assert "was put back" in run.output
     assert installed(roles_fleet, "pi3") == before
     assert local_fact(roles_fleet, "pi3")["runtime_variant"] == "std"
+
+
+# -- the M.2 / PCIe Coral on a Pi 5 ---------------------------------------------------------
+
+PI5_BOARD = "Raspberry Pi 5 Model B Rev 1.0"
+#: Raspberry Pi OS Bookworm's /boot/firmware/config.txt as the image ships it (comments
+#: shortened), with the firmware's conditional sections and a user's own line at the end.
+PI5_CONFIG_TXT = """\
+# For more options and information see
+# http://rptl.io/configtxt
+dtparam=audio=on
+camera_auto_detect=1
+display_auto_detect=1
+auto_initramfs=1
+dtoverlay=vc4-kms-v3d
+max_framebuffers=2
+disable_fw_kms_setup=1
+arm_64bit=1
+disable_overscan=1
+arm_boost=1
+
+[cm4]
+otg_mode=1
+
+[cm5]
+dtoverlay=dwc2,dr_mode=host
+
+[all]
+dtparam=fan_temp0=45000
+"""
+PI5_LINES = [
+    "dtparam=pciex1",
+    "dtoverlay=pciex1-compat-pi5,no-mip",
+    "dtoverlay=pcie-32bit-dma-pi5",
+    "kernel=kernel8.img",
+]
+
+
+def standin_deb(workdir: Path, package: str, version: str, files: Mapping[str, str]) -> Path:
+    """A STAND-IN .deb named like the real package (Architecture all, no maintainer
+    scripts): ``files`` are its payload. Not the real package's code."""
+    root = workdir / f"standin-{package}"
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        f"Package: {package}\nVersion: {version}\nArchitecture: all\n"
+        "Maintainer: coralpi tests <tests@testfleet.invalid>\n"
+        f"Description: STAND-IN for {package} (coralpi's test fleet)\n"
+        " Named like the real package; its payload is a placeholder.\n"
+    )
+    for path, text in files.items():
+        dest = root / path.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(text)
+    out = workdir / "debs" / f"{package}_{version.split(':')[-1]}_all.deb"
+    out.parent.mkdir(exist_ok=True)
+    subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "--build", str(root), str(out)],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+def test_pi5_pcie_standin_boot_lines_written_once_driver_installed_reboot_pending(
+    roles_fleet: Fleet,
+    workdir: Path,
+    plans: dict[str, tuple[Plan, HostArtifacts]],
+    converged: dict[str, Run],
+) -> None:
+    """A Pi 5 stand-in (its model string, Bookworm's config.txt and kernel8.img on a Debian
+    test host) with coralpi_accelerator: pcie. STAND-INs: gasket-dkms (the community
+    1.0-18.4 .deb's name, a placeholder payload: no DKMS build runs here) and Raspberry Pi's
+    linux-headers-rpi-v8 (not in Debian), installed with dpkg before the run."""
+    config, boot = "/boot/firmware/config.txt", "/boot/firmware"
+    headers = standin_deb(
+        workdir,
+        "linux-headers-rpi-v8",
+        "1:6.12.25-1+rpt1",
+        {"/usr/share/doc/linux-headers-rpi-v8/STAND-IN": "test fleet\n"},
+    )
+    setup = (
+        f"mkdir -p {boot} && cat > {config} && : > {boot}/kernel8.img && "
+        f"rm -f {config}.coralpi-prev /run/coralpi/reboot-pending && "
+        "base64 -d > /tmp/headers.deb <<'EOF'\n"
+        + base64.b64encode(headers.read_bytes()).decode()
+        + "\nEOF\n"
+    )
+    proc = roles_fleet.ssh("pi1", f"sh -c {shlex.quote(setup)}", become=True, input=PI5_CONFIG_TXT)
+    assert proc.returncode == 0, proc.stderr
+    host_text(roles_fleet, "pi1", "dpkg -i /tmp/headers.deb")
+
+    plan = plan_for("bookworm", board=PI5_BOARD, accelerator="pcie")
+    assert plan.pcie is not None and list(plan.pcie.config_lines) == PI5_LINES
+    driver = standin_deb(
+        workdir,
+        "gasket-dkms",
+        plan.pcie.driver_version,
+        {"/usr/src/gasket-1.0/STAND-IN": "placeholder for the gasket/apex DKMS source\n"},
+    )
+    assert driver.name == plan.pcie.driver_deb
+    settings = dataclasses.replace(
+        fleet_settings(roles_fleet, coralpi_gasket_dkms_url=driver.parent.as_uri()),
+        pins=(*fleet_settings(roles_fleet).pins, (driver.name, sha256_of(driver))),
+    )
+    pi = {"pi1": (plan, ensure_host_artifacts(plan, settings, open_cache()))}
+    # The roles a PCIe Coral adds or changes (the others are the converge's, unchanged).
+    roles = ("--tags", "coralpi_boot,coralpi_edgetpu,coralpi_pcie,coralpi_record")
+
+    run = run_playbook(roles_fleet, workdir, "provision.yml", pi, *roles, limit="pi1")
+    assert run.rc == 0, run.output[-6000:]
+    text = host_text(roles_fleet, "pi1", f"cat {config}")
+    assert text.startswith(PI5_CONFIG_TXT)  # every line of the user's kept, in place
+    block = text[len(PI5_CONFIG_TXT) :].splitlines()
+    assert block[1:-1] == ["[all]", *PI5_LINES]
+    assert host_text(roles_fleet, "pi1", f"cat {config}.coralpi-prev") == PI5_CONFIG_TXT
+    assert "reboot needed: dtparam=pciex1" in run.output
+    assert "copy config.txt.coralpi-prev over config.txt" in run.output
+    pending = host_text(roles_fleet, "pi1", "cat /run/coralpi/reboot-pending").splitlines()
+    assert pending == [f"{config}: {line}" for line in PI5_LINES]
+    assert fleet_cli.installed(roles_fleet, "pi1", "gasket-dkms") == (
+        f"install ok installed {plan.pcie.driver_version}"
+    )
+    assert host_text(roles_fleet, "pi1", "cat /etc/udev/rules.d/65-apex.rules").endswith(
+        'SUBSYSTEM=="apex", MODE="0660", GROUP="apex"\n'
+    )
+    modules = host_text(roles_fleet, "pi1", "cat /etc/modules-load.d/coralpi-apex.conf")
+    assert modules.splitlines()[-1] == "apex"
+    assert "apex" in host_text(roles_fleet, "pi1", "id -nG pi").split()
+    assert local_fact(roles_fleet, "pi1")["accelerator"] == "pcie"
+
+    again = run_playbook(roles_fleet, workdir, "provision.yml", pi, *roles, limit="pi1")
+    assert again.rc == 0 and again.changed("pi1") == 0, again.output[-6000:]
+    assert host_text(roles_fleet, "pi1", f"cat {config}") == text
+    assert "reboot needed" not in again.output
+
+    # Without kernel8.img on the boot partition (Ubuntu's layout, say), kernel=kernel8.img
+    # would leave the Pi unbootable: refused, config.txt left as it was.
+    reset = f"printf '%s' {shlex.quote(PI5_CONFIG_TXT)} > {config} && rm {boot}/kernel8.img"
+    host_text(roles_fleet, "pi1", f"sh -c {shlex.quote(reset)}")
+    refused = run_playbook(
+        roles_fleet, workdir, "provision.yml", pi, "--tags", "coralpi_boot", limit="pi1"
+    )
+    assert refused.rc != 0
+    assert "would leave the Pi unbootable, so nothing was changed" in refused.output
+    assert host_text(roles_fleet, "pi1", f"cat {config}") == PI5_CONFIG_TXT

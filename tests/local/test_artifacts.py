@@ -53,6 +53,14 @@ ROOT = Path(__file__).resolve().parents[2]
 TESTDATA = ROOT / ".." / "shared" / "testdata" / "coral"
 DEB_STD = "libedgetpu1-std_16.0tf2.17.1-1.bookworm_amd64.deb"
 DEB_MAX = "libedgetpu1-max_16.0tf2.17.1-1.bookworm_amd64.deb"
+#: trixie gets the community release's own trixie build (a second platform of the lock).
+DEBS_TRIXIE = (
+    "libedgetpu1-std_16.0tf2.19.1-1.trixie_amd64.deb",
+    "libedgetpu1-max_16.0tf2.19.1-1.trixie_amd64.deb",
+)
+#: The PCIe driver's file name; what the loopback server serves under it is a stand-in.
+DRIVER_DEB = "gasket-dkms_1.0-18.4_all.deb"
+PI5 = "Raspberry Pi 5 Model B Rev 1.0"
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -114,8 +122,10 @@ def upstream(tmp_path: Path, gpg_key: tuple[bytes, str]) -> Iterator[dict[str, A
         dest.symlink_to(TESTDATA.resolve() / name)
     debs = docroot / "runtime"
     debs.mkdir()
-    for name in (DEB_STD, DEB_MAX):
+    for name in (DEB_STD, DEB_MAX, *DEBS_TRIXIE):
         standin_deb.build(debs / name, name.split("_")[0].rsplit("-")[-1], pad=1000)
+    (docroot / "gasket").mkdir()
+    (docroot / "gasket" / DRIVER_DEB).write_bytes(b"stand-in gasket-dkms payload\n" * 100)
     (docroot / "apt" / "doc").mkdir(parents=True)
     (docroot / "apt" / "doc" / "apt-key.gpg").write_bytes(gpg_key[0])
     server = _QuietServer(
@@ -124,7 +134,11 @@ def upstream(tmp_path: Path, gpg_key: tuple[bytes, str]) -> Iterator[dict[str, A
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    sha = {n: hashlib.sha256((debs / n).read_bytes()).hexdigest() for n in (DEB_STD, DEB_MAX)}
+    sha = {
+        n: hashlib.sha256((debs / n).read_bytes()).hexdigest()
+        for n in (DEB_STD, DEB_MAX, *DEBS_TRIXIE)
+    }
+    driver_sha = hashlib.sha256((docroot / "gasket" / DRIVER_DEB).read_bytes()).hexdigest()
     try:
         yield {
             "base": base,
@@ -135,8 +149,13 @@ def upstream(tmp_path: Path, gpg_key: tuple[bytes, str]) -> Iterator[dict[str, A
                 "coralpi_community_runtime_url": f"{base}/runtime",
                 "coralpi_coral_repo_url": f"{base}/apt",
                 "coralpi_coral_key_fingerprints": [gpg_key[1]],
+                "coralpi_gasket_dkms_url": f"{base}/gasket",
             },
-            "pins": {f"{base}/runtime/{n}": s for n, s in sha.items()},
+            "pins": {
+                **{f"{base}/runtime/{n}": s for n, s in sha.items()},
+                f"{base}/gasket/{DRIVER_DEB}": driver_sha,
+            },
+            "driver_sha": driver_sha,
         }
     finally:
         server.shutdown()
@@ -410,6 +429,7 @@ def test_fleet_of_one_platform_costs_one_download(upstream: dict[str, Any], tmp_
         "coral_keyring",
         "verify_assets",
         "verify_package",
+        "driver_deb",
     }
     # the questions the role answers come from the max .deb's own templates
     assert art.to_dict()["runtime_debconf"] == {"max": ["libedgetpu/accepted-eula"], "std": []}
@@ -493,6 +513,56 @@ def test_max_runtime_plan_keeps_both_debs(upstream: dict[str, Any], tmp_path: Pa
     (plat,) = lock.platforms.values()
     debs = {a.name for a in plat.artifacts if a.kind == "deb"}
     assert debs == {DEB_STD, DEB_MAX}
+
+
+def pcie_plan(codename: str = "bookworm") -> Plan:
+    """A Pi 5 with the M.2 Coral (an x86_64 userland stands in for arm64: no wheels)."""
+    python, glibc = {"bookworm": ("3.11", "2.36"), "trixie": ("3.13", "2.41")}[codename]
+    plan = resolve(
+        Target("debian", codename, "x86_64", python, glibc, PI5), Choices(accelerator="pcie")
+    )
+    return dataclasses.replace(plan, pip_requirements=())
+
+
+def test_the_pcie_driver_deb_is_pinned_once_for_every_platform(
+    upstream: dict[str, Any], tmp_path: Path
+) -> None:
+    cache = ArtifactCache.open(tmp_path / "c")
+    lock = _pinned_lock(upstream, cache, [pcie_plan(), pcie_plan("trixie"), bookworm_amd64()])
+    (driver,) = [a for a in lock.shared if a.kind == "deb"]
+    assert (driver.name, driver.version, driver.sha256) == (
+        DRIVER_DEB,
+        "1.0-18.4",
+        upstream["driver_sha"],
+    )
+    assert driver.url == f"{upstream['base']}/gasket/{DRIVER_DEB}"
+    assert "pcie driver: gasket-dkms 1.0-18.4" in driver.reason
+    assert lockfile.parse(lockfile.render(lock)) == lock
+    lock_path = tmp_path / "coralpi.lock"
+    lockfile.write_if_changed(lock_path, lock)
+    fresh = ArtifactCache.open(tmp_path / "host-cache")
+    arts = ensure_host_artifacts(pcie_plan(), upstream["vars"], fresh, lock_path=lock_path)
+    assert arts.driver_deb is not None
+    assert hashlib.sha256(arts.driver_deb.read_bytes()).hexdigest() == upstream["driver_sha"]
+    assert arts.to_dict()["driver_deb"] == str(arts.driver_deb)
+    usb = ensure_host_artifacts(bookworm_amd64(), upstream["vars"], fresh, lock_path=lock_path)
+    assert usb.driver_deb is None and usb.to_dict()["driver_deb"] == ""
+    # tampered bytes behind the same URL are refused against the lock's pin
+    (upstream["docroot"] / "gasket" / DRIVER_DEB).write_bytes(b"something else")
+    with pytest.raises(HashMismatch):
+        ensure_host_artifacts(
+            pcie_plan(), upstream["vars"], ArtifactCache.open(tmp_path / "c3"), lock_path=lock_path
+        )
+
+
+def test_an_unpinned_driver_deb_over_plain_http_is_refused_naming_its_setting(
+    upstream: dict[str, Any], tmp_path: Path
+) -> None:
+    runtime_pins = {u: h for u, h in upstream["pins"].items() if DRIVER_DEB not in u}
+    only_runtime = ArtifactSettings.from_vars(upstream["vars"], pins=runtime_pins)
+    with pytest.raises(ArtifactError, match="coralpi_gasket_dkms_url") as err:
+        ensure_host_artifacts(pcie_plan(), only_runtime, ArtifactCache.open(tmp_path / "c"))
+    assert DRIVER_DEB in str(err.value)
 
 
 def test_cli_lock_unreachable_mirror_exits_1_without_traceback(tmp_path: Path) -> None:

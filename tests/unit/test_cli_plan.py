@@ -327,3 +327,35 @@ def test_usage_errors_name_the_command_once_and_suggest_the_nearest() -> None:
     assert "coralpi: coralpi" not in typo.stderr + missing.stderr
     far = run_cli("plan", "--opencv", "zzzz", "--os", "bookworm")
     assert "invalid choice: 'zzzz'" in far.stderr and "did you mean" not in far.stderr
+
+
+PI5_ARGS = ("plan", "--os", "bookworm", "--arch", "arm64", "--python", "3.11")
+PI5_ARGS += ("--board", "Raspberry Pi 5 Model B Rev 1.0", "--accelerator", "pcie")
+
+
+def test_plan_for_a_pi5_with_the_m2_coral_lists_every_change_as_data() -> None:
+    proc = run_cli(*PI5_ARGS, "--json")
+    assert proc.returncode == 0, proc.stderr
+    pcie = json.loads(proc.stdout)["pcie"]
+    assert pcie["config_path"] == "/boot/firmware/config.txt"
+    assert pcie["config_lines"] == [
+        "dtparam=pciex1",
+        "dtoverlay=pciex1-compat-pi5,no-mip",
+        "dtoverlay=pcie-32bit-dma-pi5",
+        "kernel=kernel8.img",
+    ]
+    assert (pcie["kernel"], pcie["headers_packages"]) == ("kernel8.img", ["linux-headers-rpi-v8"])
+    assert (pcie["driver_package"], pcie["driver_version"]) == ("gasket-dkms", "1.0-18.4")
+    assert pcie["reboot"] == "when config.txt changes"
+    text = run_cli(*PI5_ARGS)
+    assert text.returncode == 0, text.stderr
+    for said in ("pcie_boot:", "kernel=kernel8.img", "reboot needed", "pcie_driver:"):
+        assert said in text.stdout, said
+
+
+def test_plan_refuses_the_m2_coral_on_a_pi4_naming_the_flag() -> None:
+    proc = run_cli(
+        *PI5_ARGS[:7], "--board", "Raspberry Pi 4 Model B Rev 1.4", "--accelerator", "pcie"
+    )
+    assert proc.returncode == 1
+    assert "has no PCIe lane" in proc.stderr and "--accelerator usb" in proc.stderr

@@ -13,11 +13,12 @@ def _plan(codename: str, arch: str, python: str, accelerator: str = "usb") -> Pl
     return resolve(target, Choices(accelerator=accelerator))
 
 
-def test_source_follows_the_runtime_and_the_pcie_driver() -> None:
+def test_source_follows_the_runtime_alone() -> None:
     auto = ArtifactSettings()
     assert needs_coral_key(_plan("bullseye", "aarch64", "3.9"), auto)  # official runtime
     assert not needs_coral_key(_plan("bookworm", "aarch64", "3.11"), auto)  # community .deb
-    # gasket-dkms for an M.2/PCIe Coral only comes from Coral's repository.
-    assert needs_coral_key(_plan("bookworm", "aarch64", "3.11", "pcie"), auto)
+    # The M.2/PCIe Coral's driver is the pinned community gasket-dkms .deb (Coral's own
+    # 1.0-18 does not build on 6.12 kernels): no Coral source for it.
+    assert not needs_coral_key(_plan("bookworm", "aarch64", "3.11", "pcie"), auto)
     forced_off = ArtifactSettings(coral_source_enabled=False)
     assert not needs_coral_key(_plan("bullseye", "aarch64", "3.9"), forced_off)

@@ -14,6 +14,7 @@ from provision.planning.matrix import (
     controller_supports,
     load_matrix,
     merge_specifiers,
+    pcie_board,
     platform_tags,
     resolve,
 )
@@ -285,11 +286,101 @@ def test_ubuntu_on_a_pi_uses_the_firmware_config() -> None:
     assert plan.camera.config_path == "/boot/firmware/config.txt"
 
 
-def test_pcie_needs_a_board_with_a_lane() -> None:
-    pi5 = plan_for("bookworm", "aarch64", board=PI5, accelerator="pcie")
-    assert pi5.warnings == ()
-    assert "gasket-dkms" in pi5.apt_packages
-    assert any("gasket" in r for r in pi5.reasons)
+PI5_LINES = (
+    "dtparam=pciex1",
+    "dtoverlay=pciex1-compat-pi5,no-mip",
+    "dtoverlay=pcie-32bit-dma-pi5",
+    "kernel=kernel8.img",
+)
+
+
+@pytest.mark.parametrize("codename", ["bookworm", "trixie"])
+def test_pcie_on_a_pi5_plans_the_boot_lines_the_4k_kernel_its_headers_and_the_driver(
+    codename: str,
+) -> None:
+    plan = plan_for(codename, "aarch64", board=PI5, accelerator="pcie")
+    assert not [w for w in plan.warnings if "pcie" in w.lower()]
+    pcie = plan.pcie
+    assert pcie is not None
+    assert (pcie.config_path, pcie.config_section) == ("/boot/firmware/config.txt", "[all]")
+    assert pcie.config_lines == PI5_LINES
+    assert (pcie.kernel, pcie.headers_packages) == ("kernel8.img", ("linux-headers-rpi-v8",))
+    # A community build that has the 6.12 fix, not Coral's 1.0-18 (nor feranick's 1.0-18.2).
+    assert (pcie.driver_package, pcie.driver_deb) == ("gasket-dkms", "gasket-dkms_1.0-18.4_all.deb")
+    assert pcie.reboot == "when config.txt changes"
+    # The headers are the driver role's, not an apt package of the plan's Python stack.
+    assert "linux-headers-rpi-v8" not in plan.apt_packages
+    assert "gasket-dkms" not in plan.apt_packages
+    data = plan.to_dict()["pcie"]
+    assert data["config_lines"] == list(PI5_LINES)
+    reason = next(r for r in plan.reasons if r.startswith("pcie: "))
+    for said in ("kernel_2712.img", "16k", "no_llseek", "reboot", "linux-headers-rpi-v8"):
+        assert said in reason, said
+
+
+def test_pcie_on_compute_modules() -> None:
+    cm4 = plan_for(
+        "bookworm", "aarch64", board="Raspberry Pi Compute Module 4 Rev 1.0", accelerator="pcie"
+    ).pcie
+    assert cm4 is not None
+    assert (cm4.config_lines, cm4.kernel, cm4.reboot) == ((), "kernel8.img", "no")
+    cm5 = plan_for(
+        "bookworm", "aarch64", board="Raspberry Pi Compute Module 5 Rev 1.0", accelerator="pcie"
+    ).pcie
+    assert cm5 is not None
+    assert "kernel=kernel8.img" in cm5.config_lines
+    assert "dtparam=pciex1" not in cm5.config_lines
+
+
+@pytest.mark.parametrize(
+    "board",
+    [
+        PI4,
+        "Raspberry Pi 500 Rev 1.0",  # starts with "Raspberry Pi 5" but has no PCIe connector
+        "Raspberry Pi Compute Module 4S Rev 1.0",  # starts with "...Module 4": no PCIe
+        "Raspberry Pi 3 Model B Plus Rev 1.3",
+    ],
+)
+def test_pcie_is_refused_on_a_pi_without_a_lane(board: str) -> None:
+    # ConfigError where the boards table knows the board, UnsupportedTarget otherwise.
+    with pytest.raises((ConfigError, UnsupportedTarget)) as err:
+        plan_for("bookworm", "aarch64", board=board, accelerator="pcie")
+    assert "no PCIe lane" in str(err.value)
+    assert "coralpi_accelerator: usb" in str(err.value)
+    plan_for("bookworm", "aarch64", board=board, accelerator="usb")  # the USB Coral fits
+
+
+def test_pcie_is_refused_on_ubuntu_for_pi_with_the_reason() -> None:
+    with pytest.raises(UnsupportedTarget) as err:
+        plan_for("noble", "aarch64", board=PI5, accelerator="pcie")
+    assert "kernel8.img" in str(err.value) and "unbootable" in str(err.value)
+
+
+@pytest.mark.parametrize(("codename", "arch"), [("bookworm", "armv7l"), ("bullseye", "aarch64")])
+def test_pcie_on_a_pi_needs_64_bit_bookworm_or_later(codename: str, arch: str) -> None:
+    with pytest.raises(UnsupportedTarget) as err:
+        plan_for(codename, arch, board=PI5, accelerator="pcie")
+    # bullseye: the boards table refuses the Pi 5 there first, naming bookworm
+    assert "64-bit Raspberry Pi OS" in str(err.value) or "bookworm" in str(err.value)
+
+
+def test_pcie_off_a_pi_writes_no_boot_lines_and_uses_debian_headers() -> None:
+    plan = plan_for("bookworm", "x86_64", board="Generic x86 PC", accelerator="pcie")
+    assert plan.pcie is not None
+    assert (plan.pcie.config_lines, plan.pcie.kernel) == ((), None)
+    assert plan.pcie.headers_packages == ("linux-headers-amd64",)
+    assert any("not a Raspberry Pi" in w for w in plan.warnings)
+    assert plan_for("bookworm", "x86_64", board=PI5).pcie is None  # usb: no decision
+
+
+def test_pcie_board_matches_whole_words_only() -> None:
+    assert pcie_board("Raspberry Pi 5 Model B Rev 1.0") is not None
+    assert pcie_board("Raspberry Pi 5") is not None
+    assert pcie_board("Raspberry Pi 500 Rev 1.0") is None
+    assert pcie_board(None) is None
+
+
+def test_pcie_refused_on_a_known_board_names_what_works_there() -> None:
     with pytest.raises(ConfigError) as err:
         plan_for("bookworm", "aarch64", board=PI4, accelerator="pcie")
     message = str(err.value)
@@ -353,6 +444,7 @@ def test_tags_match_packaging_for_other_hosts(
 # Plan shape and helpers.
 
 DESIGN_KEYS = {
+    "pcie",
     "target",
     "choices",
     "runtime",
