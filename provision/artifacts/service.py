@@ -30,6 +30,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+import verify
 from provision import files
 from provision.artifacts import downloads, keyring, lockfile, pi_ansible, wheels
 from provision.artifacts.cache import ArtifactCache, ArtifactError, HashMismatch
@@ -565,6 +566,20 @@ class HostArtifacts:
 def playbook_plan(plan: Plan, artifacts: HostArtifacts) -> dict[str, Any]:
     """One host's entry of ``coralpi_plans``: the plan written out, with its artifacts."""
     return {**plan.to_dict(), "artifacts": artifacts.to_dict()}
+
+
+def verify_package() -> Path:
+    """The controller's copy of the ``verify`` package (what the coralpi_verify role
+    pushes): beside ``provision`` in a checkout and in an installed wheel alike."""
+    return Path(verify.__file__).resolve().parent
+
+
+def controller_plan(plan: Plan, artifacts: HostArtifacts) -> dict[str, Any]:
+    """A host's plan as the playbooks take it on a controller run (``coralpi apply`` and
+    the collection's plugins alike): :func:`playbook_plan`, and the verify package."""
+    out = playbook_plan(plan, artifacts)
+    out["artifacts"]["verify_package"] = str(verify_package())
+    return out
 
 
 def ensure_host_artifacts(

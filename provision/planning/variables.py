@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from provision.errors import ConfigError
 from provision.planning import kinds
 from provision.planning.kinds import parse_bool
+from provision.planning.role_variables import ROLE_BY_NAME, check_role_value
 
 __all__ = ["BY_NAME", "INTERNAL", "REGISTRY", "Variable", "check", "check_value", "parse_bool"]
 
@@ -155,17 +156,28 @@ def check_value(variable: Variable, value: object) -> object:
 
 
 def check(host: str, hostvars: Mapping[str, object]) -> dict[str, object]:
-    """A host's ``coralpi_*`` variables, checked against the registry (others ignored)."""
+    """A host's ``coralpi_*`` settings, checked against the registry (others ignored).
+
+    Role variables (:mod:`provision.planning.role_variables`) are checked by their type
+    and passed on to the roles by Ansible itself; they are not part of what is returned."""
     chosen: dict[str, object] = {}
     for name, value in hostvars.items():
         if not name.startswith("coralpi_") or name in INTERNAL:
             continue
         variable = BY_NAME.get(name)
         if variable is None:
-            close = difflib.get_close_matches(name, BY_NAME, n=1)
+            role_variable = ROLE_BY_NAME.get(name)
+            if role_variable is not None:
+                try:
+                    check_role_value(role_variable, value)
+                except ConfigError as exc:
+                    raise ConfigError(f"host {host}: {exc}") from exc
+                continue
+            close = difflib.get_close_matches(name, [*BY_NAME, *ROLE_BY_NAME], n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(
                 f"host {host}: unknown variable {name}{hint}; known: {', '.join(sorted(BY_NAME))}"
+                " and the role variables of README's table (each role's defaults/main.yml)"
             )
         try:
             chosen[name] = check_value(variable, value)
