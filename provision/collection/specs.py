@@ -142,7 +142,9 @@ def spec_paths(roles_dir: Path) -> dict[Path, str]:
 
 def stale(roles_dir: Path) -> list[Path]:
     """The argument_specs.yml files that differ from what the registry makes."""
-    return [p for p, text in spec_paths(roles_dir).items() if not p.is_file() or p.read_text() != text]
+    return [
+        p for p, text in spec_paths(roles_dir).items() if not p.is_file() or p.read_text() != text
+    ]
 
 
 def write(roles_dir: Path) -> list[Path]:

@@ -12,7 +12,9 @@ one line of help and whether its value may hold a secret. The registry feeds:
 
 Kinds: ``choice`` (one of ``choices``), ``bool`` (Ansible's own rule), ``url`` (of the
 variable's ``schemes``), ``user``, ``fingerprints`` (a list), ``batch`` (a number or a
-percentage) and ``percent`` (0-100); what each allows is :mod:`provision.planning.kinds`.
+percentage), ``percent`` (0-100) and ``path`` (a controller path); what each allows is
+:mod:`provision.planning.kinds`. Role variables (``<role>_*``) have their own registry,
+:mod:`provision.planning.role_variables`.
 """
 
 from __future__ import annotations
@@ -125,6 +127,18 @@ REGISTRY: tuple[Variable, ...] = (
         "100",
         "stop the run when more than this % of a batch fails",
     ),
+    Variable(
+        "coralpi_lock",
+        "path",
+        "",
+        "collection runs: the coralpi.lock whose files are installed (the CLI: --lock)",
+    ),
+    Variable(
+        "coralpi_cache_dir",
+        "path",
+        "",
+        "collection runs: the controller's artifact cache (the CLI: --cache-dir)",
+    ),
 )
 
 BY_NAME: dict[str, Variable] = {v.name: v for v in REGISTRY}
@@ -152,6 +166,8 @@ def check_value(variable: Variable, value: object) -> object:
         return kinds.check_batch(name, value)
     if variable.kind == "percent":
         return kinds.check_percent(name, value)
+    if variable.kind == "path":
+        return kinds.check_path(name, value)
     return value
 
 

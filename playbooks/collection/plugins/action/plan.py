@@ -10,6 +10,7 @@ from ansible.plugins.action import ActionBase
 
 try:
     from ansible.release import __version__ as ANSIBLE_CORE_VERSION
+
     from provision.collection import actions
     from provision.errors import CoralpiError
 except ImportError as exc:  # the coralpi package is not beside this ansible-core

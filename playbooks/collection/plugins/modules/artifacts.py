@@ -1,6 +1,6 @@
 # Copyright: coralpi contributors
 # Apache License 2.0 (see the coralpi package's metadata)
-"""coralpi.coral.artifacts (documentation; the action plugin of the same name does the work): the files of this host's plan, in the controller's cache."""
+"""coralpi.coral.artifacts: documentation only (the action plugin of that name does the work)."""
 
 from __future__ import annotations
 

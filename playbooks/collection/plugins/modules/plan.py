@@ -1,6 +1,6 @@
 # Copyright: coralpi contributors
 # Apache License 2.0 (see the coralpi package's metadata)
-"""coralpi.coral.plan (documentation; the action plugin of the same name does the work): this host's plan, made on the controller by coralpi's matrix."""
+"""coralpi.coral.plan: documentation only (the action plugin of that name does the work)."""
 
 from __future__ import annotations
 
