@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # fixtures, e.g. a module's fleet, stay in one process); TEST_JOBS=0 runs it in one process.
 TEST_JOBS ?= 2
 
-.PHONY: install apply verify plan test lint typecheck unit fleet bench demo clean
+.PHONY: install apply verify plan test lint typecheck unit fleet bench demo collection clean
 
 install: $(BIN)/coralpi
 
@@ -30,8 +30,9 @@ test: install lint typecheck
 	$(BIN)/pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check provision verify tests bench scripts testfleet
-	$(BIN)/ruff format --check provision verify tests bench scripts testfleet
+	$(BIN)/ruff check provision verify tests bench scripts testfleet playbooks/collection/plugins
+	$(BIN)/ruff format --check provision verify tests bench scripts testfleet playbooks/collection/plugins
+	$(BIN)/python -m provision.collection specs --check
 	$(BIN)/yamllint -s playbooks inventory
 	$(BIN)/ansible-lint --profile production playbooks
 
@@ -54,6 +55,10 @@ bench: install
 ## The whole job on a simulated fleet of throwaway Debian hosts (root needed). KEEP=1 keeps it up.
 demo: install
 	$(BIN)/python scripts/demo.py $(if $(KEEP),--keep,)
+
+## The Ansible collection coralpi.coral (build/coralpi-coral-<version>.tar.gz) from playbooks/.
+collection: install
+	$(BIN)/python -m provision.collection build --output build
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -185,6 +185,16 @@ def check_percent(variable: str, value: object) -> int:
     return int(text)
 
 
+def check_path(variable: str, value: object) -> str:
+    """A controller path: a non-empty string without control characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{variable}: {value!r} is not a path")
+    bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise ConfigError(f"{variable}: {value!r} holds {_describe(bad)}")
+    return value
+
+
 def check_host_name(name: str) -> str:
     """An inventory host name coralpi can use as a file name (probe facts, verify reports):
     no path separators, whitespace or control characters, not hidden. The address to reach

@@ -12,7 +12,9 @@ one line of help and whether its value may hold a secret. The registry feeds:
 
 Kinds: ``choice`` (one of ``choices``), ``bool`` (Ansible's own rule), ``url`` (of the
 variable's ``schemes``), ``user``, ``fingerprints`` (a list), ``batch`` (a number or a
-percentage) and ``percent`` (0-100); what each allows is :mod:`provision.planning.kinds`.
+percentage), ``percent`` (0-100) and ``path`` (a controller path); what each allows is
+:mod:`provision.planning.kinds`. Role variables (``<role>_*``) have their own registry,
+:mod:`provision.planning.role_variables`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from provision.errors import ConfigError
 from provision.planning import kinds
 from provision.planning.kinds import parse_bool
+from provision.planning.role_variables import ROLE_BY_NAME, check_role_value
 
 __all__ = ["BY_NAME", "INTERNAL", "REGISTRY", "Variable", "check", "check_value", "parse_bool"]
 
@@ -133,6 +136,18 @@ REGISTRY: tuple[Variable, ...] = (
         "100",
         "stop the run when more than this % of a batch fails",
     ),
+    Variable(
+        "coralpi_lock",
+        "path",
+        "",
+        "collection runs: the coralpi.lock whose files are installed (the CLI: --lock)",
+    ),
+    Variable(
+        "coralpi_cache_dir",
+        "path",
+        "",
+        "collection runs: the controller's artifact cache (the CLI: --cache-dir)",
+    ),
 )
 
 BY_NAME: dict[str, Variable] = {v.name: v for v in REGISTRY}
@@ -160,21 +175,34 @@ def check_value(variable: Variable, value: object) -> object:
         return kinds.check_batch(name, value)
     if variable.kind == "percent":
         return kinds.check_percent(name, value)
+    if variable.kind == "path":
+        return kinds.check_path(name, value)
     return value
 
 
 def check(host: str, hostvars: Mapping[str, object]) -> dict[str, object]:
-    """A host's ``coralpi_*`` variables, checked against the registry (others ignored)."""
+    """A host's ``coralpi_*`` settings, checked against the registry (others ignored).
+
+    Role variables (:mod:`provision.planning.role_variables`) are checked by their type
+    and passed on to the roles by Ansible itself; they are not part of what is returned."""
     chosen: dict[str, object] = {}
     for name, value in hostvars.items():
         if not name.startswith("coralpi_") or name in INTERNAL:
             continue
         variable = BY_NAME.get(name)
         if variable is None:
-            close = difflib.get_close_matches(name, BY_NAME, n=1)
+            role_variable = ROLE_BY_NAME.get(name)
+            if role_variable is not None:
+                try:
+                    check_role_value(role_variable, value)
+                except ConfigError as exc:
+                    raise ConfigError(f"host {host}: {exc}") from exc
+                continue
+            close = difflib.get_close_matches(name, [*BY_NAME, *ROLE_BY_NAME], n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(
                 f"host {host}: unknown variable {name}{hint}; known: {', '.join(sorted(BY_NAME))}"
+                " and the role variables of README's table (each role's defaults/main.yml)"
             )
         try:
             chosen[name] = check_value(variable, value)

@@ -297,6 +297,73 @@ def test_first_converge_installs_everything(
         assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", fact["provisioned_at"])
 
 
+def _changed_tasks(output: str) -> list[str]:
+    """The TASK headers under which ansible-playbook printed a change."""
+    task, changed = "", []
+    for line in output.splitlines():
+        if line.startswith("TASK ["):
+            task = line[len("TASK [") :].split("]", 1)[0]
+        elif line.startswith("changed: ["):
+            changed.append(task)
+    return changed
+
+
+def test_the_collections_site_plans_and_converges_without_the_cli(
+    roles_fleet: Fleet,
+    workdir: Path,
+    plans: dict[str, tuple[Plan, HostArtifacts]],
+    converged: dict[str, Run],
+    tmp_path: Path,
+) -> None:
+    """`ansible-playbook coralpi.coral.site` from the built and installed collection, with no
+    checkout configuration and no coralpi command: the plugins plan pi1 from its facts and
+    take its files from a lock (`coralpi_lock`; the STAND-IN community .debs pinned in it as
+    `coralpi lock --pin` would), and the runtime role finds pi1 converged: the plan and the
+    files are the ones the controller's code made. One role (`--tags`) keeps it cheap; the
+    CLI tests run every role and verify through the same playbooks."""
+    from provision.collection.build import build
+
+    lock = workdir / "coralpi.lock"
+    plan, arts = plans["pi1"]
+    settings = dataclasses.replace(fleet_settings(roles_fleet), lock_file=lock)
+    assert ensure_host_artifacts(plan, settings, open_cache()) == arts  # written to the lock
+    collections = tmp_path / "collections"
+    collections.mkdir()
+    tarball = build(tmp_path / "dist")
+    subprocess.run(
+        [str(VENV_BIN / "ansible-galaxy"), "collection", "install", str(tarball), "-p", "."],
+        check=True,
+        capture_output=True,
+        timeout=300,
+        cwd=collections,
+    )
+    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
+    cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(roles_fleet.inventory_path)]
+    cmd += ["coralpi.coral.site", "--limit", "pi1", "--tags", "coralpi_edgetpu"]
+    cmd += ["-e", f"coralpi_lock={lock}"]
+    env = {
+        **os.environ,
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg"),  # nothing of the checkout's
+        "ANSIBLE_COLLECTIONS_PATH": str(collections),
+        "ANSIBLE_PIPELINING": "1",
+        "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s",
+    }
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=900, check=False, cwd=tmp_path, env=env
+    )
+    run = Run(proc)
+    assert run.rc == 0, run.output[-6000:]
+    for task in (
+        "Plan this host (coralpi's matrix, on the controller)",
+        "Get the plan's files into the controller's cache",
+        "coralpi.coral.coralpi_edgetpu : Validating arguments against arg spec 'main'",
+    ):
+        assert f"TASK [{task}" in run.output, task
+    assert _changed_tasks(proc.stdout) == [], run.output[-6000:]
+    assert installed(roles_fleet, "pi1") == {"libedgetpu1-std": deb_version(plan)}
+
+
 def test_max_without_the_license_is_refused_before_anything_changes(
     roles_fleet: Fleet,
     workdir: Path,

@@ -26,6 +26,9 @@ SHIPPED = [
     "provision/_share/playbooks/probe.yml",
     "provision/_share/playbooks/tasks/take_plan.yml",
     "provision/_share/playbooks/roles/coralpi_apt/tasks/main.yml",
+    "provision/_share/playbooks/roles/coralpi_apt/meta/argument_specs.yml",
+    "provision/_share/playbooks/collection/galaxy.yml",
+    "provision/_share/playbooks/collection/plugins/action/plan.py",
     "provision/planning/matrix.toml",
     "verify/__main__.py",
 ]
@@ -112,3 +115,16 @@ def test_the_installed_wheel_plans_this_machine_from_an_empty_directory(tmp_path
     assert set(data["plans"]) | set(data["errors"]) == {"localhost"}, proc.stderr
     assert not any(e.startswith("not probed") for e in data["errors"].values()), data
     assert list(empty.iterdir()) == [empty / "hosts.yml"]  # nothing written where it ran
+
+    # The installed package builds the collection from the playbooks it carries.
+    built = subprocess.run(
+        [str(py), "-m", "provision.collection", "build", "--output", str(tmp_path / "coll")],
+        capture_output=True,
+        text=True,
+        cwd=empty,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    assert Path(built.stdout.strip()) == tmp_path / "coll" / "coralpi-coral-0.1.0.tar.gz"
