@@ -123,7 +123,8 @@ def upstream(tmp_path: Path, gpg_key: tuple[bytes, str]) -> Iterator[dict[str, A
     debs = docroot / "runtime"
     debs.mkdir()
     for name in (DEB_STD, DEB_MAX, *DEBS_TRIXIE):
-        standin_deb.build(debs / name, name.split("_")[0].rsplit("-")[-1], pad=1000)
+        variant, version = name.split("_")[0].rsplit("-")[-1], name.split("_")[1]
+        standin_deb.build(debs / name, variant, version=version, pad=1000)
     (docroot / "gasket").mkdir()
     (docroot / "gasket" / DRIVER_DEB).write_bytes(b"stand-in gasket-dkms payload\n" * 100)
     (docroot / "apt" / "doc").mkdir(parents=True)

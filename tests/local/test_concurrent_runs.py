@@ -88,7 +88,8 @@ def mirror(tmp_path: Path) -> Iterator[dict[str, Any]]:
     pins = {}
     for name in DEB_NAMES:
         variant = name.split("_")[0].rsplit("-")[-1]
-        path = standin_deb.build(docroot / "runtime" / name, variant, pad=200_000)
+        version = name.split("_")[1]  # each release's build differs, as the real ones do
+        path = standin_deb.build(docroot / "runtime" / name, variant, version=version, pad=200_000)
         pins[name] = hashlib.sha256(path.read_bytes()).hexdigest()
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(docroot))

@@ -183,6 +183,7 @@ def test_the_plan_plugin_refuses_what_the_cli_refuses() -> None:
     with pytest.raises(ConfigError, match="host pi-a: no facts to plan from"):
         actions.plan_for("pi-a", {}, {}, "2.19.4")
     old_pi = {**BOOKWORM_PI, "ansible_distribution_release": "buster", "coralpi_glibc": "2.28"}
+    old_pi["coralpi_board"] = "Raspberry Pi 4 Model B Rev 1.4"  # a Pi 5 needs bookworm
     old_pi["ansible_python_version"] = "3.7.3"
     with pytest.raises(ConfigError, match=r"host pi-a: .*ansible-core"):
         actions.plan_for("pi-a", old_pi, {}, "2.19.4")
