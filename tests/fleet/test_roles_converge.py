@@ -50,6 +50,7 @@ from provision.planning.matrix import resolve
 from provision.planning.plan import Plan
 from provision.planning.targets import Choices, Target
 from testfleet import Fleet, HostSpec
+from testfleet.pi_files import BOOKWORM_CONFIG_TXT
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -680,31 +681,9 @@ def test_a_failed_switch_puts_the_previous_runtime_back(
 # -- the M.2 / PCIe Coral on a Pi 5 ---------------------------------------------------------
 
 PI5_BOARD = "Raspberry Pi 5 Model B Rev 1.0"
-#: Raspberry Pi OS Bookworm's /boot/firmware/config.txt as the image ships it (comments
-#: shortened), with the firmware's conditional sections and a user's own line at the end.
-PI5_CONFIG_TXT = """\
-# For more options and information see
-# http://rptl.io/configtxt
-dtparam=audio=on
-camera_auto_detect=1
-display_auto_detect=1
-auto_initramfs=1
-dtoverlay=vc4-kms-v3d
-max_framebuffers=2
-disable_fw_kms_setup=1
-arm_64bit=1
-disable_overscan=1
-arm_boost=1
-
-[cm4]
-otg_mode=1
-
-[cm5]
-dtoverlay=dwc2,dr_mode=host
-
-[all]
-dtparam=fan_temp0=45000
-"""
+#: Raspberry Pi OS Bookworm's /boot/firmware/config.txt as the image ships it, with a user's
+#: own line at the end.
+PI5_CONFIG_TXT = BOOKWORM_CONFIG_TXT + "dtparam=fan_temp0=45000\n"
 PI5_LINES = [
     "dtparam=pciex1",
     "dtoverlay=pciex1-compat-pi5,no-mip",

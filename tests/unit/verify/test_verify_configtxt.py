@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from testfleet.pi_files import BOOKWORM_CONFIG_TXT
 from verify import configtxt
 
 PI4 = "Raspberry Pi 4 Model B Rev 1.4"
@@ -12,28 +13,7 @@ CM4 = "Raspberry Pi Compute Module 4 Rev 1.0"
 ZERO2 = "Raspberry Pi Zero 2 W Rev 1.0"
 PI3P = "Raspberry Pi 3 Model B Plus Rev 1.3"
 
-BOOKWORM_STOCK = """\
-# For more options and information see
-# http://rptl.io/configtxt
-dtparam=audio=on
-camera_auto_detect=1
-display_auto_detect=1
-auto_initramfs=1
-dtoverlay=vc4-kms-v3d
-max_framebuffers=2
-disable_fw_kms_setup=1
-arm_64bit=1
-disable_overscan=1
-arm_boost=1
-
-[cm4]
-otg_mode=1
-
-[cm5]
-dtoverlay=dwc2,dr_mode=host
-
-[all]
-"""
+BOOKWORM_STOCK = BOOKWORM_CONFIG_TXT
 
 
 @pytest.mark.parametrize(
