@@ -749,13 +749,6 @@ def playbook_plan(plan: Plan, artifacts: HostArtifacts) -> dict[str, Any]:
     return {**plan.to_dict(), "artifacts": artifacts.to_dict()}
 
 
-def controller_plan(plan: Plan, artifacts: HostArtifacts) -> dict[str, Any]:
-    """A host's plan as the playbooks take it on a controller run (``coralpi apply`` and
-    the collection's plugins alike): :func:`playbook_plan` (its artifacts name the verify
-    package archive this controller made, so no checkout is needed beside the playbooks)."""
-    return playbook_plan(plan, artifacts)
-
-
 def ensure_host_artifacts(
     plan: Plan,
     settings: ArtifactSettings | Mapping[str, Any] | None,

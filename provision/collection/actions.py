@@ -15,7 +15,6 @@ from typing import Any
 from provision import files
 from provision.artifacts.service import (
     ArtifactSettings,
-    controller_plan,
     ensure_host_artifacts,
     open_cache,
     platform_inputs,
@@ -80,4 +79,4 @@ def artifacts_for(
     gate = store.root / "locks" / f"platform-{platform_inputs(plan, arts).slug}"
     with files.locked(gate):
         found = ensure_host_artifacts(plan, arts, store)
-    return dict(controller_plan(plan, found)["artifacts"])
+    return found.to_dict()

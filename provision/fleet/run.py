@@ -21,8 +21,8 @@ from provision.artifacts.cache import ArtifactError
 from provision.artifacts.service import (
     ArtifactSettings,
     HostArtifacts,
-    controller_plan,
     ensure_host_artifacts,
+    playbook_plan,
 )
 from provision.driver.playbook_tags import check_tags
 from provision.driver.runner import HostProgress, RunInterrupted, RunResult, run_playbook
@@ -287,7 +287,7 @@ def _probe_plan_and_run(
     report_dir = run_dir / "verify"
     report_dir.mkdir(exist_ok=True)
     extravars: dict[str, Any] = {
-        "coralpi_plans": {name: controller_plan(p, artifacts[name]) for name, p in plans.items()},
+        "coralpi_plans": {name: playbook_plan(p, artifacts[name]) for name, p in plans.items()},
         "coralpi_verify_report_dir": str(report_dir),
         **{k: v for k, v in options.extra_vars.items() if not k.startswith("coralpi_plan")},
         **rollout,
