@@ -43,7 +43,9 @@ def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_runs_dir(parser)
     options.add_cache_dir(parser)
     options.add_lock(
-        parser, "lock file pinning every artifact (default: ./coralpi.lock when it exists)"
+        parser,
+        "lock file pinning every artifact (default: the inventory's coralpi_lock, else "
+        "./coralpi.lock when it exists)",
     )
 
 
@@ -81,7 +83,7 @@ def options_from_args(args: argparse.Namespace) -> FleetOptions:
         runs_root=args.runs_dir,
         cache_dir=args.cache_dir,
         retry_failed=args.retry_failed,
-        lock_file=args.lock or (options.DEFAULT_LOCK if options.DEFAULT_LOCK.exists() else None),
+        lock_file=args.lock,
         verbosity=args.verbosity,
         forks=args.forks,
         tags=_split_tags(getattr(args, "tags", ())),

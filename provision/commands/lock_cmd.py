@@ -18,6 +18,7 @@ from provision.artifacts.service import ArtifactSettings, build_lock, open_cache
 from provision.commands import options
 from provision.commands.options import FlagFor
 from provision.errors import ConfigError, CoralpiError, HostFailed
+from provision.planning import run_wide
 from provision.planning.matrix import platform_target, resolve
 from provision.planning.plan import Plan
 from provision.planning.service import plan_inventory
@@ -77,7 +78,11 @@ def register(sub: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="resolve everything again and trust new hashes (drops the lock's pins)",
     )
-    add_common_artifact_args(parser)
+    options.add_lock(
+        parser,
+        f"lock file (default: with -i the inventory's coralpi_lock, else ./{options.DEFAULT_LOCK})",
+    )
+    options.add_cache_dir(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -133,6 +138,9 @@ def collect_hosts(
         ]
         if refused:
             raise ConfigError("cannot lock for these hosts:\n  " + "\n  ".join(refused))
+        per_host = [h.variables for h in planned.hosts]
+        args.lock = run_wide.controller_path("coralpi_lock", args.lock, per_host)
+        args.cache_dir = run_wide.controller_path("coralpi_cache_dir", args.cache_dir, per_host)
         for host in planned.hosts:
             if host.plan is not None:
                 out.append((host.name, host.plan, ArtifactSettings.from_vars(host.variables)))
@@ -182,6 +190,9 @@ def _run(args: argparse.Namespace) -> int:
     extra = {**given, **_overrides(args)}
     missing: list[str] = []
     hosts = collect_hosts(args, extra, missing)
+    # Without -i, -e may name them (with -i, collect_hosts took the hosts' values).
+    args.lock = run_wide.controller_path("coralpi_lock", args.lock, [extra]) or options.DEFAULT_LOCK
+    args.cache_dir = run_wide.controller_path("coralpi_cache_dir", args.cache_dir, [extra])
     cache = open_cache(args.cache_dir)
     # One `coralpi lock` (or apply adding a platform) at a time per lock file.
     with files.locked(args.lock):

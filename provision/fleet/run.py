@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.artifacts.cache import ArtifactError
+from provision.artifacts.lockfile import DEFAULT_LOCK_NAME
 from provision.artifacts.service import (
     ArtifactSettings,
     HostArtifacts,
@@ -29,6 +30,7 @@ from provision.driver.runner import HostProgress, RunInterrupted, RunResult, run
 from provision.errors import ConfigError, signal_of
 from provision.fleet.progress import live_progress
 from provision.fleet.report import FleetReport
+from provision.planning import run_wide
 from provision.planning.inventory import InventoryHost, check_variables, load_inventory
 from provision.planning.matrix import controller_supports
 from provision.planning.plan import Plan
@@ -89,23 +91,20 @@ def check_choices(hosts: list[InventoryHost], extra: Mapping[str, Any]) -> None:
         raise ConfigError("invalid inventory variables:\n  " + "\n  ".join(problems))
 
 
-_ROLLOUT = ("coralpi_serial", "coralpi_max_fail_percentage")
-
-
 def rollout_vars(hosts: list[InventoryHost], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """Rolling-batch settings: play-level, so one value for the whole run (checked here)."""
-    result: dict[str, Any] = {}
-    for name in _ROLLOUT:
-        # Checked by their kinds (batch, percent) when the variables were read.
-        values = {host_variables(h, extra).get(name) for h in hosts} - {None}
-        if len(values) > 1:
-            raise ConfigError(
-                f"{name} differs between hosts ({', '.join(sorted(map(str, values)))}): it "
-                "applies to the whole run, set it once for group all"
-            )
-        if values:
-            result[name] = values.pop()
-    return result
+    """Rolling-batch settings: play-level, so one value for the whole run (checked here;
+    their kinds, batch and percent, were checked when the variables were read)."""
+    return run_wide.rollout_vars(host_variables(h, extra) for h in hosts)
+
+
+def take_controller_paths(options: FleetOptions, hosts: list[InventoryHost]) -> None:
+    """--lock / --cache-dir, else the inventory's (or -e's) coralpi_lock / coralpi_cache_dir,
+    else ./coralpi.lock when it exists (the lock) and the default cache."""
+    per_host = [host_variables(h, options.extra_vars) for h in hosts]
+    options.lock_file = run_wide.controller_path("coralpi_lock", options.lock_file, per_host)
+    if options.lock_file is None and Path(DEFAULT_LOCK_NAME).exists():
+        options.lock_file = Path(DEFAULT_LOCK_NAME)
+    options.cache_dir = run_wide.controller_path("coralpi_cache_dir", options.cache_dir, per_host)
 
 
 def plan_hosts(
@@ -228,6 +227,7 @@ def run_fleet(
     hosts = load_inventory(options.inventory, options.limit)
     check_choices(hosts, options.extra_vars)
     rollout = rollout_vars(hosts, options.extra_vars)
+    take_controller_paths(options, hosts)
     run_dir = new_run_dir(command, options.runs_root)
     report = FleetReport(command=command, run_dir=run_dir, check_mode=options.check)
     try:

@@ -140,13 +140,13 @@ REGISTRY: tuple[Variable, ...] = (
         "coralpi_lock",
         "path",
         "",
-        "collection runs: the coralpi.lock whose files are installed (the CLI: --lock)",
+        "the coralpi.lock whose files are installed, one for the run (a command's --lock wins)",
     ),
     Variable(
         "coralpi_cache_dir",
         "path",
         "",
-        "collection runs: the controller's artifact cache (the CLI: --cache-dir)",
+        "the controller's artifact cache, one for the run (a command's --cache-dir wins)",
     ),
 )
 

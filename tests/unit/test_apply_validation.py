@@ -16,7 +16,7 @@ import pytest
 
 from provision.commands.options import parse_extra_vars
 from provision.errors import ConfigError
-from provision.fleet.run import last_failed_hosts, rollout_vars
+from provision.fleet.run import FleetOptions, last_failed_hosts, rollout_vars, take_controller_paths
 from provision.planning.inventory import InventoryHost, check_variables
 
 CORALPI = str(Path(sys.executable).parent / "coralpi")
@@ -123,3 +123,40 @@ def test_rollout_settings_are_checked_and_passed_once() -> None:
             check_variables("a", variables)
         with pytest.raises(ConfigError, match=message):
             rollout_vars([_host("a")], variables)  # given with -e: checked the same
+
+
+def test_the_lock_and_cache_come_from_the_flag_else_the_inventory_else_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    hosts = [
+        _host("pi1", coralpi_lock="fleet/coralpi.lock", coralpi_cache_dir="~/coral-cache"),
+        _host("pi2", coralpi_lock="fleet/coralpi.lock"),
+    ]
+    options = FleetOptions(inventory=tmp_path / "inv.yml")
+    take_controller_paths(options, hosts)
+    assert options.lock_file == Path("fleet/coralpi.lock")
+    assert options.cache_dir == Path("~/coral-cache").expanduser()
+
+    given = FleetOptions(
+        inventory=tmp_path / "inv.yml", lock_file=Path("mine.lock"), cache_dir=Path("c")
+    )
+    take_controller_paths(given, hosts)
+    assert (given.lock_file, given.cache_dir) == (Path("mine.lock"), Path("c"))
+
+    with_e = FleetOptions(inventory=tmp_path / "inv.yml", extra_vars={"coralpi_lock": "e.lock"})
+    take_controller_paths(with_e, hosts)
+    assert with_e.lock_file == Path("e.lock")
+
+    bare = FleetOptions(inventory=tmp_path / "inv.yml")
+    take_controller_paths(bare, [_host("pi1")])
+    assert (bare.lock_file, bare.cache_dir) == (None, None)
+    (tmp_path / "coralpi.lock").write_text("{}")
+    take_controller_paths(bare, [_host("pi1")])
+    assert bare.lock_file == Path("coralpi.lock")
+
+    with pytest.raises(ConfigError, match=r"coralpi_lock differs between hosts \(a.lock, b.lock\)"):
+        take_controller_paths(
+            FleetOptions(inventory=tmp_path / "inv.yml"),
+            [_host("a", coralpi_lock="a.lock"), _host("b", coralpi_lock="b.lock")],
+        )
