@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # fixtures, e.g. a module's fleet, stay in one process); TEST_JOBS=0 runs it in one process.
 TEST_JOBS ?= 2
 
-.PHONY: install apply verify plan test lint typecheck unit fleet bench demo collection clean
+.PHONY: install apply verify plan test lint typecheck unit fleet bench demo collection sanity clean
 
 install: $(BIN)/coralpi
 
@@ -59,6 +59,10 @@ demo: install
 ## The Ansible collection coralpi.coral (build/coralpi-coral-<version>.tar.gz) from playbooks/.
 collection: install
 	$(BIN)/python -m provision.collection build --output build
+
+## ansible-test sanity on the built collection (maintainers; about ten minutes, needs PyPI).
+sanity: install
+	bash scripts/collection_sanity.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
