@@ -470,12 +470,21 @@ def _fetch_art(cache: ArtifactCache, art: Artifact) -> Path:
 
 def keyring_path(cache: ArtifactCache, art: Artifact, accepted: Iterable[str]) -> Path:
     """The binary keyring derived from the pinned key file (fingerprints checked again)."""
+    return checked_keyring(cache, art, accepted)[0]
+
+
+def checked_keyring(
+    cache: ArtifactCache, art: Artifact, accepted: Iterable[str]
+) -> tuple[Path, tuple[str, ...]]:
+    """The binary keyring of the pinned key file and the accepted fingerprints it holds
+    (what the host's signed-by keyring is judged by: the plan's
+    ``artifacts.coral_key_fingerprints``)."""
     dest = cache.root / "keyring" / art.sha256 / KEYRING_NAME
     key_file = _fetch_art(cache, art)
-    data, _ = keyring.build_keyring(key_file.read_bytes(), list(accepted), art.url)
+    data, matched = keyring.build_keyring(key_file.read_bytes(), list(accepted), art.url)
     if not dest.is_file() or dest.read_bytes() != data:
         files.write_atomic(dest, data)
-    return dest
+    return dest, tuple(matched)
 
 
 def platform_dirs(
@@ -731,6 +740,9 @@ class HostArtifacts:
     runtime_questions: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     #: The PCIe driver .deb (gasket-dkms), or None without a PCIe Coral.
     driver_deb: Path | None = None
+    #: The accepted fingerprints ``coral_keyring`` holds (from the lock's key entry):
+    #: recorded in the local fact, verify judges the host's keyring by them.
+    coral_key_fingerprints: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -741,6 +753,7 @@ class HostArtifacts:
             "verify_assets": str(self.verify_assets),
             "verify_package": str(self.verify_package),
             "driver_deb": str(self.driver_deb) if self.driver_deb else "",
+            "coral_key_fingerprints": list(self.coral_key_fingerprints),
         }
 
 
@@ -794,6 +807,7 @@ def ensure_host_artifacts(
     wheels_dir, debs = platform_dirs(store, plat, s)
 
     coral_keyring = None
+    key_fingerprints: tuple[str, ...] = ()
     if want_key:
         key_art = next((a for a in lock.shared if a.kind == "apt-key" and a.url == s.key_url), None)
         if key_art is None:
@@ -801,7 +815,9 @@ def ensure_host_artifacts(
             lock.shared = lockfile.merge_shared(lock.shared, [key_art])
             new_shared.append(key_art)
             changed = True
-        coral_keyring = keyring_path(store, key_art, _accepted_from(key_art, s))
+        coral_keyring, key_fingerprints = checked_keyring(
+            store, key_art, _accepted_from(key_art, s)
+        )
 
     driver_deb = None
     driver_url = driver_deb_url(plan, s)
@@ -833,7 +849,14 @@ def ensure_host_artifacts(
     if not isinstance(package, Path):
         package = store.memo["verify-package"] = verify_package.ensure_archive(store.root)
     result = HostArtifacts(
-        wheels_dir, debs, coral_keyring, assets, package, runtime_questions(plat), driver_deb
+        wheels_dir,
+        debs,
+        coral_keyring,
+        assets,
+        package,
+        runtime_questions(plat),
+        driver_deb,
+        key_fingerprints,
     )
     store.memo[memo_key] = result
     return result

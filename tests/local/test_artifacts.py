@@ -42,12 +42,15 @@ from provision.artifacts.service import (
     build_lock,
     ensure_host_artifacts,
     fetch_lock,
+    playbook_plan,
 )
 from provision.planning.matrix import resolve
 from provision.planning.plan import Plan
 from provision.planning.targets import Choices, Target
 from testfleet import standin_deb, standin_elf
+from verify import checks, expected
 from verify.assets import PINNED, SMOKE_FILES
+from verify.facts import AptSource, Keyring, SystemFacts, openpgp_fingerprints
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTDATA = ROOT / ".." / "shared" / "testdata" / "coral"
@@ -431,12 +434,14 @@ def test_fleet_of_one_platform_costs_one_download(upstream: dict[str, Any], tmp_
         "verify_assets",
         "verify_package",
         "driver_deb",
+        "coral_key_fingerprints",
     }
     # the questions the role answers come from the max .deb's own templates
     assert art.to_dict()["runtime_debconf"] == {"max": ["libedgetpu/accepted-eula"], "std": []}
     assert art.runtime_debs["std"].name == DEB_STD
     assert art.runtime_debs["max"].name == DEB_MAX
     assert art.coral_keyring is None and art.to_dict()["coral_keyring"] == ""
+    assert art.to_dict()["coral_key_fingerprints"] == []
     assert sorted(os.listdir(art.verify_assets)) == sorted(SMOKE_FILES)
     assert os.listdir(art.wheels_dir) == []
 
@@ -479,6 +484,17 @@ def test_coral_apt_plan_gets_a_fingerprint_checked_keyring(
     (key,) = [a for a in lock.shared if a.kind == "apt-key"]
     assert key.version == upstream["fingerprint"]
     assert key.url == f"{upstream['base']}/apt/doc/apt-key.gpg"
+    # verify on the host judges its keyring by what the lock accepted (through the plan, as
+    # through the local fact), not by a list of its own: the stand-in key passes there.
+    assert art.to_dict()["coral_key_fingerprints"] == [upstream["fingerprint"]]
+    exp = expected.from_plan(playbook_plan(plan, art), "plan")
+    ring_file = "/etc/apt/keyrings/coral-edgetpu.gpg"
+    host = SystemFacts(
+        apt_sources=[AptSource("coral.sources", [key.url], ["coral-edgetpu-stable"], ring_file)],
+        keyrings={ring_file: Keyring(ring_file, openpgp_fingerprints(ring))},
+    )
+    judged = checks.check_apt_source(host, exp)
+    assert judged.status == "pass" and upstream["fingerprint"] in judged.detail, judged
     # `coralpi fetch` elsewhere trusts the fingerprint the lock recorded.
     fetched = fetch_lock(lock, ArtifactCache.open(tmp_path / "elsewhere"))
     (ring_path,) = fetched.keyrings
