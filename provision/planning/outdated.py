@@ -31,6 +31,11 @@ from packaging.version import InvalidVersion, Version
 from provision.planning.matrix import load_matrix
 from provision.planning.matrix_data import load_matrix_data
 
+#: Where to look by hand for each runtime source of the matrix.
+RUNTIME_SOURCE_PAGES = {
+    "coral-apt": "https://packages.cloud.google.com/apt/dists/coral-edgetpu-stable/",
+    "community-deb": "https://github.com/feranick/libedgetpu/releases",
+}
 PACKAGES = ("tflite-runtime", "ai-edge-litert", "opencv-python-headless", "numpy", "pillow")
 PYPI_JSON = "https://pypi.org/pypi/{name}/json"
 TIMEOUT = 30
@@ -120,10 +125,10 @@ class Finding:
 class NotChecked:
     what: str
     where: str
-    matrix_has: str
+    note: str  # what the matrix has of it, or why it could not be asked
 
     def to_dict(self) -> dict[str, str]:
-        return {"what": self.what, "where": self.where, "matrix_has": self.matrix_has}
+        return {"what": self.what, "where": self.where, "note": self.note}
 
 
 @dataclass
@@ -154,7 +159,7 @@ class Report:
             out.append(f"{head}:")
             out += [f"  {f.kind} {f.version}: {f.detail}" for f in mine]
         out.append("not checked (read them by hand):")
-        out += [f"  {n.what}: {n.where} (matrix: {n.matrix_has})" for n in self.not_checked]
+        out += [f"  {n.what}: {n.where} ({n.note})" for n in self.not_checked]
         return "\n".join(out) + "\n"
 
 
@@ -214,7 +219,9 @@ def known_packages() -> dict[str, Known]:
 
 
 def linux_wheels(package: str, files: Iterable[Mapping[str, Any]]) -> list[WheelFile]:
-    """The Linux wheels among one release's files (not yanked), one per platform tag."""
+    """The Linux wheels among one release's files (not yanked): one per interpreter, ABI
+    and architecture of a file, with the lowest glibc its tags name (a wheel tagged
+    ``manylinux_2_27_x86_64.manylinux_2_28_x86_64`` installs where glibc 2.27 runs)."""
     out = []
     for f in files:
         name = str(f.get("filename", ""))
@@ -226,12 +233,20 @@ def linux_wheels(package: str, files: Iterable[Mapping[str, Any]]) -> list[Wheel
             continue
         if wheel_name != canonicalize_name(package):
             continue
-        for tag in tags:
+        lowest: dict[tuple[str, str, str], tuple[str | None, str]] = {}
+        for tag in sorted(tags, key=str):
             platform = linux_platform(tag.platform)
-            if platform is not None:
-                out.append(
-                    WheelFile(version, tag.interpreter, tag.abi == "abi3", *platform, tag.platform)
-                )
+            if platform is None:
+                continue
+            arch, glibc = platform
+            key = (tag.interpreter, tag.abi, arch)
+            have = lowest.get(key)
+            if have is None or _glibc_key(glibc) < _glibc_key(have[0]):
+                lowest[key] = (glibc, tag.platform)
+        out += [
+            WheelFile(version, interp, abi == "abi3", arch, glibc, platform)
+            for (interp, abi, arch), (glibc, platform) in sorted(lowest.items())
+        ]
     return out
 
 
@@ -349,7 +364,8 @@ def not_checked() -> list[NotChecked]:
     out = []
     for source in m.sources:
         versions = ", ".join(r.version for r in source.releases)
-        out.append(NotChecked(f"runtime source {source.name}", source.source, versions))
+        where = RUNTIME_SOURCE_PAGES.get(source.name, source.source)
+        out.append(NotChecked(f"runtime source {source.name}", where, f"the matrix has {versions}"))
     known_good = sorted(
         {f"{k.package} {k.version}" for s in m.sources for r in s.releases for k in r.known_good}
     )
@@ -358,7 +374,7 @@ def not_checked() -> list[NotChecked]:
             NotChecked(
                 "community tflite_runtime wheels (feranick/TFlite-builds)",
                 "https://github.com/feranick/TFlite-builds/releases",
-                "known-good pairs: " + ", ".join(known_good),
+                "the matrix pairs " + ", ".join(known_good),
             )
         )
     pcie = raw["accelerators"]["pcie"]
@@ -366,7 +382,7 @@ def not_checked() -> list[NotChecked]:
         NotChecked(
             "PCIe driver gasket-dkms (feranick/gasket-driver)",
             "https://github.com/feranick/gasket-driver/releases",
-            str(pcie["driver_version"]),
+            f"the matrix has {pcie['driver_version']}",
         )
     )
     return out
@@ -376,12 +392,13 @@ def check(index: Index, packages: Sequence[str] = PACKAGES) -> Report:
     """Every package's findings; a package PyPI could not be asked about is not checked."""
     report = Report()
     known = known_packages()
+    url = str(getattr(index, "url", PYPI_JSON))
     for package in packages:
         try:
             releases = index.releases(package)
         except (requests.RequestException, ValueError) as exc:
             report.not_checked.append(
-                NotChecked(f"PyPI {package}", PYPI_JSON.format(name=package), f"error: {exc}")
+                NotChecked(f"PyPI {package}", url.format(name=package), f"not asked: {exc}")
             )
             continue
         report.findings += compare(known[package], releases)
