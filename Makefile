@@ -33,6 +33,7 @@ lint: install
 	$(BIN)/ruff check provision verify tests bench scripts testfleet playbooks/collection/plugins
 	$(BIN)/ruff format --check provision verify tests bench scripts testfleet playbooks/collection/plugins
 	$(BIN)/python -m provision.collection specs --check
+	$(BIN)/coralpi matrix golden --check
 	$(BIN)/yamllint -s playbooks inventory
 	$(BIN)/ansible-lint --profile production playbooks
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import errors
+from . import coral_keys, errors
 from .expected import Expected, default_numpy_constraint, satisfies, variant_of
 from .facts import (
     PCI_IDS,
@@ -27,12 +27,8 @@ STATUSES = (PASS, WARN, FAIL, SKIP)
 
 KNOWN_CODENAMES = ("buster", "bullseye", "bookworm", "trixie")
 SUPPORTED_ARCHES = ("aarch64", "armv7l", "x86_64")
-# Google's apt signing keys (see FIELD-NOTES): the older automatic signing key and the 2021 one.
-GOOGLE_KEY_FINGERPRINTS = (
-    "54A647F9048D5688D7DA2ABE6A030B21BA07F4FB",
-    "A362B822F6DEDC652817EA46B53DC80D13EDEF05",
-)
 APPLY = "re-run `coralpi apply`"
+NOT_ACCEPTED = "not a key accepted"
 
 
 @dataclass
@@ -96,13 +92,17 @@ def check_os(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
 def check_apt_source(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
     name = "coral_apt_source"
     coral = [s for s in sys_facts.apt_sources if is_coral_source(s) and s.enabled]
+    # The fingerprints the controller's lock accepted (local fact or plan); coralpi's own
+    # default only when neither recorded them. One list: verify/coral_keys.py.
+    accepted = set(exp.coral_key_fingerprints or coral_keys.ACCEPTED)
+    by = "the lock" if exp.coral_key_fingerprints else "coralpi's default"
     # Google's keys, or the key a Coral source is signed by, in apt's global (apt-key) keyring
-    coral_keys = set(GOOGLE_KEY_FINGERPRINTS)
+    google_keys = accepted | set(coral_keys.NOT_TRUSTED)
     for source in coral:
         keyring = sys_facts.keyrings.get(source.signed_by or "")
         if keyring is not None:
-            coral_keys.update(keyring.fingerprints)
-    global_hits = [k.path for k in sys_facts.trusted_keyrings if set(k.fingerprints) & coral_keys]
+            google_keys.update(keyring.fingerprints)
+    global_hits = [k.path for k in sys_facts.trusted_keyrings if set(k.fingerprints) & google_keys]
     global_note = (
         ""
         if not global_hits
@@ -132,6 +132,7 @@ def check_apt_source(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
             APPLY + " (role coralpi_apt)",
         )
     problems: list[str] = []
+    untrusted_only: list[str] = []
     notes: list[str] = []
     for source in coral:
         label = f"{source.file} ({' '.join(source.uris)})"
@@ -149,14 +150,27 @@ def check_apt_source(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
         if keyring is None or not keyring.fingerprints:
             problems.append(f"{label}: keyring {source.signed_by} missing or unreadable")
             continue
-        known = set(keyring.fingerprints) & set(GOOGLE_KEY_FINGERPRINTS)
+        known = set(keyring.fingerprints) & accepted
+        untrusted = [
+            f"{f} ({coral_keys.NOT_TRUSTED[f]})"
+            for f in keyring.fingerprints
+            if f in coral_keys.NOT_TRUSTED and f not in accepted
+        ]
         if known:
-            notes.append(f"{source.file} signed-by {source.signed_by} ({sorted(known)[0]})")
+            notes.append(
+                f"{source.file} signed-by {source.signed_by} ({sorted(known)[0]}, accepted by "
+                f"{by})" + (f"; also holds {', '.join(untrusted)}" if untrusted else "")
+            )
+        elif untrusted:
+            untrusted_only.append(
+                f"{label}: keyring {source.signed_by} holds only {', '.join(untrusted)}; "
+                f"none accepted by {by} ({', '.join(sorted(accepted))})"
+            )
         else:
             notes.append(
                 f"{source.file} signed-by {source.signed_by}: holds "
                 + ", ".join(keyring.fingerprints)
-                + ", not one of Google's known keys"
+                + f", {NOT_ACCEPTED} by {by} ({', '.join(sorted(accepted))})"
             )
     if problems:
         return CheckResult(
@@ -165,12 +179,23 @@ def check_apt_source(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
             "; ".join(problems) + global_note,
             APPLY + " (role coralpi_apt writes a signed-by source and keyring)",
         )
+    if untrusted_only:
+        return CheckResult(
+            name,
+            FAIL,
+            "; ".join(untrusted_only + notes) + global_note,
+            APPLY + " (role coralpi_apt writes the keyring of the accepted keys only)",
+        )
     detail = "; ".join(notes)
     if global_hits:
         return CheckResult(name, WARN, detail + global_note, global_fix)
-    if any("not one of Google's known keys" in note for note in notes):
+    if any(NOT_ACCEPTED in note for note in notes):
         return CheckResult(
-            name, WARN, detail, "check the keyring against Google's published fingerprints"
+            name,
+            WARN,
+            detail,
+            "check the keyring against Google's published fingerprints; a rotated key goes "
+            "in coralpi_coral_key_fingerprints, then `coralpi lock` and " + APPLY,
         )
     return _pass(name, detail)
 

@@ -31,6 +31,8 @@ class Expected:
     camera_config_path: str | None = None
     accelerator: str | None = None  # "usb" | "pcie"
     venv: str | None = None
+    #: The Coral key fingerprints the controller's lock accepted (empty: not recorded).
+    coral_key_fingerprints: tuple[str, ...] = ()
 
 
 def variant_of(package: str | None) -> str | None:
@@ -42,6 +44,12 @@ def variant_of(package: str | None) -> str | None:
 
 def _str(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
+
+
+def _fingerprints(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        return ()
+    return tuple(str(f).replace(" ", "").upper() for f in value if isinstance(f, str) and f)
 
 
 def from_fact(fact: dict[str, Any]) -> Expected:
@@ -66,6 +74,7 @@ def from_fact(fact: dict[str, Any]) -> Expected:
         camera_config_path=_str(fact.get("camera_config_path")),
         accelerator=_str(fact.get("accelerator")),
         venv=_str(fact.get("venv")),
+        coral_key_fingerprints=_fingerprints(fact.get("coral_key_fingerprints")),
     )
 
 
@@ -107,6 +116,9 @@ def from_plan(plan: dict[str, Any], origin: str) -> Expected:
         camera_config_path=_str(camera.get("config_path")),
         accelerator=_str(choices.get("accelerator")),
         venv=_str(_section(plan, "venv").get("path")),
+        coral_key_fingerprints=_fingerprints(
+            _section(plan, "artifacts").get("coral_key_fingerprints")
+        ),
     )
 
 

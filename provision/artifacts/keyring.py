@@ -20,22 +20,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from provision.artifacts.cache import ArtifactError
+from verify import coral_keys
 
-#: The key accepted by default for packages.cloud.google.com/apt (coral-edgetpu-stable):
-#: the 2021 "Rapture Automatic Signing Key" A362B822...B53DC80D13EDEF05, which signs that
-#: host's repositories since the 2021 rotation (its absence shows as NO_PUBKEY
-#: B53DC80D13EDEF05: kubernetes/release #2862, GoogleCloudPlatform/gcsfuse #961).
-#: Left out on purpose (2026-12, issue 13):
-#: - 54A647F9048D5688D7DA2ABE6A030B21BA07F4FB, the 2018 "Google Cloud Packages Automatic
-#:   Signing Key": expired 2021-03-31 (kubernetes/test-infra #7505 shows its expiry date;
-#:   EXPKEYSIG 6A030B21BA07F4FB in smartcontractkit/chainlink #4155). The key file still
-#:   carries it; an accepted key that has expired or been revoked is refused by name.
-#: - 35BAA0B33E9EB396F59CA838C0BA5CE6DC6315A3, now also in the key file: Google Artifact
-#:   Registry's shared repository signer (Mozilla publishes the same key for its own apt
-#:   repository), so it proves the host, not Coral. If apt reports NO_PUBKEY
-#:   C0BA5CE6DC6315A3 for coral-edgetpu-stable, that is the key signing it: add it to
-#:   coralpi_coral_key_fingerprints knowingly.
-DEFAULT_CORAL_FINGERPRINTS: tuple[str, ...] = ("A362B822F6DEDC652817EA46B53DC80D13EDEF05",)
+#: The key accepted by default for packages.cloud.google.com/apt (coral-edgetpu-stable),
+#: and the keys the key file carries that are left out on purpose (the 2018 key, expired
+#: 2021-03-31; Artifact Registry's shared signer 35BAA0B3..., which proves the host, not
+#: Coral: if apt reports NO_PUBKEY C0BA5CE6DC6315A3 for coral-edgetpu-stable, add it to
+#: coralpi_coral_key_fingerprints knowingly). One list, with its sources, in
+#: verify/coral_keys.py: verify on the Pi judges keyrings by the same one.
+DEFAULT_CORAL_FINGERPRINTS: tuple[str, ...] = coral_keys.ACCEPTED
 
 
 class KeyringError(ArtifactError):

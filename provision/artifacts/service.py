@@ -32,6 +32,7 @@ from packaging.utils import canonicalize_name
 
 from provision import files
 from provision.artifacts import (
+    coral_repo,
     debinfo,
     downloads,
     elf_needs,
@@ -377,8 +378,9 @@ def deb_checked(art: Artifact, path: Path | None, plan: Plan) -> Artifact:
         raise debinfo.DebError(
             f"{art.name} ({art.url}) does not fit {target.describe()}: "
             + "; ".join(problems)
-            + ". Check coralpi_community_runtime_url serves the build for this release and "
-            "architecture (`coralpi plan` names the file), then run `coralpi lock` again."
+            + ". Check coralpi_community_runtime_url (coralpi_coral_repo_url for Coral's own "
+            ".debs) serves the build for this release and architecture (`coralpi plan` names "
+            "the file), then run `coralpi lock` again."
         )
     return art
 
@@ -470,12 +472,21 @@ def _fetch_art(cache: ArtifactCache, art: Artifact) -> Path:
 
 def keyring_path(cache: ArtifactCache, art: Artifact, accepted: Iterable[str]) -> Path:
     """The binary keyring derived from the pinned key file (fingerprints checked again)."""
+    return checked_keyring(cache, art, accepted)[0]
+
+
+def checked_keyring(
+    cache: ArtifactCache, art: Artifact, accepted: Iterable[str]
+) -> tuple[Path, tuple[str, ...]]:
+    """The binary keyring of the pinned key file and the accepted fingerprints it holds
+    (what the host's signed-by keyring is judged by: the plan's
+    ``artifacts.coral_key_fingerprints``)."""
     dest = cache.root / "keyring" / art.sha256 / KEYRING_NAME
     key_file = _fetch_art(cache, art)
-    data, _ = keyring.build_keyring(key_file.read_bytes(), list(accepted), art.url)
+    data, matched = keyring.build_keyring(key_file.read_bytes(), list(accepted), art.url)
     if not dest.is_file() or dest.read_bytes() != data:
         files.write_atomic(dest, data)
-    return dest
+    return dest, tuple(matched)
 
 
 def platform_dirs(
@@ -497,11 +508,111 @@ def platform_dirs(
     for art in plat.artifacts:
         if art.kind == "deb":
             if settings is not None:
-                url = runtime_deb_url(settings.community_runtime_url, art.version, art.name)
-                art = dataclasses.replace(art, url=url)
+                art = dataclasses.replace(art, url=runtime_deb_mirror_url(plat, art, settings))
             variant = art.name.split("_", 1)[0].rsplit("-", 1)[-1]
             debs[variant] = _fetch_art(cache, art)
     return wheels_dir, debs
+
+
+def runtime_deb_mirror_url(plat: PlatformLock, art: Artifact, settings: ArtifactSettings) -> str:
+    """Where a locked runtime .deb is fetched from with these settings: a community .deb
+    from ``coralpi_community_runtime_url``, one of Coral's repository from the same pool
+    path under ``coralpi_coral_repo_url`` (a mirror chosen after locking serves the pinned
+    file)."""
+    if plat.inputs.runtime_source == "coral-apt":
+        pool = art.url.find("/pool/")
+        if pool < 0:
+            return art.url
+        return f"{settings.coral_repo_url.rstrip('/')}{art.url[pool:]}"
+    return runtime_deb_url(settings.community_runtime_url, art.version, art.name)
+
+
+def coral_debs(
+    plan: Plan,
+    settings: ArtifactSettings,
+    cache: ArtifactCache,
+    pins: Mapping[str, str],
+    key_art: Artifact,
+) -> list[Artifact]:
+    """The runtime .debs of Coral's repository for a coral-apt plan (the planned variant,
+    and the other one when its pool has it), their sha256 taken from the signed index
+    (:mod:`provision.artifacts.coral_repo`) and the files refused unless they match."""
+    runtime = plan.runtime
+    repo = settings.coral_repo_url.rstrip("/")
+    ring_path, fingerprints = checked_keyring(cache, key_art, _accepted_from(key_art, settings))
+    setting = SETTING_FOR_KIND["apt-key"]
+    where = coral_repo.inrelease_url(repo)
+    inrelease = downloads.fetch(
+        cache, Source("apt-index", "InRelease", where, None, setting, signature_checked=True)
+    )
+    release = coral_repo.verified_release(
+        inrelease.path.read_bytes(), ring_path.read_bytes(), where
+    )
+    debarch = DPKG_ARCH.get(plan.target.arch, plan.target.arch)
+    index_path = coral_repo.packages_path(debarch)
+    sha, size = coral_repo.release_digest(release, index_path, where)
+    index_url = coral_repo.packages_url(repo, debarch)
+    index = downloads.fetch(
+        cache, Source("apt-index", "Packages", index_url, sha, setting, size=size)
+    )
+    packages = index.path.read_text(encoding="utf-8", errors="replace")
+    arts = []
+    for package in (runtime.package, runtime.conflicts):
+        planned = package == runtime.package
+        try:
+            entry = coral_repo.find_entry(packages, package, runtime.version, index_url)
+        except coral_repo.CoralIndexError:
+            if planned:
+                raise
+            continue
+        url = f"{repo}/{entry.filename}"
+        pinned = _pin(pins, url, entry.basename)
+        if pinned is not None and pinned.lower() != entry.sha256:
+            raise HashMismatch(
+                f"{entry.basename}: the lock pins sha256 {pinned.lower()}, the signed index "
+                f"{index_url} says {entry.sha256}; refusing both until you check which is right "
+                "(`coralpi lock --refresh` trusts the signed index again)"
+            )
+        try:
+            got = downloads.fetch(
+                cache, Source("deb", entry.basename, url, entry.sha256, setting, size=entry.size)
+            )
+        except HashMismatch:
+            raise
+        except ArtifactError:
+            if planned:
+                raise
+            continue  # the other variant missing from the pool (max for arm64): not needed
+        why = (
+            f"runtime: {runtime.reason}; sha256 from the signed index of {coral_repo.SUITE} "
+            f"(InRelease by {', '.join(fingerprints)})"
+        )
+        if not planned:
+            why += " (kept ready so switching std/max needs no new download)"
+        art = Artifact("deb", entry.basename, entry.version, url, got.sha256, got.size, why)
+        arts.append(deb_checked(art, got.path, plan))
+    return arts
+
+
+def with_coral_debs(
+    plat: PlatformLock,
+    plan: Plan,
+    settings: ArtifactSettings,
+    cache: ArtifactCache,
+    pins: Mapping[str, str],
+    key_art: Artifact | None,
+) -> PlatformLock:
+    """A coral-apt platform with its runtime .debs pinned (added to a lock that lacks
+    them); any other platform, or one without the Coral key, as it is."""
+    if (
+        key_art is None
+        or plat.inputs.runtime_source != "coral-apt"
+        or any(a.kind == "deb" for a in plat.artifacts)
+    ):
+        return plat
+    return PlatformLock(
+        plat.inputs, (*plat.artifacts, *coral_debs(plan, settings, cache, pins, key_art))
+    )
 
 
 def runtime_questions(plat: PlatformLock) -> dict[str, tuple[str, ...]]:
@@ -547,8 +658,9 @@ def with_artifact_facts(
             if art.deb is None:
                 where = art
                 if settings is not None:  # the mirror that serves the pinned file now
-                    url = f"{settings.community_runtime_url.rstrip('/')}/{art.name}"
-                    where = dataclasses.replace(art, url=url)
+                    where = dataclasses.replace(
+                        art, url=runtime_deb_mirror_url(plat, art, settings)
+                    )
                 path = _fetch_art(cache, where)
             art = deb_checked(art, path, plan)
         elif art.kind == "wheel":
@@ -608,6 +720,11 @@ def build_lock(
                 shared.append(old_key)
             else:
                 shared.append(resolve_coral_key(settings, cache, _pins(pins, settings)))
+        if needs_coral_key(plan, settings):
+            key_art = next(a for a in shared if a.kind == "apt-key" and a.url == settings.key_url)
+            platforms[inputs.id] = with_coral_debs(
+                platforms[inputs.id], plan, settings, cache, _pins(pins, settings), key_art
+            )
         driver_url = driver_deb_url(plan, settings)
         if driver_url is not None and not any(
             a.kind == "deb" and a.url == driver_url for a in shared
@@ -731,6 +848,9 @@ class HostArtifacts:
     runtime_questions: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     #: The PCIe driver .deb (gasket-dkms), or None without a PCIe Coral.
     driver_deb: Path | None = None
+    #: The accepted fingerprints ``coral_keyring`` holds (from the lock's key entry):
+    #: recorded in the local fact, verify judges the host's keyring by them.
+    coral_key_fingerprints: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -741,6 +861,7 @@ class HostArtifacts:
             "verify_assets": str(self.verify_assets),
             "verify_package": str(self.verify_package),
             "driver_deb": str(self.driver_deb) if self.driver_deb else "",
+            "coral_key_fingerprints": list(self.coral_key_fingerprints),
         }
 
 
@@ -791,9 +912,9 @@ def ensure_host_artifacts(
             check_recorded_needs(art, plan, inputs)
             if art.kind == "deb":
                 deb_checked(art, None, plan)
-    wheels_dir, debs = platform_dirs(store, plat, s)
 
     coral_keyring = None
+    key_fingerprints: tuple[str, ...] = ()
     if want_key:
         key_art = next((a for a in lock.shared if a.kind == "apt-key" and a.url == s.key_url), None)
         if key_art is None:
@@ -801,7 +922,15 @@ def ensure_host_artifacts(
             lock.shared = lockfile.merge_shared(lock.shared, [key_art])
             new_shared.append(key_art)
             changed = True
-        coral_keyring = keyring_path(store, key_art, _accepted_from(key_art, s))
+        coral_keyring, key_fingerprints = checked_keyring(
+            store, key_art, _accepted_from(key_art, s)
+        )
+        pinned = with_coral_debs(plat, plan, s, store, _pins(lock_pins(lock), s), key_art)
+        if pinned is not plat:
+            plat = lock.platforms[inputs.id] = pinned
+            new_platforms = [p for p in new_platforms if p.id != plat.id] + [plat]
+            changed = True
+    wheels_dir, debs = platform_dirs(store, plat, s)
 
     driver_deb = None
     driver_url = driver_deb_url(plan, s)
@@ -833,7 +962,14 @@ def ensure_host_artifacts(
     if not isinstance(package, Path):
         package = store.memo["verify-package"] = verify_package.ensure_archive(store.root)
     result = HostArtifacts(
-        wheels_dir, debs, coral_keyring, assets, package, runtime_questions(plat), driver_deb
+        wheels_dir,
+        debs,
+        coral_keyring,
+        assets,
+        package,
+        runtime_questions(plat),
+        driver_deb,
+        key_fingerprints,
     )
     store.memo[memo_key] = result
     return result

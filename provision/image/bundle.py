@@ -143,6 +143,7 @@ def build_bundle(
         verify_package=on_pi / "verify" / arts.verify_package.name,
         runtime_questions=arts.runtime_questions,
         driver_deb=on_pi / "debs" / arts.driver_deb.name if arts.driver_deb else None,
+        coral_key_fingerprints=arts.coral_key_fingerprints,
     )
     (root / "vars").mkdir()
     plans = {"localhost": playbook_plan(host.plan, pi_arts)}

@@ -230,6 +230,7 @@ ROLE_VARIABLES: tuple[RoleVariable, ...] = (
     RoleVariable("coralpi_record_camera_method", "coralpi_record", "str", "plan"),
     RoleVariable("coralpi_record_camera_config_path", "coralpi_record", "raw", "plan"),
     RoleVariable("coralpi_record_accelerator", "coralpi_record", "str", "plan"),
+    RoleVariable("coralpi_record_coral_key_fingerprints", "coralpi_record", "list", "plan"),
     RoleVariable("coralpi_verify_package_src", "coralpi_verify", "str", "plan"),
     RoleVariable("coralpi_verify_package_archive", "coralpi_verify", "str", "setting"),
     RoleVariable("coralpi_verify_dest", "coralpi_verify", "str", "setting"),

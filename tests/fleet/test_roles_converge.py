@@ -406,6 +406,9 @@ def test_coral_apt_source_installs_from_the_signed_repository(
     assert coral["pi1"][1].coral_keyring is not None  # checked against the fleet's fingerprint
     run = run_playbook(roles_fleet, workdir, "provision.yml", coral, limit="pi1")
     assert run.rc == 0, run.output[-6000:]
+    # the fact keeps the fingerprints the lock accepted: verify judges the keyring by them
+    fingerprint = roles_fleet.standin_key_fingerprint
+    assert local_fact(roles_fleet, "pi1")["coral_key_fingerprints"] == [fingerprint]
     # coral-apt pins the official version: the community build is replaced (a downgrade).
     assert installed(roles_fleet, "pi1") == {"libedgetpu1-std": plan.runtime.version}
     source = host_text(roles_fleet, "pi1", "cat /etc/apt/sources.list.d/coral-edgetpu.sources")

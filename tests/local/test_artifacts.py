@@ -6,7 +6,9 @@ Stand-ins (the real sources cannot be reached from the test machine):
 - the community runtime .debs are STAND-IN packages named like the real files
   (testfleet/standin_deb.py: their control fields and debconf templates are those of the
   community packages, read by the real code; the payload is empty, not a runtime);
-- the Coral apt key is a key this test generates (the fingerprint check is real);
+- the Coral apt key is a key this test generates (the fingerprint check is real), and it
+  signs a STAND-IN of Coral's repository index (`standin_coral_index`: InRelease, Packages,
+  stand-in .debs in its pool) whose chain of sha256s the real code checks;
 - the Pi's ansible-core wheel (locked for first-boot bundles) is a STAND-IN file named like
   the real one, found by a stand-in of the index look-up (`standin_pi_ansible`); the
   lock, reuse and fetch code around it is the real one.
@@ -42,12 +44,15 @@ from provision.artifacts.service import (
     build_lock,
     ensure_host_artifacts,
     fetch_lock,
+    playbook_plan,
 )
 from provision.planning.matrix import resolve
 from provision.planning.plan import Plan
 from provision.planning.targets import Choices, Target
 from testfleet import standin_deb, standin_elf
+from verify import checks, expected
 from verify.assets import PINNED, SMOKE_FILES
+from verify.facts import AptSource, Keyring, SystemFacts, openpgp_fingerprints
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTDATA = ROOT / ".." / "shared" / "testdata" / "coral"
@@ -74,7 +79,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 @pytest.fixture(scope="module")
-def gpg_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[bytes, str]]:
+def gpg_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[bytes, str, Path]]:
     home = tmp_path_factory.mktemp("gnupg")
     home.chmod(0o700)
     env = dict(os.environ, GNUPGHOME=str(home))
@@ -104,14 +109,16 @@ def gpg_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[bytes, s
         armored = subprocess.run(
             [*gpg, "--armor", "--export", fpr], env=env, check=True, capture_output=True
         ).stdout
-        yield armored, fpr
+        yield armored, fpr, home
     finally:
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
 
 
 @pytest.fixture()
-def upstream(tmp_path: Path, gpg_key: tuple[bytes, str]) -> Iterator[dict[str, Any]]:
-    """A loopback HTTP server with the assets, stand-in runtime .debs and the key file."""
+def upstream(tmp_path: Path, gpg_key: tuple[bytes, str, Path]) -> Iterator[dict[str, Any]]:
+    """A loopback HTTP server with the assets, stand-in runtime .debs, the key file and a
+    signed stand-in of Coral's repository index (arm64: std in the pool, max listed but
+    missing from it, as reported for the real one)."""
     if not TESTDATA.is_dir():
         pytest.skip(f"{TESTDATA} is missing")
     docroot = tmp_path / "www"
@@ -129,6 +136,7 @@ def upstream(tmp_path: Path, gpg_key: tuple[bytes, str]) -> Iterator[dict[str, A
     (docroot / "gasket" / DRIVER_DEB).write_bytes(b"stand-in gasket-dkms payload\n" * 100)
     (docroot / "apt" / "doc").mkdir(parents=True)
     (docroot / "apt" / "doc" / "apt-key.gpg").write_bytes(gpg_key[0])
+    standin_coral_index(docroot / "apt", gpg_key[2], gpg_key[1])
     server = _QuietServer(
         ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(docroot))
     )
@@ -157,11 +165,60 @@ def upstream(tmp_path: Path, gpg_key: tuple[bytes, str]) -> Iterator[dict[str, A
                 f"{base}/gasket/{DRIVER_DEB}": driver_sha,
             },
             "driver_sha": driver_sha,
+            "gnupg_home": gpg_key[2],
         }
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+#: Coral's repository layout (pool path of its .debs).
+CORAL_POOL = "pool/main/libe/libedgetpu"
+
+
+def standin_coral_index(repo: Path, home: Path, fingerprint: str) -> None:
+    """A STAND-IN of Coral's signed index under ``repo``: stand-in .debs in its pool
+    (libedgetpu1-std 16.0 arm64; max arm64 listed, its pool file missing), a Packages index
+    naming their sha256, a Release naming the index's, clear-signed as InRelease."""
+    pool = repo / CORAL_POOL
+    pool.mkdir(parents=True, exist_ok=True)
+    stanzas = []
+    for variant in ("std", "max"):
+        name = f"libedgetpu1-{variant}_16.0_arm64.deb"
+        deb = standin_deb.build(pool / name, variant, version="16.0", arch="arm64", pad=500)
+        data = deb.read_bytes()
+        stanzas.append(
+            standin_deb.control_text(variant, "16.0", "arm64")
+            + f"Filename: {CORAL_POOL}/{name}\nSize: {len(data)}\n"
+            + f"SHA256: {hashlib.sha256(data).hexdigest()}\n"
+        )
+        if variant == "max":
+            deb.unlink()  # listed in the index, missing from the pool
+    write_signed_index(repo, "\n".join(stanzas), home, fingerprint)
+
+
+def write_signed_index(repo: Path, packages: str, home: Path, fingerprint: str) -> None:
+    dist = repo / "dists" / "coral-edgetpu-stable"
+    (dist / "main" / "binary-arm64").mkdir(parents=True, exist_ok=True)
+    (dist / "main" / "binary-arm64" / "Packages").write_text(packages)
+    data = packages.encode()
+    release = (
+        "Origin: coral-edgetpu-stable (STAND-IN)\nSuite: coral-edgetpu-stable\n"
+        "Components: main\nArchitectures: arm64\nSHA256:\n"
+        f" {hashlib.sha256(data).hexdigest()} {len(data)} main/binary-arm64/Packages\n"
+    )
+    (dist / "InRelease").unlink(missing_ok=True)
+    subprocess.run(
+        [
+            *("gpg", "--batch", "--quiet", "--local-user", fingerprint, "--clearsign"),
+            *("--output", str(dist / "InRelease")),
+        ],
+        input=release.encode(),
+        env=dict(os.environ, GNUPGHOME=str(home)),
+        check=True,
+        capture_output=True,
+    )
 
 
 standin_lookups: list[str] = []
@@ -431,12 +488,14 @@ def test_fleet_of_one_platform_costs_one_download(upstream: dict[str, Any], tmp_
         "verify_assets",
         "verify_package",
         "driver_deb",
+        "coral_key_fingerprints",
     }
     # the questions the role answers come from the max .deb's own templates
     assert art.to_dict()["runtime_debconf"] == {"max": ["libedgetpu/accepted-eula"], "std": []}
     assert art.runtime_debs["std"].name == DEB_STD
     assert art.runtime_debs["max"].name == DEB_MAX
     assert art.coral_keyring is None and art.to_dict()["coral_keyring"] == ""
+    assert art.to_dict()["coral_key_fingerprints"] == []
     assert sorted(os.listdir(art.verify_assets)) == sorted(SMOKE_FILES)
     assert os.listdir(art.wheels_dir) == []
 
@@ -471,7 +530,8 @@ def test_coral_apt_plan_gets_a_fingerprint_checked_keyring(
     assert plan.runtime.source == "coral-apt"
     lock_path = tmp_path / "coralpi.lock"
     art = ensure_host_artifacts(plan, upstream["vars"], tmp_path / "cache", lock_path=lock_path)
-    assert art.runtime_debs == {}
+    # Coral's own .deb is pinned from the signed index (max is missing from the pool: left out)
+    assert list(art.runtime_debs) == ["std"]
     assert art.coral_keyring is not None
     ring = art.coral_keyring.read_bytes()
     assert ring and not ring.startswith(b"-----BEGIN")
@@ -479,6 +539,17 @@ def test_coral_apt_plan_gets_a_fingerprint_checked_keyring(
     (key,) = [a for a in lock.shared if a.kind == "apt-key"]
     assert key.version == upstream["fingerprint"]
     assert key.url == f"{upstream['base']}/apt/doc/apt-key.gpg"
+    # verify on the host judges its keyring by what the lock accepted (through the plan, as
+    # through the local fact), not by a list of its own: the stand-in key passes there.
+    assert art.to_dict()["coral_key_fingerprints"] == [upstream["fingerprint"]]
+    exp = expected.from_plan(playbook_plan(plan, art), "plan")
+    ring_file = "/etc/apt/keyrings/coral-edgetpu.gpg"
+    host = SystemFacts(
+        apt_sources=[AptSource("coral.sources", [key.url], ["coral-edgetpu-stable"], ring_file)],
+        keyrings={ring_file: Keyring(ring_file, openpgp_fingerprints(ring))},
+    )
+    judged = checks.check_apt_source(host, exp)
+    assert judged.status == "pass" and upstream["fingerprint"] in judged.detail, judged
     # `coralpi fetch` elsewhere trusts the fingerprint the lock recorded.
     fetched = fetch_lock(lock, ArtifactCache.open(tmp_path / "elsewhere"))
     (ring_path,) = fetched.keyrings
@@ -493,6 +564,70 @@ def test_coral_apt_plan_gets_a_fingerprint_checked_keyring(
         )
     assert upstream["fingerprint"] in str(err.value)
     assert "Found:" in str(err.value)
+
+
+def test_coral_debs_are_pinned_by_the_signed_index_and_survive_the_repository(
+    upstream: dict[str, Any], tmp_path: Path
+) -> None:
+    plan = plan_for("bullseye", "aarch64", "3.9", "2.31")
+    lock_path = tmp_path / "coralpi.lock"
+    art = ensure_host_artifacts(plan, upstream["vars"], tmp_path / "cache", lock_path=lock_path)
+    pool = upstream["docroot"] / "apt" / CORAL_POOL
+    served = (pool / "libedgetpu1-std_16.0_arm64.deb").read_bytes()
+    assert art.runtime_debs["std"].read_bytes() == served
+    (plat,) = lockfile.read(lock_path).platforms.values()
+    (deb,) = [a for a in plat.artifacts if a.kind == "deb"]
+    assert deb.sha256 == hashlib.sha256(served).hexdigest() and deb.version == "16.0"
+    assert deb.url == f"{upstream['base']}/apt/{CORAL_POOL}/libedgetpu1-std_16.0_arm64.deb"
+    assert "signed index" in deb.reason and upstream["fingerprint"] in deb.reason
+    assert deb.deb is not None and deb.deb.package == "libedgetpu1-std"  # read from the .deb
+    # The repository's index is gone; a mirror of its pool serves the pinned file.
+    shutil.rmtree(upstream["docroot"] / "apt" / "dists")
+    mirror = upstream["docroot"] / "coral-mirror"
+    shutil.copytree(upstream["docroot"] / "apt", mirror)
+    moved = {**upstream["vars"], "coralpi_coral_repo_url": f"{upstream['base']}/coral-mirror"}
+    again = ensure_host_artifacts(plan, moved, tmp_path / "cache-2", lock_path=lock_path)
+    assert again.runtime_debs["std"].read_bytes() == served
+    # ... and a mirror serving other bytes under that name is refused.
+    (mirror / CORAL_POOL / "libedgetpu1-std_16.0_arm64.deb").write_bytes(b"not the pinned .deb")
+    with pytest.raises(HashMismatch, match=r"libedgetpu1-std_16\.0_arm64\.deb"):
+        ensure_host_artifacts(plan, moved, tmp_path / "cache-3", lock_path=lock_path)
+
+
+def test_a_tampered_coral_deb_or_index_is_refused(upstream: dict[str, Any], tmp_path: Path) -> None:
+    plan = plan_for("bullseye", "aarch64", "3.9", "2.31")
+    repo = upstream["docroot"] / "apt"
+    deb = repo / CORAL_POOL / "libedgetpu1-std_16.0_arm64.deb"
+    # a .deb whose bytes are not what the signed index says
+    original = deb.read_bytes()
+    standin_deb.build(deb, "std", version="16.0", arch="arm64", pad=501)
+    with pytest.raises(HashMismatch, match=r"libedgetpu1-std_16\.0_arm64\.deb"):
+        ensure_host_artifacts(plan, upstream["vars"], tmp_path / "c1")
+    deb.write_bytes(original)
+    # an index changed after signing: its sha256 no longer matches the signed Release
+    packages = repo / "dists" / "coral-edgetpu-stable" / "main" / "binary-arm64" / "Packages"
+    packages.write_text(packages.read_text().replace("Version: 16.0", "Version: 16.0 ", 1))
+    with pytest.raises(HashMismatch, match="Packages"):
+        ensure_host_artifacts(plan, upstream["vars"], tmp_path / "c2")
+    # an index signed by another key than the accepted one
+    other = tmp_path / "other-gnupg"
+    other.mkdir(mode=0o700)
+    env = dict(os.environ, GNUPGHOME=str(other))
+    subprocess.run(
+        [
+            *("gpg", "--batch", "--quiet", "--passphrase", "", "--pinentry-mode", "loopback"),
+            *("--quick-generate-key", "Not Coral <x@example.invalid>", "ed25519", "sign", "never"),
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    try:
+        write_signed_index(repo, packages.read_text(), other, "Not Coral")
+        with pytest.raises(artifacts.coral_repo.CoralIndexError, match="not signed by"):
+            ensure_host_artifacts(plan, upstream["vars"], tmp_path / "c3")
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(other), "--kill", "all"], check=False)
 
 
 def test_pins_by_file_name_trust_a_plain_http_mirror_without_a_lock(

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from verify_fakeroot import standard_fact
 
-from verify import checks, configtxt, expected
+from verify import checks, configtxt, coral_keys, expected
 from verify.errors import Cause
 from verify.facts import (
     AptSource,
@@ -19,7 +19,10 @@ from verify.facts import (
 )
 from verify.smoke import SmokeResult
 
-GOOGLE = checks.GOOGLE_KEY_FINGERPRINTS[1]
+GOOGLE = coral_keys.ACCEPTED[0]
+EXPIRED = "54A647F9048D5688D7DA2ABE6A030B21BA07F4FB"
+SHARED_SIGNER = "35BAA0B33E9EB396F59CA838C0BA5CE6DC6315A3"
+STANDIN = "CD" * 20  # a stand-in key a lock accepted (as the test fleet's)
 PI4 = "Raspberry Pi 4 Model B Rev 1.4"
 KEYRING = "/etc/apt/keyrings/coral.gpg"
 
@@ -134,6 +137,44 @@ def test_apt_source_variants() -> None:
         KEYRING,
     )
     assert checks.check_apt_source(pi_facts(apt_sources=[dead]), exp).status == "fail"
+
+
+def test_the_keyring_is_judged_by_the_fingerprints_the_lock_accepted() -> None:
+    standin_ring = pi_facts(keyrings={KEYRING: Keyring(KEYRING, [STANDIN])})
+    by_lock = fact_exp(runtime_source="coral-apt", coral_key_fingerprints=[STANDIN])
+    judged = checks.check_apt_source(standin_ring, by_lock)
+    assert judged.status == "pass" and STANDIN in judged.detail and "the lock" in judged.detail
+    # the same keyring with nothing recorded: coralpi's default list, which lacks it
+    unknown = checks.check_apt_source(standin_ring, fact_exp(runtime_source="coral-apt"))
+    assert unknown.status == "warn" and "coralpi's default" in unknown.detail
+    assert "coralpi_coral_key_fingerprints" in unknown.fix
+    # Google's key on a host whose lock accepted another one is not taken for accepted
+    google = checks.check_apt_source(pi_facts(), by_lock)
+    assert google.status == "warn" and STANDIN in google.detail
+    # a plan's artifacts carry them as the fact does
+    plan = {"runtime": {"source": "coral-apt"}, "artifacts": {"coral_key_fingerprints": [STANDIN]}}
+    assert expected.from_plan(plan, "plan x").coral_key_fingerprints == (STANDIN,)
+
+
+def test_a_keyring_of_only_the_expired_key_fails_and_names_it() -> None:
+    exp = fact_exp(runtime_source="coral-apt")
+    expired = checks.check_apt_source(
+        pi_facts(keyrings={KEYRING: Keyring(KEYRING, [EXPIRED])}), exp
+    )
+    assert expired.status == "fail", expired
+    assert EXPIRED in expired.detail and "expired 2021-03-31" in expired.detail
+    shared = checks.check_apt_source(
+        pi_facts(keyrings={KEYRING: Keyring(KEYRING, [SHARED_SIGNER])}), exp
+    )
+    assert shared.status == "fail" and "proves the host, not Coral" in shared.detail
+    # beside an accepted key the others are named, not taken for it
+    both = checks.check_apt_source(
+        pi_facts(keyrings={KEYRING: Keyring(KEYRING, [GOOGLE, EXPIRED])}), exp
+    )
+    assert both.status == "pass" and f"also holds {EXPIRED}" in both.detail
+    # the expired key in apt's global keyring is still found there
+    global_old = pi_facts(trusted_keyrings=[Keyring("/etc/apt/trusted.gpg", [EXPIRED])])
+    assert "/etc/apt/trusted.gpg" in checks.check_apt_source(global_old, exp).fix
 
 
 def test_runtime_package_variant_and_conflict() -> None:
