@@ -205,6 +205,7 @@ ROLE_VARIABLES: tuple[RoleVariable, ...] = (
     RoleVariable("coralpi_camera_reason", "coralpi_camera", "str", "plan"),
     RoleVariable("coralpi_camera_gpu_mem", "coralpi_camera", "int", "setting"),
     RoleVariable("coralpi_camera_allow_reboot", "coralpi_camera", "bool", "inventory"),
+    RoleVariable("coralpi_camera_pending_path", "coralpi_camera", "str", "setting"),
     RoleVariable("coralpi_camera_reboot_timeout", "coralpi_camera", "int", "setting"),
     RoleVariable(
         "coralpi_record_fact_dir",

@@ -36,6 +36,7 @@ from typing import Any
 
 import fleet_cli
 import pytest
+from fleet_cli import Run, run_playbook
 from fleet_cli import installed_runtimes as installed
 
 from provision.artifacts.service import (
@@ -43,7 +44,6 @@ from provision.artifacts.service import (
     HostArtifacts,
     ensure_host_artifacts,
     open_cache,
-    playbook_plan,
 )
 from provision.planning.inventory import load_inventory
 from provision.planning.matrix import load_matrix, resolve
@@ -52,14 +52,8 @@ from provision.planning.targets import Choices, Target
 from testfleet import Fleet, HostSpec
 from testfleet.pi_files import BOOKWORM_CONFIG_TXT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
-PLAYBOOKS = REPO_ROOT / "playbooks"
 MakeFleet = Callable[..., Fleet]
-RECAP = re.compile(
-    r"^(?P<host>\S+)\s+: ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)"
-    r"\s+unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)"
-)
 
 #: What Debian ships per release (python, glibc): the plans are made from these, and the
 #: probe test checks the hosts' facts give the same.
@@ -152,57 +146,6 @@ def deb_version(plan: Plan) -> str:
 
 
 # -- running playbooks ------------------------------------------------------------------------
-
-
-class Run:
-    def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
-        self.rc = proc.returncode
-        self.output = proc.stdout + proc.stderr
-        self.recap: dict[str, dict[str, int]] = {}
-        for line in proc.stdout.splitlines():
-            found = RECAP.match(line)
-            if found:
-                fields = found.groupdict()
-                host = fields.pop("host")
-                self.recap[host] = {k: int(v) for k, v in fields.items()}
-
-    def changed(self, host: str) -> int:
-        return self.recap[host]["changed"]
-
-
-def run_playbook(
-    fleet: Fleet,
-    workdir: Path,
-    playbook: str,
-    plans: Mapping[str, tuple[Plan, HostArtifacts]],
-    *extra: str,
-    limit: str | None = None,
-) -> Run:
-    """``ansible-playbook`` with ``coralpi_plans`` written as the controller writes them."""
-    written = {name: playbook_plan(plan, arts) for name, (plan, arts) in plans.items()}
-    vars_file = workdir / "plans.json"
-    vars_file.write_text(json.dumps({"coralpi_plans": written}, indent=1))
-    cmd = [
-        str(VENV_BIN / "ansible-playbook"),
-        "-i",
-        str(fleet.inventory_path),
-        str(PLAYBOOKS / playbook),
-        "-e",
-        f"@{vars_file}",
-        *extra,
-    ]
-    if limit:
-        cmd += ["--limit", limit]
-    env = {
-        **os.environ,
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_FORCE_COLOR": "0",
-        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
-    }
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=1500, check=False, cwd=REPO_ROOT, env=env
-    )
-    return Run(proc)
 
 
 def local_fact(fleet: Fleet, host: str) -> dict[str, Any]:
