@@ -49,14 +49,15 @@ chroot "$R" /usr/bin/ssh-keygen -A >/dev/null
 exec chroot "$R" /usr/sbin/sshd -D -e
 """
 
-#: Like START_SCRIPT, for a systemd-booted host: the overlay, then systemd-nspawn --boot in
-#: the host's network namespace (nspawn shares the namespace it runs in). A reboot inside
+#: Like START_SCRIPT, for a systemd-booted host: the overlay, then systemd-nspawn --boot
+#: joined to the host's network namespace (the script itself runs in the root one: `ip netns
+#: exec` would replace /sys, and the cgroup mount nspawn needs with it). A reboot inside
 #: the container ends nspawn with exit status 133 (what systemd-nspawn@.service restarts
 #: on): the loop boots it again, so the host comes back as a rebooted machine does, with
 #: a fresh /run and a new boot id. Any other exit ends the host.
 BOOT_SCRIPT = r"""
 set -eu
-LOWER="$1"; D="$2"; NAME="$3"; MACHINE="$4"; R="$D/root"
+LOWER="$1"; D="$2"; NAME="$3"; NETNS="$4"; R="$D/root"
 mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$D/upper,workdir=$D/work" "$R"
 chroot "$R" /usr/bin/ssh-keygen -A >/dev/null
 boots=0
@@ -65,7 +66,8 @@ while :; do
   echo "test fleet: boot $boots of $NAME"
   rc=0
   systemd-nspawn --boot --quiet --directory "$R" --register=no --keep-unit \
-    --machine="$MACHINE" --hostname="$NAME" --console=read-only || rc=$?
+    --network-namespace-path="/run/netns/$NETNS" --machine="$NETNS" --hostname="$NAME" \
+    --console=read-only || rc=$?
   [ "$rc" -eq 133 ] || exit "$rc"
 done
 """
@@ -151,18 +153,9 @@ def start_host(host: Host, lower: Path, log: Path) -> None:
         script = [START_SCRIPT, "start-host", str(lower), str(host.dir), host.name]
     else:
         raise FleetError(f"host {host.name}: init must be sshd or systemd, not {host.spec.init}")
-    argv = [
-        "ip",
-        "netns",
-        "exec",
-        host.netns,
-        *unshare,
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        *script,
-    ]
+    # A systemd host's script joins the network namespace through nspawn (BOOT_SCRIPT).
+    netns = [] if host.spec.init == "systemd" else ["ip", "netns", "exec", host.netns]
+    argv = [*netns, *unshare, "--propagation", "private", "sh", "-c", *script]
     with log.open("ab") as out:
         host.popen = subprocess.Popen(
             argv,
