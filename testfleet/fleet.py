@@ -85,6 +85,7 @@ class Fleet:
                 h.arch,
                 {**h.vars, **dict((host_vars or {}).get(h.name, {}))},
                 h.tree,
+                h.init,
             )
             for h in hosts
         ]
