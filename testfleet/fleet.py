@@ -85,6 +85,7 @@ class Fleet:
                 h.arch,
                 {**h.vars, **dict((host_vars or {}).get(h.name, {}))},
                 h.tree,
+                h.init,
             )
             for h in hosts
         ]
@@ -344,15 +345,19 @@ class Fleet:
         with interrupts.deferred():
             self._binfmt = BinfmtUse({h.arch for h in self.specs})
         self._pause("binfmt")
-        suites = sorted({(h.suite, h.arch) for h in self.specs if h.tree is None})
-        with concurrent.futures.ThreadPoolExecutor(max_workers=len(suites) + 2) as pool:
+        trees = sorted({_tree_key(h) for h in self.specs if h.tree is None})
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(trees) + 2) as pool:
             standin_future = pool.submit(standin_coral.ensure_standin, self.cache)
             futures = {
-                (suite, arch): pool.submit(ensure_rootfs, recipe_for(suite, arch), self.cache)
-                for suite, arch in suites
+                key: pool.submit(
+                    ensure_rootfs,
+                    recipe_for(key[0], key[1], systemd=key[2] == "systemd"),
+                    self.cache,
+                )
+                for key in trees
             }
-            for (suite, arch), future in futures.items():
-                self.rootfs[f"{suite}-{arch}"] = future.result()
+            for key, future in futures.items():
+                self.rootfs["-".join(key)] = future.result()
             self.standin = standin_future.result()
         self._timed("images", start)
 
@@ -404,7 +409,7 @@ class Fleet:
 
         start = time.monotonic()
         for host in self.hosts:
-            lower = host.spec.tree or self.rootfs[f"{host.spec.suite}-{host.spec.arch}"].tree
+            lower = host.spec.tree or self.rootfs["-".join(_tree_key(host.spec))].tree
             with interrupts.deferred():
                 hostops.start_host(host, lower, host.dir / "console.log")
                 assert host.unshare is not None and host.popen is not None
@@ -415,7 +420,8 @@ class Fleet:
                 self._record(init, None)
         self._pause("hosts")
         emulated = self._binfmt is not None and bool(self._binfmt.arches)
-        self._wait_ready(timeout=120 if emulated else 30)
+        booted = any(h.init == "systemd" for h in self.specs)
+        self._wait_ready(timeout=120 if emulated else 60 if booted else 30)
         self._timed("hosts", start)
 
         write_inventory(self.inventory_path, self._inventory())
@@ -485,3 +491,8 @@ class Fleet:
             control_dir=self.control_dir,
             group_vars=group_vars,
         )
+
+
+def _tree_key(spec: HostSpec) -> tuple[str, str, str]:
+    """(suite, arch, init): hosts booted by systemd run the suite's tree with systemd."""
+    return (spec.suite, spec.arch, "systemd" if spec.init == "systemd" else "sshd")

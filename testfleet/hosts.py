@@ -1,5 +1,7 @@
 """Test hosts: a private mount/PID/UTS/IPC namespace in the host's network namespace, an
-overlay of the cached Debian tree, and ``sshd -D`` as the only service.
+overlay of the cached Debian tree, and ``sshd -D`` as the only service; or, for a host with
+``init="systemd"``, the same overlay booted by ``systemd-nspawn --boot`` (systemd as its init,
+sshd as a systemd service), started again whenever the container reboots.
 
 The process tree per host is ``unshare`` (started by Popen from the test process) with one
 child, PID 1 of the host's PID namespace (a shell that ends by exec-ing chroot + sshd).
@@ -47,6 +49,29 @@ chroot "$R" /usr/bin/ssh-keygen -A >/dev/null
 exec chroot "$R" /usr/sbin/sshd -D -e
 """
 
+#: Like START_SCRIPT, for a systemd-booted host: the overlay, then systemd-nspawn --boot
+#: joined to the host's network namespace (the script itself runs in the root one: `ip netns
+#: exec` would replace /sys, and the cgroup mount nspawn needs with it). A reboot inside
+#: the container ends nspawn with exit status 133 (what systemd-nspawn@.service restarts
+#: on): the loop boots it again, so the host comes back as a rebooted machine does, with
+#: a fresh /run and a new boot id. Any other exit ends the host.
+BOOT_SCRIPT = r"""
+set -eu
+LOWER="$1"; D="$2"; NAME="$3"; NETNS="$4"; R="$D/root"
+mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$D/upper,workdir=$D/work" "$R"
+chroot "$R" /usr/bin/ssh-keygen -A >/dev/null
+boots=0
+while :; do
+  boots=$((boots + 1))
+  echo "test fleet: boot $boots of $NAME"
+  rc=0
+  systemd-nspawn --boot --quiet --directory "$R" --register=no --keep-unit \
+    --network-namespace-path="/run/netns/$NETNS" --machine="$NETNS" --hostname="$NAME" \
+    --console=read-only || rc=$?
+  [ "$rc" -eq 133 ] || exit "$rc"
+done
+"""
+
 
 @dataclass
 class HostSpec:
@@ -54,7 +79,8 @@ class HostSpec:
 
     ``tree``: a root file system to run instead of the cached debootstrap tree of
     suite/arch (e.g. a built image's mounted root); it is the read-only lower layer of the
-    host's overlay, so the host never changes it.
+    host's overlay, so the host never changes it. ``init="systemd"`` boots the host
+    with systemd (systemd-nspawn): for roles that manage services or reboot.
     """
 
     name: str
@@ -62,6 +88,9 @@ class HostSpec:
     arch: str = "amd64"
     vars: dict[str, Any] = field(default_factory=dict)
     tree: Path | None = None
+    #: "sshd" (sshd alone, in a chroot) or "systemd" (booted by systemd-nspawn, on the
+    #: suite's tree with systemd; reboots like a machine).
+    init: str = "sshd"
 
 
 @dataclass
@@ -116,28 +145,17 @@ def prepare_host_dir(
 
 def start_host(host: Host, lower: Path, log: Path) -> None:
     """Start the host's namespaces and sshd (returns at once; see wait_ssh)."""
-    argv = [
-        "ip",
-        "netns",
-        "exec",
-        host.netns,
-        "unshare",
-        "--mount",
-        "--pid",
-        "--uts",
-        "--ipc",
-        "--fork",
-        "--kill-child",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        START_SCRIPT,
-        "start-host",
-        str(lower),
-        str(host.dir),
-        host.name,
-    ]
+    unshare = ["unshare", "--mount", "--pid", "--uts", "--ipc", "--fork", "--kill-child"]
+    if host.spec.init == "systemd":
+        unshare.append("--mount-proc")
+        script = [BOOT_SCRIPT, "boot-host", str(lower), str(host.dir), host.name, host.netns]
+    elif host.spec.init == "sshd":
+        script = [START_SCRIPT, "start-host", str(lower), str(host.dir), host.name]
+    else:
+        raise FleetError(f"host {host.name}: init must be sshd or systemd, not {host.spec.init}")
+    # A systemd host's script joins the network namespace through nspawn (BOOT_SCRIPT).
+    netns = [] if host.spec.init == "systemd" else ["ip", "netns", "exec", host.netns]
+    argv = [*netns, *unshare, "--propagation", "private", "sh", "-c", *script]
     with log.open("ab") as out:
         host.popen = subprocess.Popen(
             argv,

@@ -38,6 +38,9 @@ INCLUDE = (
     "iproute2",
 )
 
+#: A tree that boots with systemd (hosts with init="systemd"; the image tests' cards).
+SYSTEMD_INCLUDE = (*INCLUDE, "systemd", "systemd-sysv", "dbus")
+
 #: Prepares the tree like a freshly flashed Pi; $1 is the tree.
 PREPARE_SCRIPT = r"""
 set -eu
@@ -102,9 +105,17 @@ class Rootfs:
     seconds: float
 
 
-def recipe_for(suite: str, arch: str = "amd64", mirror: str | None = None) -> RootfsRecipe:
-    """The recipe for suite/arch from this machine's mirror (foreign arches need binfmt)."""
-    return RootfsRecipe(suite=suite, arch=arch, mirror=mirror or debian_mirror())
+def recipe_for(
+    suite: str, arch: str = "amd64", mirror: str | None = None, *, systemd: bool = False
+) -> RootfsRecipe:
+    """The recipe for suite/arch from this machine's mirror (foreign arches need binfmt);
+    ``systemd``: with systemd as init (:data:`SYSTEMD_INCLUDE`)."""
+    return RootfsRecipe(
+        suite=suite,
+        arch=arch,
+        mirror=mirror or debian_mirror(),
+        include=SYSTEMD_INCLUDE if systemd else INCLUDE,
+    )
 
 
 def ensure_rootfs(recipe: RootfsRecipe, cache: Path) -> Rootfs:

@@ -21,6 +21,7 @@ from .facts import (
     is_coral_source,
 )
 from .smoke import MIN_SCORE, SmokeResult
+from .usbpower import CORAL_USB_MA, FULL_MA, FULL_SUPPLY_MA, LIMITED_MA, has_pi5_power
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 STATUSES = (PASS, WARN, FAIL, SKIP)
@@ -558,6 +559,96 @@ def check_power(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
     )
 
 
+def _usb_coral(sys_facts: SystemFacts) -> bool:
+    return any(
+        (d.vendor, d.product) in (USB_IDS_RUNNING, USB_IDS_BOOTLOADER)
+        for d in sys_facts.usb_devices
+    )
+
+
+def check_usb_power(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
+    """A Pi 5's USB ports give 600 mA in total unless the supply announced 5 A or
+    usb_max_current_enable=1 is in effect; the Coral USB Accelerator may draw 900 mA."""
+    name = "usb_power"
+    if not has_pi5_power(sys_facts.board):
+        return _skip(name, "no Pi 5 USB current limit on this board")
+    if exp.accelerator == "pcie" or (exp.accelerator is None and not _usb_coral(sys_facts)):
+        return _skip(name, "no USB accelerator expected or attached")
+    power = sys_facts.usb_power
+    config = sys_facts.config
+    in_config = config is not None and config.get("usb_max_current_enable") == "1"
+    supply = power.supply_max_ma
+    supply_text = (
+        f"the supply announced {supply} mA"
+        if supply is not None
+        else ("the supply's current is unknown (no /proc/device-tree/chosen/power/max_current)")
+    )
+    if power.over_current:
+        return CheckResult(
+            name,
+            WARN,
+            f"the firmware saw a USB over-current ({supply_text})",
+            "power the Coral through a powered USB hub, or use the 27 W (5 V 5 A) supply",
+        )
+    if (supply is not None and supply >= FULL_SUPPLY_MA) or in_config or power.limit_lifted_dt:
+        why = (
+            f"{supply_text}"
+            if supply is not None and supply >= FULL_SUPPLY_MA
+            else "usb_max_current_enable=1 is in effect"
+        )
+        return _pass(name, f"USB ports may draw {FULL_MA} mA ({why})")
+    return CheckResult(
+        name,
+        WARN,
+        f"USB ports limited to {LIMITED_MA} mA in total ({supply_text}, no "
+        f"usb_max_current_enable=1): the Coral USB Accelerator may draw up to {CORAL_USB_MA} mA "
+        "and drop off the bus under load",
+        "use the 27 W (5 V 5 A) USB-C supply; with another supply that can give 5 A, add "
+        "usb_max_current_enable=1 under [all] in config.txt and reboot; or a powered USB hub",
+    )
+
+
+def check_camera_sensor(sys_facts: SystemFacts, exp: Expected) -> CheckResult:
+    """What the camera stack itself reports (rpicam-hello / libcamera-hello --list-cameras,
+    vcgencmd get_camera on Buster), beside the config.txt line `camera` checks."""
+    name = "camera_sensor"
+    if not sys_facts.is_pi:
+        return _skip(name, "not a Raspberry Pi")
+    if exp.camera is False:
+        return _skip(name, "camera not wanted (coralpi_camera: false)")
+    camera = sys_facts.camera
+    if camera.tool is None:
+        return _skip(
+            name,
+            "no camera tool answered (rpicam-hello, libcamera-hello, vcgencmd), or run "
+            "under --root",
+        )
+    if camera.detected is None:
+        return CheckResult(
+            name,
+            WARN,
+            f"{camera.tool} gave no answer verify could read: {camera.error}",
+            f"run {camera.tool} by hand and see its message",
+        )
+    if camera.detected:
+        return _pass(name, f"{', '.join(camera.sensors)} found by {camera.tool}")
+    pending = [p for p in sys_facts.kernel.reboot_pending if "camera" in p]
+    if pending:
+        return CheckResult(
+            name,
+            WARN,
+            f"no camera sensor found by {camera.tool}; a reboot is pending ({pending[0]})",
+            "sudo reboot, then verify again",
+        )
+    return CheckResult(
+        name,
+        FAIL if exp.camera else WARN,
+        f"no camera sensor found by {camera.tool}",
+        "power off, reseat the camera's ribbon cable (contacts towards the board's contacts), "
+        "boot and run " + camera.tool,
+    )
+
+
 # ------------------------------------------------------------------- python side
 
 
@@ -803,7 +894,9 @@ def run_all(
         check_opencv(py, exp),
         check_ld_preload(sys_facts, py, exp, exists),
         check_camera(sys_facts, exp),
+        check_camera_sensor(sys_facts, exp),
         check_power(sys_facts, exp),
+        check_usb_power(sys_facts, exp),
         check_drift(sys_facts, py, exp, plan_exp),
     ]
 

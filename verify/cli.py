@@ -171,6 +171,12 @@ def _facts_json(
             for p, v in sys_facts.packages.items()
             if p == "gasket-dkms" or p.startswith(("linux-headers-", "linux-image-"))
         },
+        "usb_power": {
+            "supply_max_ma": sys_facts.usb_power.supply_max_ma,
+            "usb_max_current_enable": sys_facts.usb_power.limit_lifted_dt,
+            "over_current": sys_facts.usb_power.over_current,
+        },
+        "camera_sensors": sys_facts.camera.sensors if sys_facts.camera.tool else None,
         "python_runtime": {
             "package": py.runtime.package,
             "version": py.runtime.version,

@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import configtxt
+from .camera import CameraFacts, Runner, gather_camera
 from .kernel import KernelFacts, gather_kernel
 from .rootfs import RootFS
 from .safetext import clean
+from .usbpower import UsbPowerFacts, gather_usb_power
 
 RUNTIME_PACKAGES = ("libedgetpu1-std", "libedgetpu1-max")
 CORAL_REPO_MARKERS = ("coral-edgetpu-stable", "packages.cloud.google.com/apt")
@@ -109,6 +111,8 @@ class SystemFacts:
     local_fact_error: str | None = None
     throttled: int | None = None
     kernel: KernelFacts = field(default_factory=KernelFacts)
+    usb_power: UsbPowerFacts = field(default_factory=UsbPowerFacts)
+    camera: CameraFacts = field(default_factory=CameraFacts)
 
     @property
     def is_pi(self) -> bool:
@@ -494,7 +498,9 @@ def _throttled(fs: RootFS) -> int | None:
         return None
 
 
-def gather_system(fs: RootFS, user: str | None) -> SystemFacts:
+def gather_system(fs: RootFS, user: str | None, camera_runner: Runner | None = None) -> SystemFacts:
+    """Everything read from the system; the camera tools run on a Pi (on the real system,
+    or through ``camera_runner``, which tests give recorded output)."""
     facts = SystemFacts(arch=platform.machine(), kernel_arch=platform.machine())
     release = parse_os_release(
         fs.read_text("/etc/os-release") or fs.read_text("/usr/lib/os-release") or ""
@@ -562,6 +568,9 @@ def gather_system(fs: RootFS, user: str | None) -> SystemFacts:
             facts.local_fact_error = f"{LOCAL_FACT}: {exc}"
     facts.throttled = _throttled(fs)
     facts.kernel = gather_kernel(fs)
+    facts.usb_power = gather_usb_power(fs)
+    if facts.is_pi:
+        facts.camera = gather_camera(fs, camera_runner)
     return facts
 
 

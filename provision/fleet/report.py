@@ -50,6 +50,11 @@ class HostReport:
     #: Tasks that changed the host (in check mode: would change), and their diffs (--diff).
     changes: list[str] = field(default_factory=list)
     diffs: list[str] = field(default_factory=list)
+    #: The running kernel (`uname -r`) and the installed kernel, headers and driver
+    #: packages with their versions (gasket-dkms, linux-image-*, linux-headers-*), as
+    #: verify read them on the host: what a later upgrade is compared against.
+    kernel: str = ""
+    kernel_packages: dict[str, str] = field(default_factory=dict)
 
     def absorb_plan(self, plan: Plan) -> None:
         target = plan.target
@@ -69,6 +74,12 @@ class HostReport:
                 self.failed_checks.append(label)
             elif check.get("status") == "warn":
                 self.warnings.append(label)
+        host_facts = verify.get("facts")
+        if isinstance(host_facts, Mapping):
+            self.kernel = str(host_facts.get("kernel") or "")
+            packages = host_facts.get("kernel_packages")
+            if isinstance(packages, Mapping):
+                self.kernel_packages = {str(k): str(v) for k, v in sorted(packages.items())}
         smoke = verify.get("smoke")
         if isinstance(smoke, Mapping):
             top = smoke.get("top") or []

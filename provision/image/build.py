@@ -377,10 +377,12 @@ def _provision(
             )
             progress("clearing the machine's identity (machine id, SSH host keys, logs)")
             cleared = identity.clear_identity(root)
+            packages = manifest.installed_packages(root)
             data = {
                 "identity_cleared": identity.summary(cleared),
                 "ansible_core": bundle.ansible.version,
-                "packages": manifest.installed_packages(root),
+                "packages": packages,
+                "kernel": manifest.kernel_summary(root, packages),
                 "venv": venv,
                 "venv_files": manifest.tree_hashes(root, venv),
             }

@@ -44,6 +44,45 @@ def installed_packages(root: Path) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
+#: Packages of the kernel, its headers and the PCIe Coral's driver (by name prefix).
+KERNEL_PACKAGE_PREFIXES = ("linux-image-", "linux-headers-", "raspberrypi-kernel", "gasket-dkms")
+#: The PCIe Coral's driver modules (DKMS puts them under updates/dkms).
+DRIVER_MODULES = ("apex", "gasket")
+
+
+def kernel_summary(root: Path, packages: Mapping[str, str]) -> dict[str, Any]:
+    """The image's kernels: the kernel, headers and driver packages with their versions,
+    the kernel releases under /lib/modules, and for each the driver modules DKMS built
+    (what the card boots, and whether the driver is there for it before first boot)."""
+    modules_dir = root / "usr" / "lib" / "modules"
+    if not modules_dir.is_dir():
+        modules_dir = root / "lib" / "modules"
+    releases = (
+        sorted(p.name for p in modules_dir.iterdir() if p.is_dir())
+        if (modules_dir.is_dir())
+        else []
+    )
+    driver: dict[str, list[str]] = {}
+    for release in releases:
+        found = sorted(
+            str(path.relative_to(modules_dir / release))
+            for name in DRIVER_MODULES
+            for path in (modules_dir / release).rglob(f"{name}.ko*")
+        )
+        if found:
+            driver[release] = found
+    return {
+        "packages": {
+            name: version
+            for name, version in packages.items()
+            if name.split(":")[0].startswith(KERNEL_PACKAGE_PREFIXES)
+        },
+        "releases": releases,
+        "headers_for": [r for r in releases if (modules_dir / r / "build").exists()],
+        "driver_modules": driver,
+    }
+
+
 def tree_hashes(root: Path, directory: str) -> dict[str, str]:
     """Relative path -> sha256 (or ``-> target`` for a link) of every file under
     ``directory`` of the image root."""

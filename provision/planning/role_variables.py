@@ -119,6 +119,7 @@ ROLE_VARIABLES: tuple[RoleVariable, ...] = (
     RoleVariable("coralpi_pcie_modules", "coralpi_pcie", "list", "setting"),
     RoleVariable("coralpi_pcie_modules_load_path", "coralpi_pcie", "str", "setting"),
     RoleVariable("coralpi_pcie_dkms_log", "coralpi_pcie", "str", "setting"),
+    RoleVariable("coralpi_pcie_build_log", "coralpi_pcie", "str", "setting"),
     RoleVariable("coralpi_pcie_cache_valid_time", "coralpi_pcie", "int", "setting"),
     RoleVariable(
         "coralpi_edgetpu_variant", "coralpi_edgetpu", "str", "plan", choices=("std", "max")
@@ -204,6 +205,7 @@ ROLE_VARIABLES: tuple[RoleVariable, ...] = (
     RoleVariable("coralpi_camera_reason", "coralpi_camera", "str", "plan"),
     RoleVariable("coralpi_camera_gpu_mem", "coralpi_camera", "int", "setting"),
     RoleVariable("coralpi_camera_allow_reboot", "coralpi_camera", "bool", "inventory"),
+    RoleVariable("coralpi_camera_pending_path", "coralpi_camera", "str", "setting"),
     RoleVariable("coralpi_camera_reboot_timeout", "coralpi_camera", "int", "setting"),
     RoleVariable(
         "coralpi_record_fact_dir",

@@ -7,17 +7,28 @@ Imported by name (``from fleet_cli import ...``): pytest puts each test module's
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from provision.artifacts.service import HostArtifacts, playbook_plan
+from provision.planning.plan import Plan
 from testfleet import Fleet
 
 REPO = Path(__file__).resolve().parents[2]
 CORALPI = str(Path(sys.executable).parent / "coralpi")
 PARROT = "Ara macao (Scarlet Macaw)"
 VENV_PY = "/opt/coralpi/venv/bin/python"
+VENV_BIN = Path(sys.executable).parent
+PLAYBOOKS = REPO / "playbooks"
+RECAP = re.compile(
+    r"^(?P<host>\S+)\s+: ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)"
+    r"\s+unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)"
+)
 
 
 def coralpi(*args: str, runs: Path, timeout: float = 3600) -> tuple[int, dict[str, Any], str]:
@@ -86,3 +97,57 @@ def installed_runtimes(fleet: Fleet, host: str) -> dict[str, str]:
         for f in (line.split() for line in str(out).splitlines())
         if len(f) >= 3 and f[2].startswith("ii")
     }
+
+
+# -- running playbooks as an Ansible user does ----------------------------------------------
+
+
+class Run:
+    def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
+        self.rc = proc.returncode
+        self.output = proc.stdout + proc.stderr
+        self.recap: dict[str, dict[str, int]] = {}
+        for line in proc.stdout.splitlines():
+            found = RECAP.match(line)
+            if found:
+                fields = found.groupdict()
+                host = fields.pop("host")
+                self.recap[host] = {k: int(v) for k, v in fields.items()}
+
+    def changed(self, host: str) -> int:
+        return self.recap[host]["changed"]
+
+
+def run_playbook(
+    fleet: Fleet,
+    workdir: Path,
+    playbook: str,
+    plans: Mapping[str, tuple[Plan, HostArtifacts]],
+    *extra: str,
+    limit: str | None = None,
+) -> Run:
+    """``ansible-playbook`` with ``coralpi_plans`` written as the controller writes them."""
+    written = {name: playbook_plan(plan, arts) for name, (plan, arts) in plans.items()}
+    vars_file = workdir / "plans.json"
+    vars_file.write_text(json.dumps({"coralpi_plans": written}, indent=1))
+    cmd = [
+        str(VENV_BIN / "ansible-playbook"),
+        "-i",
+        str(fleet.inventory_path),
+        str(PLAYBOOKS / playbook),
+        "-e",
+        f"@{vars_file}",
+        *extra,
+    ]
+    if limit:
+        cmd += ["--limit", limit]
+    env = {
+        **os.environ,
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+    }
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=1500, check=False, cwd=REPO, env=env
+    )
+    return Run(proc)

@@ -36,6 +36,7 @@ from typing import Any
 
 import fleet_cli
 import pytest
+from fleet_cli import Run, run_playbook
 from fleet_cli import installed_runtimes as installed
 
 from provision.artifacts.service import (
@@ -43,7 +44,6 @@ from provision.artifacts.service import (
     HostArtifacts,
     ensure_host_artifacts,
     open_cache,
-    playbook_plan,
 )
 from provision.planning.inventory import load_inventory
 from provision.planning.matrix import load_matrix, resolve
@@ -52,14 +52,8 @@ from provision.planning.targets import Choices, Target
 from testfleet import Fleet, HostSpec
 from testfleet.pi_files import BOOKWORM_CONFIG_TXT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
-PLAYBOOKS = REPO_ROOT / "playbooks"
 MakeFleet = Callable[..., Fleet]
-RECAP = re.compile(
-    r"^(?P<host>\S+)\s+: ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)"
-    r"\s+unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)"
-)
 
 #: What Debian ships per release (python, glibc): the plans are made from these, and the
 #: probe test checks the hosts' facts give the same.
@@ -152,57 +146,6 @@ def deb_version(plan: Plan) -> str:
 
 
 # -- running playbooks ------------------------------------------------------------------------
-
-
-class Run:
-    def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
-        self.rc = proc.returncode
-        self.output = proc.stdout + proc.stderr
-        self.recap: dict[str, dict[str, int]] = {}
-        for line in proc.stdout.splitlines():
-            found = RECAP.match(line)
-            if found:
-                fields = found.groupdict()
-                host = fields.pop("host")
-                self.recap[host] = {k: int(v) for k, v in fields.items()}
-
-    def changed(self, host: str) -> int:
-        return self.recap[host]["changed"]
-
-
-def run_playbook(
-    fleet: Fleet,
-    workdir: Path,
-    playbook: str,
-    plans: Mapping[str, tuple[Plan, HostArtifacts]],
-    *extra: str,
-    limit: str | None = None,
-) -> Run:
-    """``ansible-playbook`` with ``coralpi_plans`` written as the controller writes them."""
-    written = {name: playbook_plan(plan, arts) for name, (plan, arts) in plans.items()}
-    vars_file = workdir / "plans.json"
-    vars_file.write_text(json.dumps({"coralpi_plans": written}, indent=1))
-    cmd = [
-        str(VENV_BIN / "ansible-playbook"),
-        "-i",
-        str(fleet.inventory_path),
-        str(PLAYBOOKS / playbook),
-        "-e",
-        f"@{vars_file}",
-        *extra,
-    ]
-    if limit:
-        cmd += ["--limit", limit]
-    env = {
-        **os.environ,
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_FORCE_COLOR": "0",
-        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
-    }
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=1500, check=False, cwd=REPO_ROOT, env=env
-    )
-    return Run(proc)
 
 
 def local_fact(fleet: Fleet, host: str) -> dict[str, Any]:
@@ -726,6 +669,7 @@ def standin_deb(workdir: Path, package: str, version: str, files: Mapping[str, s
     return out
 
 
+@pytest.mark.pcie
 def test_pi5_pcie_standin_boot_lines_written_once_driver_installed_reboot_pending(
     roles_fleet: Fleet,
     workdir: Path,
@@ -808,3 +752,117 @@ def test_pi5_pcie_standin_boot_lines_written_once_driver_installed_reboot_pendin
     assert refused.rc != 0
     assert "would leave the Pi unbootable, so nothing was changed" in refused.output
     assert host_text(roles_fleet, "pi1", f"cat {config}") == PI5_CONFIG_TXT
+
+
+# -- the PCIe driver built by DKMS for real ---------------------------------------------------
+
+
+def _pi3_kernel_modules(fleet: Fleet) -> str:
+    """Every file under /lib/modules on pi3 that is the (stand-in) driver's."""
+    return host_text(
+        fleet, "pi3", "find /lib/modules/ -name 'apex.ko*' -o -name 'gasket.ko*' | sort"
+    )
+
+
+@pytest.mark.pcie
+def test_dkms_builds_the_standin_driver_for_trixies_612_kernel_and_the_old_way_is_refused(
+    roles_fleet: Fleet, workdir: Path
+) -> None:
+    """pi3 (trixie) with coralpi_accelerator: pcie: coralpi_pcie installs Debian trixie's
+    real 6.12 headers (linux-headers-amd64, through the apt proxy) and a STAND-IN
+    gasket-dkms (testfleet/standin_gasket.py: the package's shape, our own two modules),
+    and DKMS really builds it for that kernel. The negative control first: the same module
+    written the old way (`.llseek = no_llseek`, Coral's 1.0-18) fails to build on 6.12; the
+    role names the compiler's error, keeps the log and leaves no driver behind. Not run
+    here: loading the modules (the host is a container on this machine's kernel), a
+    Raspberry Pi kernel (linux-headers-rpi-v8 is not in Debian). Cost: about 4 minutes with
+    the apt proxy's cache warm; cold it first downloads about 175 MB (the headers depend on
+    their 108 MB linux-image, gcc-14, dkms)."""
+    from testfleet import standin_gasket
+    from verify.kernel import gather_kernel
+    from verify.rootfs import RootFS
+
+    good_plan = plan_for("trixie", accelerator="pcie")
+    assert good_plan.pcie is not None
+    assert list(good_plan.pcie.headers_packages) == ["linux-headers-amd64"]
+    debs = workdir / "gasket-debs"
+    debs.mkdir(exist_ok=True)
+    old_pcie = dataclasses.replace(
+        good_plan.pcie, driver_version="1.0-18", driver_deb="gasket-dkms_1.0-18_all.deb"
+    )
+    old_plan = dataclasses.replace(good_plan, pcie=old_pcie)
+    good = standin_gasket.build(debs, good_plan.pcie.driver_version, llseek="noop_llseek")
+    old = standin_gasket.build(debs, old_pcie.driver_version, llseek="no_llseek")
+    assert (good.name, old.name) == (good_plan.pcie.driver_deb, old_pcie.driver_deb)
+    settings = dataclasses.replace(
+        fleet_settings(roles_fleet, coralpi_gasket_dkms_url=debs.as_uri()),
+        pins=(
+            *fleet_settings(roles_fleet).pins,
+            (good.name, sha256_of(good)),
+            (old.name, sha256_of(old)),
+        ),
+    )
+    pcie_only = ("--tags", "coralpi_pcie")
+
+    def files(plan: Plan) -> dict[str, tuple[Plan, HostArtifacts]]:
+        return {"pi3": (plan, ensure_host_artifacts(plan, settings, open_cache()))}
+
+    refused = run_playbook(
+        roles_fleet, workdir, "provision.yml", files(old_plan), *pcie_only, limit="pi3"
+    )
+    assert refused.rc != 0
+    assert "gasket-dkms 1.0-18 did not install" in refused.output, refused.output[-6000:]
+    message = next(line for line in refused.output.splitlines() if "did not install" in line)
+    # gcc's first error, quoted as the host's locale quotes (', or a typographic quote that
+    # the JSON of the message may escape)
+    assert re.search(
+        r"its DKMS build against linux-headers-amd64 failed: \S*/gasket\.c:\d+:\d+: "
+        r"error: \S*no_llseek\S* undeclared",
+        message,
+    ), message
+    assert "/var/log/coralpi/gasket-dkms-build.log" in message
+    kept = host_text(roles_fleet, "pi3", "cat /var/log/coralpi/gasket-dkms-build.log")
+    assert "no_llseek" in kept
+    # The driver is gone again: no package, no DKMS entry, no source, no module.
+    assert fleet_cli.installed(roles_fleet, "pi3", "gasket-dkms").startswith(
+        ("", "deinstall ok config-files", "unknown ok not-installed")
+    )
+    assert "gasket" not in host_text(roles_fleet, "pi3", "dkms status")
+    assert fleet_path_absent(roles_fleet, "pi3", "/usr/src/gasket-1.0")
+    assert fleet_path_absent(roles_fleet, "pi3", "/var/lib/dkms/gasket")
+    assert _pi3_kernel_modules(roles_fleet) == ""
+
+    run = run_playbook(
+        roles_fleet, workdir, "provision.yml", files(good_plan), *pcie_only, limit="pi3"
+    )
+    assert run.rc == 0, run.output[-6000:]
+    releases = host_text(roles_fleet, "pi3", "ls /lib/modules").split()
+    assert len(releases) == 1 and releases[0].startswith("6.12.")
+    kernel = releases[0]
+    assert f"gasket/1.0, {kernel}, x86_64: installed" in host_text(
+        roles_fleet, "pi3", "dkms status"
+    )
+    modules = _pi3_kernel_modules(roles_fleet).split()
+    assert sorted(m.rsplit("/", 1)[1].split(".")[0] for m in modules) == ["apex", "gasket"]
+    apex = next(m for m in modules if "/apex.ko" in m)
+    assert apex.startswith(f"/lib/modules/{kernel}/updates/dkms/")
+    vermagic = host_text(roles_fleet, "pi3", f"modinfo -F vermagic {apex}").split()
+    assert vermagic[0] == kernel
+    assert host_text(roles_fleet, "pi3", f"modinfo -F depends {apex}").strip() == "gasket"
+    again = run_playbook(
+        roles_fleet, workdir, "provision.yml", files(good_plan), *pcie_only, limit="pi3"
+    )
+    assert again.rc == 0 and again.changed("pi3") == 0, again.output[-6000:]
+
+    # verify's driver facts read the layout DKMS left (recorded into a tree): the module is
+    # there for 6.12 only, not for the kernel that runs (this machine's).
+    tree = workdir / "pi3-modules"
+    for path in [*modules, f"/lib/modules/{kernel}/build/Makefile"]:
+        dest = tree / path.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text("")
+    (tree / "proc/sys/kernel").mkdir(parents=True, exist_ok=True)
+    running = host_text(roles_fleet, "pi3", "uname -r").strip()
+    (tree / "proc/sys/kernel/osrelease").write_text(running + "\n")
+    facts = gather_kernel(RootFS(str(tree)))
+    assert list(facts.module_files) == [kernel] and not facts.driver_for_running

@@ -21,7 +21,7 @@ from image_cli import CORALPI, REPO
 from testfleet import Fleet, HostSpec, interrupts
 from testfleet.mirror import debian_mirror
 from testfleet.paths import cache_root
-from testfleet.rootfs import INCLUDE, RootfsRecipe, ensure_rootfs
+from testfleet.rootfs import INCLUDE, RootfsRecipe, ensure_rootfs, recipe_for
 
 IMAGE_DIR = Path(__file__).resolve().parent
 TOOLS = ("sfdisk", "mkfs.fat", "mkfs.ext4", "mcopy", "mdir", "debugfs")
@@ -58,10 +58,7 @@ def root_only() -> None:
 @pytest.fixture(scope="session")
 def systemd_tree(root_only: None) -> Path:
     """The fleet's bookworm recipe plus systemd (cached like the fleet's own trees)."""
-    recipe = RootfsRecipe(
-        "bookworm", "amd64", debian_mirror(), include=(*INCLUDE, "systemd", "systemd-sysv", "dbus")
-    )
-    return ensure_rootfs(recipe, cache_root()).tree
+    return ensure_rootfs(recipe_for("bookworm", systemd=True), cache_root()).tree
 
 
 #: cloud-init and what its NoCloud run needs in a container, on top of the systemd tree.

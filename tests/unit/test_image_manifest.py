@@ -66,3 +66,34 @@ def test_compare_lists_every_difference_and_nothing_else() -> None:
         "packages": ["b: 2 != 3", "c: (absent) != 1"],
         "venv_files": ["y.py: h2 != (absent)"],
     }
+
+
+def test_kernel_summary_names_kernels_headers_and_the_driver_built_for_each(
+    tmp_path: Path,
+) -> None:
+    """A Pi 5 image with kernel8's headers and the DKMS-built driver for it, and the
+    default 16k kernel without headers (so without the driver)."""
+    modules = tmp_path / "usr/lib/modules"
+    v8, k2712 = "6.12.25+rpt-rpi-v8", "6.12.25+rpt-rpi-2712"
+    for release in (v8, k2712):
+        (modules / release / "kernel").mkdir(parents=True)
+    (modules / v8 / "build").mkdir()
+    (modules / v8 / "updates/dkms").mkdir(parents=True)
+    for name in ("apex.ko.xz", "gasket.ko.xz"):
+        (modules / v8 / "updates/dkms" / name).write_bytes(b"module")
+    packages = {
+        "gasket-dkms": "1.0-18.4",
+        "linux-headers-rpi-v8": "1:6.12.25-1+rpt1",
+        "linux-image-rpi-2712": "1:6.12.25-1+rpt1",
+        "linux-image-rpi-v8": "1:6.12.25-1+rpt1",
+        "python3-numpy": "1:1.24.2-1+deb12u1",
+    }
+    summary = manifest.kernel_summary(tmp_path, packages)
+    assert summary == {
+        "packages": {k: v for k, v in packages.items() if k != "python3-numpy"},
+        "releases": [k2712, v8],
+        "headers_for": [v8],
+        "driver_modules": {v8: ["updates/dkms/apex.ko.xz", "updates/dkms/gasket.ko.xz"]},
+    }
+    # an image root without modules (a stand-in card): empty, not an error
+    assert manifest.kernel_summary(tmp_path / "none", {})["releases"] == []

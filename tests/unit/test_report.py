@@ -99,3 +99,37 @@ def test_report_never_shows_a_password_from_a_url(tmp_path: Path) -> None:
         assert "Canary-7x" not in text
         assert "http://ops:***@10.0.0.1:3142" in text
     assert "[err]" in out.getvalue()  # rich markup in messages is shown, not eaten
+
+
+def test_the_kernel_and_its_packages_are_in_the_report(tmp_path: Path) -> None:
+    """What verify read on a Pi 5 with the PCIe Coral: the running kernel and the kernel,
+    headers and driver packages; kept through a saved report and `coralpi report`."""
+    report = FleetReport(command="verify", run_dir=tmp_path)
+    host = report.host("pi5")
+    host.absorb_plan(PLAN)
+    host.absorb_verify(
+        {
+            **VERIFY_OK,
+            "facts": {
+                "kernel": "6.12.25+rpt-rpi-v8",
+                "kernel_packages": {
+                    "linux-image-rpi-v8": "1:6.12.25-1+rpt1",
+                    "linux-headers-rpi-v8": "1:6.12.25-1+rpt1",
+                    "gasket-dkms": "1.0-18.4",
+                },
+            },
+        }
+    )
+    row = json.loads(report.save().read_text())["hosts"][0]
+    assert row["kernel"] == "6.12.25+rpt-rpi-v8"
+    assert row["kernel_packages"] == {
+        "gasket-dkms": "1.0-18.4",
+        "linux-headers-rpi-v8": "1:6.12.25-1+rpt1",
+        "linux-image-rpi-v8": "1:6.12.25-1+rpt1",
+    }
+    again = FleetReport.from_dict(json.loads((tmp_path / "report.json").read_text()))
+    assert again.hosts["pi5"].kernel_packages["gasket-dkms"] == "1.0-18.4"
+    # verify output without facts (an older verify) leaves them empty
+    old = report.host("pi4")
+    old.absorb_verify(VERIFY_OK)
+    assert (old.kernel, old.kernel_packages) == ("", {})

@@ -6,6 +6,7 @@ import pytest
 from verify_fakeroot import standard_fact
 
 from verify import checks, configtxt, coral_keys, expected
+from verify.camera import CameraFacts
 from verify.errors import Cause
 from verify.facts import (
     AptSource,
@@ -55,6 +56,7 @@ def pi_facts(**changes: Any) -> SystemFacts:
         edgetpu_library="/usr/lib/aarch64-linux-gnu/libedgetpu.so.1",
         local_fact=standard_fact(),
         throttled=0,
+        camera=CameraFacts("rpicam-hello --list-cameras", ["imx708"], True),
     )
     for key, value in changes.items():
         setattr(base, key, value)
@@ -89,6 +91,7 @@ def test_healthy_pi_passes_everything() -> None:
         "pcie_driver": "skip",
         "pcie_accelerator": "skip",
         "ld_preload": "skip",
+        "usb_power": "skip",  # a Pi 4: no Pi 5 USB current limit
     }
 
 

@@ -61,6 +61,14 @@ def test_json_report_of_a_provisioned_pi(fake_root: FakeRoot) -> None:
     assert statuses["edgetpu_runtime"] == "pass" and statuses["usb_accelerator"] == "pass"
     assert statuses["camera"] == "pass" and statuses["drift"] == "pass"
     assert statuses["user_groups"] == "pass"
+    # a Pi 4 (no Pi 5 USB limit); nothing is run under --root, so no sensor was asked for
+    assert statuses["usb_power"] == "skip" and statuses["camera_sensor"] == "skip"
+    assert facts["camera_sensors"] is None
+    assert facts["usb_power"] == {
+        "supply_max_ma": None,
+        "usb_max_current_enable": None,
+        "over_current": None,
+    }
     assert all(set(c) == {"name", "status", "detail", "fix"} for c in document["checks"])
     assert document["result"] in ("pass", "warn")
 
