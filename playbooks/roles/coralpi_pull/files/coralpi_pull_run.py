@@ -62,7 +62,7 @@ def _without_login(url: str) -> str:
         return url
     host = parts.hostname or ""
     if parts.port:
-        host += ":%d" % parts.port
+        host += f":{parts.port}"
     return urllib.parse.urlunsplit(parts._replace(netloc="***@" + host))
 
 
@@ -72,7 +72,7 @@ def _commit(checkout: str) -> str:
             ["git", "-C", checkout, "rev-parse", "HEAD"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            universal_newlines=True,
+            text=True,
             check=False,
         )
     except OSError:
@@ -95,22 +95,22 @@ def _put(url: str, host: str, data: dict) -> str:
     parts = urllib.parse.urlsplit(target)
     headers = {"Content-Type": "application/json"}
     if parts.username is not None:
-        login = "%s:%s" % (
+        login = "{}:{}".format(
             urllib.parse.unquote(parts.username),
             urllib.parse.unquote(parts.password or ""),
         )
         headers["Authorization"] = "Basic " + base64.b64encode(login.encode()).decode()
         netloc = parts.hostname or ""
         if parts.port:
-            netloc += ":%d" % parts.port
+            netloc += f":{parts.port}"
         target = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
     body = json.dumps(data, indent=2, sort_keys=True).encode()
     request = urllib.request.Request(target, data=body, headers=headers, method="PUT")
     try:
         with urllib.request.urlopen(request, timeout=30) as reply:
-            return "ok" if 200 <= reply.status < 300 else "HTTP %d" % reply.status
-    except Exception as exc:  # noqa: BLE001 - any failure is reported, never raised
-        return "failed: %s" % exc
+            return "ok" if 200 <= reply.status < 300 else f"HTTP {reply.status}"
+    except Exception as exc:
+        return f"failed: {exc}"
 
 
 def run(config: dict, force_full: bool) -> dict:
@@ -140,16 +140,16 @@ def run(config: dict, force_full: bool) -> dict:
         checkout,
         "--clean",
         "-e",
-        "coralpi_pull_host=%s" % config["host"],
+        "coralpi_pull_host={}".format(config["host"]),
         "-e",
-        "coralpi_verify_report_dir=%s" % verify_dir,
+        f"coralpi_verify_report_dir={verify_dir}",
     ]
     if not full:
         argv.append("--only-if-changed")
     argv.append("local.yml")
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", PYTHONUNBUFFERED="1")
     lines = []
-    print("coralpi-pull: %s run of %s" % ("full" if full else "if-changed", config["branch"]))
+    print("coralpi-pull: {} run of {}".format("full" if full else "if-changed", config["branch"]))
     sys.stdout.flush()
     with open(os.path.join(state_dir, "last-pull.log"), "w", encoding="utf-8") as log:
         try:
@@ -162,7 +162,7 @@ def run(config: dict, force_full: bool) -> dict:
                 cwd=state_dir,
             )
         except OSError as exc:
-            lines.append("ERROR! cannot start ansible-pull: %s" % exc)
+            lines.append(f"ERROR! cannot start ansible-pull: {exc}")
             rc = 127
         else:
             assert proc.stdout is not None
@@ -226,8 +226,7 @@ def main(argv: list) -> int:
         result["report_put"] = _put(config["report_url"], config["host"], result)
         _write_json(config["result_path"], result)
     print(
-        "coralpi-pull: %s (commit %s, changed %s)%s"
-        % (
+        "coralpi-pull: {} (commit {}, changed {}){}".format(
             result["status"],
             result["commit"][:12] or "none",
             result["changed"],
