@@ -117,13 +117,20 @@ def export(lock: Lock, cache: ArtifactCache, dest: Path) -> ExportResult:
 class HostMirror:
     #: The host's artifacts as the Pi sees them once fetched (under ``pi_dir``).
     artifacts: HostArtifacts
-    #: What the Pi fetches: [{"path", "dest", "sha256", "size"}], ``dest`` under ``pi_dir``.
+    #: What the Pi fetches: [{"path", "dest", "kind", "sha256", "size"}], ``dest`` under
+    #: ``pi_dir``.
     files: list[dict[str, Any]]
 
 
 def _entry(path: Path, kind: str, group: str) -> dict[str, Any]:
     f = mirror_file(path, kind)
-    return {"path": f.path, "dest": f"{group}/{f.name}", "sha256": f.sha256, "size": f.size}
+    return {
+        "path": f.path,
+        "dest": f"{group}/{f.name}",
+        "kind": kind,
+        "sha256": f.sha256,
+        "size": f.size,
+    }
 
 
 def host_files(arts: HostArtifacts, pi_dir: str = PI_DIR) -> HostMirror:

@@ -15,6 +15,7 @@ from typing import Any
 from provision.artifacts.service import open_cache
 from provision.commands import options
 from provision.errors import ConfigError
+from provision.planning.role_variables import ROLE_BY_NAME, check_role_value
 from provision.pull.planning import DEFAULT_BOARD, plan_hosts
 from provision.pull.repo import write_repo
 
@@ -55,7 +56,11 @@ def register(sub: Any) -> argparse.ArgumentParser:
     init.add_argument(
         "--board", default=DEFAULT_BOARD, help="with --platform: board model (default: %(default)s)"
     )
-    options.add_extra_vars(init, "coralpi_* settings on top of the inventory's")
+    options.add_extra_vars(
+        init,
+        "coralpi_* settings on top of the inventory's; role variables given here (e.g. "
+        "coralpi_pull_interval=1h) go into every host's file",
+    )
     init.add_argument("--no-commit", action="store_true", help="write the files, commit nothing")
     options.add_lock(
         init, f"lock file (default: ./{options.DEFAULT_LOCK})", default=options.DEFAULT_LOCK
@@ -64,6 +69,16 @@ def register(sub: Any) -> argparse.ArgumentParser:
     options.add_json(init)
     init.set_defaults(func=run_init)
     return parser
+
+
+def role_settings(extra: dict[str, Any]) -> dict[str, Any]:
+    """The role variables given with ``-e`` (checked by type), for every host's file: the
+    inventory's own role variables stay in the inventory (Ansible reads them there)."""
+    return {
+        name: check_role_value(ROLE_BY_NAME[name], value)
+        for name, value in sorted(extra.items())
+        if name in ROLE_BY_NAME
+    }
 
 
 def run_init(args: argparse.Namespace) -> int:
@@ -82,6 +97,7 @@ def run_init(args: argparse.Namespace) -> int:
         lock_file=args.lock,
         refused=refused,
         export_dir=args.export,
+        role_settings=role_settings(extra),
         commit=not args.no_commit,
     )
     summary = {

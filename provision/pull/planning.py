@@ -55,7 +55,9 @@ def plan_hosts(
             continue
         variables = host_variables(host, extra)
         base = platform_target(spec)
-        target = Target(base.os_id, base.codename, base.arch, base.python, base.glibc, board)
+        target = Target(
+            base.os_id, base.codename, base.arch, base.python, base.glibc, board or None
+        )
         try:
             planned.append(
                 PullHost(host.name, resolve(target, choices_from_vars(variables)), variables)

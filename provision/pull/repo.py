@@ -4,7 +4,7 @@ Layout (a git repository; nothing in it is secret, so it may live on any git ser
 
     local.yml            the entry point ansible-pull runs (the Pi's own name comes as
                          -e coralpi_pull_host=NAME from its coralpi-pull service)
-    ansible.cfg          roles and tasks from playbooks/, local connection
+    ansible.cfg          roles from playbooks/, inventory.ini (localhost, local connection)
     playbooks/           provision.yml, verify.yml, tasks/, roles/ (as the CLI runs them)
     hosts/<name>.json    per Pi: {"coralpi_plans": {"localhost": plan}} (made here, by the
                          controller, with the mirror's files and their sha256), its coralpi_*
@@ -54,10 +54,15 @@ STATE_DIR = "/var/lib/coralpi/pull"
 ANSIBLE_CFG = """# Ansible settings for ansible-pull on the Pi (written by coralpi pull init).
 [defaults]
 roles_path = playbooks/roles
+inventory = inventory.ini
 interpreter_python = /usr/bin/python3
 retry_files_enabled = False
 nocows = True
 """
+INVENTORY = (
+    "# ansible-pull: the Pi converges itself (no SSH); its name is coralpi_pull_host.\n"
+    "localhost ansible_connection=local ansible_python_interpreter=/usr/bin/python3\n"
+)
 
 LOCAL_YML = """---
 # The entry point ansible-pull runs on each Pi (written by `coralpi pull init`). The Pi's
@@ -263,6 +268,7 @@ def write_repo(
     lock_file: Path,
     refused: Mapping[str, str] | None = None,
     export_dir: Path | None = None,
+    role_settings: Mapping[str, Any] | None = None,
     commit: bool = True,
 ) -> PullRepo:
     """Write (or bring up to date) the pull repository at ``dest`` and commit what changed.
@@ -270,7 +276,9 @@ def write_repo(
     Refused hosts (``refused``, and those whose Python cannot run the controller's
     ansible-core) get no file; ``pull.json`` names them with the reason. With
     ``export_dir`` the mirror tree of the lock (now holding every host's platform and the
-    Pi's ansible-core) is written there too, and checked to hold every file the plans name."""
+    Pi's ansible-core) is written there too, and checked to hold every file the plans name.
+    ``role_settings`` (role variables, e.g. ``coralpi_pull_interval``) go into every host's
+    file."""
     if without_credentials(repo_url) != repo_url or without_credentials(mirror_url) != mirror_url:
         raise ConfigError(
             "the pull repository holds no secrets: give --repo-url and --mirror-url without a "
@@ -281,6 +289,7 @@ def write_repo(
     choices: dict[str, pi_ansible.PiAnsible] = {}
     wheel_entry: dict[str, Any] | None = None
     pull = {
+        **dict(role_settings or {}),
         "coralpi_pull_repo_url": repo_url,
         "coralpi_pull_branch": branch,
         "coralpi_mirror_url": mirror_url.rstrip("/"),
@@ -343,6 +352,7 @@ def write_repo(
         _write(hosts_dir / f"{name}.json", json.dumps(data, indent=2, sort_keys=True) + "\n")
     _write(dest / "local.yml", LOCAL_YML)
     _write(dest / "ansible.cfg", ANSIBLE_CFG)
+    _write(dest / "inventory.ini", INVENTORY)
     shutil.copyfile(lock_file, dest / "coralpi.lock")
     version = next(iter(choices.values())).version
     debs = next(iter(choices.values())).debian_packages

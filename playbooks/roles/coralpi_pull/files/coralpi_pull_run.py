@@ -3,8 +3,9 @@
 
 Runs ``ansible-pull`` against the pull repository with ``--only-if-changed``, except when a
 full run is due (none yet, the last one failed, or the last full run is older than
-``full_interval`` seconds, or ``--full`` is given): then the playbook runs even when the
-repository did not change, so drift on the host is put right. Its output goes to stdout
+``full_interval`` seconds, or ``--full`` is given, or the file ``<state_dir>/full-requested``
+exists, e.g. touched by an operator): then the playbook runs even when the repository did
+not change, so drift on the host is put right. Its output goes to stdout
 (the journal) and to ``<state_dir>/last-pull.log``. The result is written to
 ``result_path`` as JSON and, with ``report_url``, PUT there::
 
@@ -31,7 +32,7 @@ import urllib.request
 RECAP = re.compile(
     r"^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M
 )
-UNCHANGED = "Repository has not changed, quitting."
+UNCHANGED = "Repository has not changed, quitting"
 
 
 def _now() -> str:
@@ -84,7 +85,7 @@ def _message(lines: list) -> str:
     """The first error ansible-pull or the playbook reported, else the output's end."""
     for line in lines:
         text = line.strip()
-        if text.startswith(("fatal:", "ERROR!", "[ERROR]")) or "FAILED!" in text:
+        if text.startswith(("fatal:", "failed:", "ERROR!", "[ERROR]")) or "FAILED!" in text:
             return text[:2000]
     return " | ".join(x.strip() for x in lines[-5:] if x.strip())[:2000]
 
@@ -121,6 +122,10 @@ def run(config: dict, force_full: bool) -> dict:
     previous = _read_json(config["result_path"])
     started = time.time()
     last_full = float(previous.get("last_full_run_epoch") or 0)
+    requested = os.path.join(state_dir, "full-requested")
+    force_full = force_full or os.path.exists(requested)
+    if os.path.exists(requested):
+        os.unlink(requested)
     full = (
         force_full
         or previous.get("status") in (None, "failed")
