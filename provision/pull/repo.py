@@ -130,7 +130,7 @@ BOOTSTRAP = """#!/bin/sh
 # Debian's packages come from the Pi's apt sources (or its apt proxy); the ansible-core
 # wheel from the artifact mirror, checked against its sha256; nothing from PyPI or GitHub.
 set -eu
-HOST=${{1:?usage: bootstrap.sh NAME (the Pi's name in the pull repository)}}
+HOST=${{1:?usage: bootstrap.sh NAME, this Pi as named in the pull repository}}
 REPO={repo}
 BRANCH={branch}
 MIRROR={mirror}

@@ -20,6 +20,7 @@ host last converged to. Stdlib only: it runs on the host's own /usr/bin/python3.
 """
 
 import base64
+import fcntl
 import json
 import os
 import re
@@ -215,7 +216,11 @@ def run(config: dict, force_full: bool) -> dict:
     if status == "failed":
         result["verify_from"] = "an earlier run (this one failed)"
     if status == "ok":
-        result["last_ok"] = {"commit": result["commit"], "at": result["finished_at"]}
+        result["last_ok"] = {
+            "commit": result["commit"],
+            "at": result["finished_at"],
+            "verify_result": result["verify_result"],
+        }
     return result
 
 
@@ -225,11 +230,16 @@ def main(argv: list) -> int:
         print("usage: coralpi-pull-run [--full] CONFIG.json", file=sys.stderr)
         return 1
     config = _read_json(args[0])
-    result = run(config, "--full" in argv[1:])
-    _write_json(config["result_path"], result)
-    if config.get("report_url"):
-        result["report_put"] = _put(config["report_url"], config["host"], result)
+    os.makedirs(config["state_dir"], exist_ok=True)
+    # One run at a time (the timer's and one started by hand or by bootstrap.sh): the
+    # second waits, then sees the first one's result.
+    with open(os.path.join(config["state_dir"], "run.lock"), "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = run(config, "--full" in argv[1:])
         _write_json(config["result_path"], result)
+        if config.get("report_url"):
+            result["report_put"] = _put(config["report_url"], config["host"], result)
+            _write_json(config["result_path"], result)
     print(
         "coralpi-pull: {} (commit {}, changed {}){}".format(
             result["status"],
