@@ -129,7 +129,7 @@ def test_a_full_run_is_asked_for_by_flag_by_file_or_by_the_slow_schedule(
     run(pi, "converge")
     assert "--only-if-changed" not in last_argv(pi)
     assert not (state / "full-requested").exists()
-    pi["config"]["full_interval"] = 0.5
+    pi["config"]["full_interval"] = 0.01  # seconds: long past by now
     got = run(pi, "converge")
     assert got["full_run"] is True and "--only-if-changed" not in last_argv(pi)
 
