@@ -30,6 +30,7 @@ COMMAND_MODULES: list[str] = [
     "provision.commands.fetch_cmd",
     "provision.commands.image_cmd",
     "provision.commands.pull_cmd",
+    "provision.commands.status_cmd",
     "provision.commands.report_cmd",
     "provision.commands.init_cmd",
 ]

@@ -20,6 +20,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -263,3 +264,38 @@ def test_an_unreachable_mirror_or_repository_leaves_the_pi_as_it_was(
     assert got["message"], got
     assert got["last_ok"]["commit"] == world["commit"]
     assert _fact_and_venv(pi1) == before
+
+
+def test_status_gathers_last_results_over_ssh_into_the_fleet_report(
+    pull_fleet: Fleet, world: dict[str, Any], tmp_path: Path
+) -> None:
+    """`coralpi status` over SSH on the fleet's sshd hosts (the booted Pis share their
+    addresses but run no sshd of their own): pi1's sshd host is given the last result the
+    booted pi1 wrote, pi2's none (never pulled)."""
+    last = world["pis"]["pi1"].text(f"cat {RESULT}")
+    pull_fleet.ssh("pi1", f"mkdir -p /var/lib/coralpi && cat > {RESULT}", become=True, input=last)
+    proc = subprocess.run(
+        [
+            CORALPI,
+            "status",
+            "-i",
+            str(pull_fleet.inventory_path),
+            "--stale-after",
+            "1",
+            "--runs-dir",
+            str(tmp_path),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+    assert proc.returncode == 2, proc.stderr
+    rows = {r["host"]: r for r in json.loads(proc.stdout)["hosts"]}
+    assert rows["pi2"]["status"] == "failed" and rows["pi2"]["failed_task"] == "never pulled"
+    # pi1's last pull is the one the previous test made fail (repository gone); the report
+    # names its last good commit and keeps the verify report of the run that converged it.
+    assert rows["pi1"]["status"] == "failed", rows["pi1"]
+    assert f"last good commit {world['commit'][:12]}" in rows["pi1"]["message"]
+    assert rows["pi1"]["os"] == "debian bookworm" and rows["pi1"]["smoke"].startswith(PARROT)
