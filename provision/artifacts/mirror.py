@@ -18,7 +18,6 @@ the Pi, so the mirror and the network between are not trusted.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -73,17 +72,15 @@ class ExportResult:
 
 
 def _place(src: Path, dest: Path) -> bool:
-    """``src`` at ``dest`` (a hard link when they share a file system); False when
-    ``dest`` already holds it (same sha256: the name is the content)."""
+    """``src`` copied to ``dest``; False when ``dest`` already holds it (same sha256: the
+    name is the content). A copy, not a hard link: what is done to the served tree never
+    reaches the cache."""
     if dest.is_file():
         return False
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.part")
     tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
+    shutil.copyfile(src, tmp)
     tmp.chmod(0o644)
     tmp.replace(dest)
     return True

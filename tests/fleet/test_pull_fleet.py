@@ -224,10 +224,12 @@ def test_a_tampered_artifact_on_the_mirror_is_refused_on_the_pi(world: dict[str,
     original = served.read_bytes()
     before = _fact_and_venv(pi2)
     pi2.text(f"rm /var/cache/coralpi/mirror/{entry['dest']}")
+    served.unlink()  # a new file: the export is a copy, but never write through a path
     served.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
     try:
         done = pull_now(pi2, full=True)
     finally:
+        served.unlink()
         served.write_bytes(original)
     assert done.returncode != 0
     got = result(pi2)
