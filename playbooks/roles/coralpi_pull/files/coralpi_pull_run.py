@@ -83,11 +83,15 @@ def _commit(checkout: str) -> str:
 
 
 def _message(lines: list) -> str:
-    """The first error ansible-pull or the playbook reported, else the output's end."""
-    for line in lines:
-        text = line.strip()
-        if text.startswith(("fatal:", "failed:", "ERROR!", "[ERROR]")) or "FAILED!" in text:
-            return text[:2000]
+    """The last error ansible-pull or the playbook reported (a role's own refusal comes
+    after the failure it names), else the output's end."""
+    errors = [
+        line.strip()
+        for line in lines
+        if line.strip().startswith(("fatal:", "failed:", "ERROR!", "[ERROR]")) or "FAILED!" in line
+    ]
+    if errors:
+        return errors[-1][:2000]
     return " | ".join(x.strip() for x in lines[-5:] if x.strip())[:2000]
 
 
