@@ -140,9 +140,12 @@ ANSIBLE_VERSION={ansible_version}
 VENV={venv}
 STATE={state}
 export DEBIAN_FRONTEND=noninteractive
+step() {{ echo "coralpi-bootstrap: $1 at $(date +%s)"; }}
 
+step apt
 apt-get update -q
 apt-get install -y -q --no-install-recommends git ca-certificates {debs}
+step ansible
 
 HAVE=$("$VENV/bin/python" -c "import ansible.release as r; print(r.__version__)" 2>/dev/null || :)
 if [ "$HAVE" != "$ANSIBLE_VERSION" ]; then
@@ -162,6 +165,7 @@ EOF
   "$VENV/bin/pip" install --no-index --no-deps --disable-pip-version-check -q "$WHEEL"
 fi
 
+step clone
 mkdir -p "$STATE" /etc/coralpi
 if [ ! -d "$STATE/checkout/.git" ]; then
   git clone -q --branch "$BRANCH" "$REPO" "$STATE/checkout"
@@ -175,6 +179,7 @@ print(json.dumps({{"repo_url": repo, "branch": branch, "host": host, "ansible_ve
                   "full_interval": 86400, "report_url": ""}}, indent=2))
 EOF
 chmod 0600 /etc/coralpi/pull.json
+step pull
 RUNNER=$STATE/checkout/playbooks/roles/coralpi_pull/files/coralpi_pull_run.py
 exec python3 "$RUNNER" --full /etc/coralpi/pull.json
 """
