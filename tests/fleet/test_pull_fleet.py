@@ -115,8 +115,14 @@ def world(pull_fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         with ThreadPoolExecutor(len(pis)) as pool:
             firsts = dict(zip(NAMES, pool.map(first, pis), strict=True))
         TIMINGS["bootstrap + first pull, 2 Pis in parallel"] = time.monotonic() - start
-        for name, (_done, seconds) in firsts.items():
+        for name, (done, seconds) in firsts.items():
             TIMINGS[f"bootstrap + first pull {name}"] = seconds
+            steps = re.findall(r"^coralpi-bootstrap: (\w+) at (\d+)$", done.stdout, re.M)
+            if steps:
+                ends = [int(t) for _, t in steps[1:]]
+                ends.append(int(steps[0][1]) + int(seconds))
+                for (step, at), end in zip(steps, ends, strict=True):
+                    TIMINGS[f"{name} {step}"] = end - int(at)
         yield {
             "pis": {p.name: p for p in pis},
             "firsts": firsts,
