@@ -200,3 +200,35 @@ def test_pull_init_refuses_pis_that_cannot_pull_and_settings_with_a_login(
             cache=ArtifactCache.open(tmp_path / "cache"),
             lock_file=standin_service,
         )
+
+
+def test_fetch_export_writes_the_mirror_of_a_lock(tmp_path: Path) -> None:
+    """The real command on a lock that pins nothing yet: the tree still holds what every
+    host installs besides the lock's files, this coralpi's verify package."""
+    from provision.artifacts.lockfile import Lock, render
+
+    lock = tmp_path / "coralpi.lock"
+    lock.write_text(render(Lock()))
+    export = tmp_path / "export"
+    proc = subprocess.run(
+        [
+            str(VENV_BIN / "coralpi"),
+            "fetch",
+            "--lock",
+            str(lock),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--export",
+            str(export),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "exported 1 file(s)" in proc.stdout
+    (entry,) = json.loads((export / "index.json").read_text())["files"]
+    assert entry["kind"] == "verify-package" and entry["name"].startswith("verify-")
+    served = export / entry["path"]
+    assert hashlib.sha256(served.read_bytes()).hexdigest() == entry["sha256"]
+    assert (export / "coralpi.lock").read_text() == lock.read_text()
