@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # fixtures, e.g. a module's fleet, stay in one process); TEST_JOBS=0 runs it in one process.
 TEST_JOBS ?= 2
 
-.PHONY: install apply verify plan test lint typecheck unit fleet bench demo collection sanity clean
+.PHONY: install apply verify plan test lint typecheck unit fleet bench demo collection sanity ee clean
 
 install: $(BIN)/coralpi
 
@@ -64,6 +64,16 @@ collection: install
 ## ansible-test sanity on the built collection (maintainers; about ten minutes, needs PyPI).
 sanity: install
 	bash scripts/collection_sanity.sh
+
+# The AWX execution environment's build context (execution-environment.yml): the collection
+# and the coralpi wheel under build/ee-files/, then `ansible-builder create`.
+ee: install
+	rm -rf build/ee-files && mkdir -p build/ee-files
+	$(BIN)/python -m provision.collection build --output build/ee-files
+	mv build/ee-files/coralpi-coral-*.tar.gz build/ee-files/coralpi-coral.tar.gz
+	$(BIN)/pip wheel --no-deps --no-build-isolation -q -w build/ee-files .
+	$(BIN)/ansible-builder create -f execution-environment.yml -c build/ee-context \
+	  --output-filename Containerfile
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

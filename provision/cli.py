@@ -29,6 +29,8 @@ COMMAND_MODULES: list[str] = [
     "provision.commands.lock_cmd",
     "provision.commands.fetch_cmd",
     "provision.commands.image_cmd",
+    "provision.commands.pull_cmd",
+    "provision.commands.status_cmd",
     "provision.commands.report_cmd",
     "provision.commands.matrix_cmd",
     "provision.commands.init_cmd",

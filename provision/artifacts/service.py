@@ -790,6 +790,21 @@ def fetch_lock(
     )
 
 
+def locked_files(lock: Lock, cache: ArtifactCache) -> list[tuple[Path, str]]:
+    """Every file a host of ``lock`` may install, as (path in the cache, kind), fetched and
+    checked when missing: the pinned files, the keyrings derived from pinned keys (kind
+    ``keyring``) and this coralpi's verify package (kind ``verify-package``)."""
+    fetch_lock(lock, cache)
+    found: list[tuple[Path, str]] = []
+    for art in lock.all_artifacts():
+        if art.kind == "apt-key":
+            found.append((keyring_path(cache, art, _accepted_from(art, None)), "keyring"))
+        else:
+            found.append((_fetch_art(cache, art), art.kind))
+    found.append((verify_package.ensure_archive(cache.root), "verify-package"))
+    return found
+
+
 def _lock_state(cache: ArtifactCache, lock_path: Path | None) -> Lock:
     key = f"lock:{lock_path}"
     state = cache.memo.get(key)

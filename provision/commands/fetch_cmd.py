@@ -2,14 +2,18 @@
 
 Files already in the cache with the right sha256 are not downloaded again; a cached file
 with the wrong sha256 is deleted and refused; every download is checked before it is kept.
+`--export DIR` then writes the static mirror tree of `provision.artifacts.mirror` (what
+Pis in pull mode fetch from, with no controller).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from typing import Any
 
+from provision.artifacts import mirror
 from provision.artifacts.lockfile import read
 from provision.artifacts.service import fetch_lock, open_cache
 from provision.commands.lock_cmd import add_common_artifact_args
@@ -20,6 +24,13 @@ HELP = "download everything coralpi.lock pins into the artifact cache (sha256-ch
 def register(sub: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser("fetch", help=HELP, description=HELP)
     add_common_artifact_args(parser)
+    parser.add_argument(
+        "--export",
+        type=Path,
+        metavar="DIR",
+        help="also write the cache's files for this lock as a static tree any web server "
+        "serves (files/<sha256>/<name>, index.json, the lock): the Pis' artifact mirror",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -43,4 +54,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  verify assets: {result.assets}")
     for path in result.shared_wheels:
         print(f"  for first-boot bundles and images: {path}")
+    if args.export is not None:
+        done = mirror.export(lock, cache, args.export)
+        print(
+            f"  exported {len(done.files)} file(s) to {done.dir} ({done.copied} new): serve it "
+            "and set coralpi_mirror_url to where it is served"
+        )
     return 0

@@ -28,6 +28,7 @@ from provision.planning.kinds import parse_bool
 
 ORIGINS = ("setting", "inventory", "plan", "derived")
 ROLES = (
+    "coralpi_mirror",
     "coralpi_apt",
     "coralpi_boot",
     "coralpi_edgetpu",
@@ -37,6 +38,7 @@ ROLES = (
     "coralpi_camera",
     "coralpi_record",
     "coralpi_verify",
+    "coralpi_pull",
 )
 
 
@@ -51,6 +53,10 @@ class RoleVariable:
 
 
 ROLE_VARIABLES: tuple[RoleVariable, ...] = (
+    RoleVariable("coralpi_mirror_url", "coralpi_mirror", "str", "setting"),
+    RoleVariable("coralpi_mirror_files", "coralpi_mirror", "list", "plan"),
+    RoleVariable("coralpi_mirror_dir", "coralpi_mirror", "str", "plan"),
+    RoleVariable("coralpi_mirror_timeout", "coralpi_mirror", "int", "setting"),
     RoleVariable("coralpi_apt_coral_source_enabled", "coralpi_apt", "bool", "plan"),
     RoleVariable("coralpi_apt_coral_repo_url", "coralpi_apt", "str", "inventory"),
     RoleVariable("coralpi_apt_coral_suite", "coralpi_apt", "str", "setting"),
@@ -250,6 +256,21 @@ ROLE_VARIABLES: tuple[RoleVariable, ...] = (
     RoleVariable("coralpi_verify_firstboot_script", "coralpi_verify", "str", "setting"),
     RoleVariable("coralpi_verify_firstboot_done", "coralpi_verify", "str", "setting"),
     RoleVariable("coralpi_verify_firstboot_report_name", "coralpi_verify", "str", "setting"),
+    RoleVariable("coralpi_pull_repo_url", "coralpi_pull", "str", "setting"),
+    RoleVariable("coralpi_pull_branch", "coralpi_pull", "str", "setting"),
+    RoleVariable("coralpi_pull_host", "coralpi_pull", "str", "setting"),
+    RoleVariable("coralpi_pull_ansible_venv", "coralpi_pull", "str", "setting"),
+    RoleVariable("coralpi_pull_state_dir", "coralpi_pull", "str", "setting"),
+    RoleVariable("coralpi_pull_result_path", "coralpi_pull", "str", "setting"),
+    RoleVariable("coralpi_pull_boot_delay", "coralpi_pull", "str", "setting"),
+    RoleVariable("coralpi_pull_interval", "coralpi_pull", "str", "setting"),
+    RoleVariable("coralpi_pull_random_delay", "coralpi_pull", "str", "setting"),
+    RoleVariable("coralpi_pull_full_interval", "coralpi_pull", "int", "setting"),
+    RoleVariable("coralpi_pull_timeout", "coralpi_pull", "int", "setting"),
+    RoleVariable("coralpi_pull_report_url", "coralpi_pull", "str", "setting"),
+    RoleVariable("coralpi_pull_unit", "coralpi_pull", "str", "setting"),
+    RoleVariable("coralpi_pull_runner_path", "coralpi_pull", "str", "setting"),
+    RoleVariable("coralpi_pull_config_path", "coralpi_pull", "str", "setting"),
 )
 
 ROLE_BY_NAME: dict[str, RoleVariable] = {v.name: v for v in ROLE_VARIABLES}

@@ -1,0 +1,1 @@
+"""Pull mode: Pis that converge themselves with ansible-pull (the pull repository)."""
