@@ -347,8 +347,13 @@ def test_coral_apt_source_installs_from_the_signed_repository(
     plan = with_coral_apt(plans["pi1"][0])
     coral = {"pi1": (plan, artifacts_for(roles_fleet, plan))}
     assert coral["pi1"][1].coral_keyring is not None  # checked against the fleet's fingerprint
+    # Coral's own .deb, pinned from the signed index, is what the role installs
+    pinned = coral["pi1"][1].runtime_debs["std"]
+    assert pinned.name == f"libedgetpu1-std_{plan.runtime.version}_amd64.deb"
     run = run_playbook(roles_fleet, workdir, "provision.yml", coral, limit="pi1")
     assert run.rc == 0, run.output[-6000:]
+    pushed = host_text(roles_fleet, "pi1", f"sha256sum /var/cache/coralpi/debs/{pinned.name}")
+    assert pushed.split()[0] == hashlib.sha256(pinned.read_bytes()).hexdigest()
     # the fact keeps the fingerprints the lock accepted: verify judges the keyring by them
     fingerprint = roles_fleet.standin_key_fingerprint
     assert local_fact(roles_fleet, "pi1")["coral_key_fingerprints"] == [fingerprint]
