@@ -1,4 +1,4 @@
-#!/usr/bin/env python
+#!/usr/bin/python
 """Ansible module: write lines into a Raspberry Pi config.txt once, in coralpi's own block.
 
 The pure part (``edit``) is unit-tested from recorded config.txt files; ``main`` is the
