@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,55 +180,37 @@ def _wait_port(address: str, port: int, proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def git_daemon(base: Path, address: str, port: int, log: Path) -> Iterator[Server]:
+def _serving(argv: list[str], url: str, address: str, port: int, log: Path) -> Iterator[Server]:
+    """Run ``argv`` (a server listening on ``address:port``) for the block; stopped after."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
+    server = Server(url, proc)
+    try:
+        _wait_port(address, port, proc)
+        yield server
+    finally:
+        server.stop()
+
+
+def git_daemon(base: Path, address: str, port: int, log: Path) -> AbstractContextManager[Server]:
     """``git daemon`` serving every repository under ``base`` on the bridge address."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                "git",
-                "daemon",
-                "--export-all",
-                "--reuseaddr",
-                "--informative-errors",
-                f"--base-path={base}",
-                f"--listen={address}",
-                f"--port={port}",
-                str(base),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(f"git://{address}:{port}", proc)
-    try:
-        _wait_port(address, port, proc)
-        yield server
-    finally:
-        server.stop()
+    argv = [
+        "git",
+        "daemon",
+        "--export-all",
+        "--reuseaddr",
+        "--informative-errors",
+        f"--base-path={base}",
+        f"--listen={address}",
+        f"--port={port}",
+        str(base),
+    ]
+    return _serving(argv, f"git://{address}:{port}", address, port, log)
 
 
-@contextmanager
-def http_dir(root: Path, address: str, port: int, log: Path) -> Iterator[Server]:
+def http_dir(root: Path, address: str, port: int, log: Path) -> AbstractContextManager[Server]:
     """A static HTTP server for ``root`` (the artifact mirror) on the bridge address."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "http.server",
-                "--bind",
-                address,
-                "--directory",
-                str(root),
-                str(port),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(f"http://{address}:{port}", proc)
-    try:
-        _wait_port(address, port, proc)
-        yield server
-    finally:
-        server.stop()
+    argv = [sys.executable, "-m", "http.server", "--bind", address, "--directory", str(root)]
+    return _serving([*argv, str(port)], f"http://{address}:{port}", address, port, log)
