@@ -85,7 +85,8 @@ def test_check_mode_on_a_fresh_host_shows_every_change_and_changes_nothing(
     assert row["status"] != "failed", row
     changes = " | ".join(row["changes"])
     for would in (
-        "Install the runtime from the pushed .deb (check mode, .deb not pushed yet), libedgetpu1-std",
+        "Install the runtime from the pushed .deb (check mode, .deb not pushed yet), "
+        "libedgetpu1-std",
         "Create the venv",
         "Install the Python requirements",
         "libatomic and OpenCV from Debian",
