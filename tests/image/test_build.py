@@ -8,8 +8,9 @@ STAND-IN community runtime .debs). It runs inside the network namespace of fleet
 no route anywhere but the test bridge, so the build cannot fetch anything else.
 
 Limits, stated plainly:
-- the machine is x86_64, so the image is amd64: an ARM image runs the same code under
-  qemu-user (the chroot uses the binfmt handler), about five times slower, so not here;
+- the machine is x86_64, so the images are amd64 but one: the arm64 build runs the same
+  code under qemu-user (the chroot uses the binfmt handler), several times slower, and is
+  the suite's one aarch64 converge (marker ``arm``);
 - the first boot runs in ``systemd-nspawn --boot --private-network`` (no network at all) on
   the image's own root, with the boot partition's files bound on /boot/firmware (no vfat
   here: copied out and written back with mtools); no kernel, firmware or udev hardware.
@@ -455,6 +456,14 @@ def test_arm64_image_builds_under_qemu_and_its_first_boot_verify_runs(
         assert data["target"]["arch"] == "aarch64"
         assert data["runtime"]["package"] in data["packages"]
         assert any("/tflite_runtime/" in p for p in data["venv_files"])
+        # aarch64's decisions (this test is the suite's one aarch64 converge): the community
+        # runtime .deb, and the tflite wheel whose file tag is manylinux_2_34_aarch64.
+        assert data["runtime"]["source"] == "community-deb"
+        runtime = data["python_runtime"]
+        assert (runtime["package"], runtime["version"]) == ("tflite-runtime", "2.14.0")
+        dist_info = f"tflite_runtime-{runtime['version']}.dist-info/"
+        wheel_files = [p for p in data["venv_files"] if p.endswith(dist_info + "WHEEL")]
+        assert len(wheel_files) == 1, sorted(p for p in data["venv_files"] if dist_info in p)
         assert "camera_auto_detect=1" not in fat_of(base).read_text("/config.txt")
         config = fat_of(out).read_text("/config.txt") or ""
         assert "camera_auto_detect=1" in config, "the camera role's setting on the card"
@@ -463,6 +472,10 @@ def test_arm64_image_builds_under_qemu_and_its_first_boot_verify_runs(
         boot.mkdir()
         part = find_root_partition(out, read_table(out))
         with chroot.open_root(out, part, tmp_path / "root", boot, "aarch64") as root:
+            wheel = (root / data["venv"].lstrip("/") / wheel_files[0]).read_text()
+            tags = [ln.split(":", 1)[1].strip() for ln in wheel.splitlines() if ln[:4] == "Tag:"]
+            tag = runtime["python_tag"]
+            assert tags == [f"{tag}-{tag}-manylinux_2_34_aarch64"], wheel
             script = subprocess.run(
                 chroot.chroot_argv(root, "/usr/local/sbin/coralpi-firstboot-verify"),
                 capture_output=True,
