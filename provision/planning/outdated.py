@@ -99,10 +99,16 @@ class Known:
     versions: Mapping[str, KnownVersion]
     archs: tuple[str, ...]
     where: str  # the matrix table it comes from
+    #: the newest release a maintainer read and chose not to record (``reviewed.version``
+    #: in the table): releases up to it are not new
+    reviewed: str | None = None
 
     @property
     def newest(self) -> Version | None:
-        return max((Version(v) for v in self.versions), default=None)
+        seen = [Version(v) for v in self.versions]
+        if self.reviewed:
+            seen.append(Version(self.reviewed))
+        return max(seen, default=None)
 
 
 @dataclass(frozen=True)
@@ -206,7 +212,9 @@ def known_packages() -> dict[str, Known]:
         numpy_archs,
         "numpy_pypi",
     )
-    known["pillow"] = Known("pillow", {}, tuple(m.pillow_pypi_archs), "pillow_pypi")
+    known["pillow"] = Known(
+        "pillow", {}, tuple(m.pillow_pypi_archs), "pillow_pypi", _reviewed(raw["pillow_pypi"])
+    )
     opencv = raw["opencv_pip"]
     opencv_archs = tuple(str(a) for a in opencv["archs"])
     known[str(opencv["package"])] = Known(
@@ -214,8 +222,15 @@ def known_packages() -> dict[str, Known]:
         {str(opencv["version"]): KnownVersion(None, dict.fromkeys(opencv_archs))},
         opencv_archs,
         "opencv_pip",
+        _reviewed(opencv),
     )
     return known
+
+
+def _reviewed(table: Mapping[str, Any]) -> str | None:
+    """The version in a table's ``reviewed = { version, why }``, if it has one."""
+    reviewed = table.get("reviewed")
+    return str(reviewed["version"]) if isinstance(reviewed, Mapping) else None
 
 
 def linux_wheels(package: str, files: Iterable[Mapping[str, Any]]) -> list[WheelFile]:

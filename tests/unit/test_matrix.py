@@ -272,6 +272,24 @@ def test_foreign_python_gets_everything_from_pip_in_an_isolated_venv() -> None:
     assert "Pillow" in plan.pip_requirements
 
 
+@pytest.mark.parametrize(("python", "newest"), [("3.14", "2.5.5"), ("3.11", "1.26.4")])
+def test_a_python_newer_than_the_release_gets_numpy_wheels_for_its_own_tag(
+    python: str, newest: str
+) -> None:
+    # numpy 2.3.2 and later ship cp314 wheels (numpy_pypi); on 3.11 tflite-runtime keeps numpy<2
+    plan = plan_for("trixie", "aarch64", python=python, opencv="pip")
+    assert plan.numpy.source == "pip"
+    assert f"PyPI has numpy {newest} wheels for cp{python.replace('.', '')} aarch64" in (
+        plan.numpy.reason
+    )
+
+
+def test_numpy_wheels_stop_at_the_newest_python_they_were_built_for() -> None:
+    # python 3.16 has no numpy wheel on PyPI yet: refused, naming the tag
+    with pytest.raises(UnsupportedTarget, match="cp316"):
+        plan_for("trixie", "aarch64", python="3.16", opencv="pip")
+
+
 def test_camera_off_and_non_pi_boards() -> None:
     off = plan_for("bookworm", "aarch64", board=PI5, camera=False)
     assert (off.camera.method, off.camera.config_path) == ("none", None)

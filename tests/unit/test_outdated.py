@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.version import Version
 
 from provision import cli
 from provision.commands import matrix_cmd
@@ -45,11 +46,8 @@ def test_recorded_pages_show_what_the_matrix_does_not_know() -> None:
     assert (new.kind, new.version) == ("new version", "2.4.0")
     assert "cp313, cp314" in new.detail and "aarch64 (glibc 2.27)" in new.detail
     assert "win" not in new.detail and "macos" not in new.detail  # Linux wheels only
-    # numpy: 2.3.1 and 2.4.1 are new; a compound tag counts by its lowest glibc
-    numpy = {f.version: f for f in findings(report, "numpy")}
-    assert sorted(numpy) == ["2.3.1", "2.4.1"]
-    assert "x86_64 (glibc 2.28)" in numpy["2.3.1"].detail
-    assert "x86_64 (glibc 2.27)" in numpy["2.4.1"].detail
+    # numpy: the matrix knows 2.5.5, so the recorded 2.3.1 and 2.4.1 are not new
+    assert findings(report, "numpy") == []
     # what the matrix already records gives no line (2.7.0 is older than it knows)
     assert findings(report, "tflite-runtime") == []
     assert findings(report, "opencv-python-headless") == []
@@ -93,8 +91,40 @@ def test_new_python_platform_and_glibc_of_a_known_version() -> None:
     assert finding.detail.startswith("armv7l")
 
 
-def test_a_package_without_recorded_versions_gets_its_newest_only() -> None:
+def test_versions_newer_than_the_newest_known_each_get_a_line_by_their_lowest_glibc() -> None:
+    # numpy as the matrix recorded it before 2026-12-03 (newest 2.2.6), on the recorded page
+    known = outdated.known_packages()["numpy"]
+    before = outdated.Known(
+        "numpy",
+        {v: r for v, r in known.versions.items() if Version(v) <= Version("2.2.6")},
+        known.archs,
+        known.where,
+    )
+    numpy = {f.version: f for f in outdated.compare(before, RecordedIndex().releases("numpy"))}
+    assert sorted(numpy) == ["2.3.1", "2.4.1"]
+    assert {f.kind for f in numpy.values()} == {"new version"}
+    # a compound tag counts by its lowest glibc
+    assert "x86_64 (glibc 2.28)" in numpy["2.3.1"].detail
+    assert "x86_64 (glibc 2.27)" in numpy["2.4.1"].detail
+
+
+def test_a_reviewed_release_and_those_before_it_are_not_new() -> None:
+    opencv = outdated.known_packages()["opencv-python-headless"]
+    assert opencv.reviewed == "5.1.0.95" and "4.11.0.86" in opencv.versions
+    name = "opencv_python_headless-{}-cp37-abi3-manylinux_2_28_aarch64.whl"
+    standin = _standin({v: [name.format(v)] for v in ("4.12.0.88", "5.1.0.95", "5.2.0.96")})
+    (finding,) = outdated.compare(opencv, standin)
+    assert (finding.kind, finding.version) == ("new version", "5.2.0.96")
+    # Pillow records no versions but a reviewed one: only a newer release is new
     pillow = outdated.known_packages()["pillow"]
+    assert pillow.versions == {} and pillow.reviewed == "13.0.0"
+    wheel = "pillow-{}-cp313-cp313-manylinux_2_27_x86_64.whl"
+    later = _standin({v: [wheel.format(v)] for v in ("12.1.0", "13.0.0", "13.1.0")})
+    assert [f.version for f in outdated.compare(pillow, later)] == ["13.1.0"]
+
+
+def test_a_package_without_recorded_versions_gets_its_newest_only() -> None:
+    pillow = outdated.Known("pillow", {}, ("x86_64", "aarch64"), "pillow_pypi")
     standin = _standin(
         {
             "10.0.0": ["pillow-10.0.0-cp311-cp311-manylinux_2_28_aarch64.whl"],
@@ -175,4 +205,4 @@ def test_against_pypi() -> None:
     for package in outdated.PACKAGES:
         newest = known[package].newest
         if newest is not None:
-            assert outdated.Version(report.newest[package]) >= newest, package
+            assert Version(report.newest[package]) >= newest, package
