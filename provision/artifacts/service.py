@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from provision import files
@@ -55,11 +56,16 @@ from verify.assets import SMOKE_FILES
 
 DEFAULT_CORAL_REPO_URL = BY_NAME["coralpi_coral_repo_url"].default
 DEFAULT_COMMUNITY_RUNTIME_URL = BY_NAME["coralpi_community_runtime_url"].default
+DEFAULT_COMMUNITY_WHEEL_URL = BY_NAME["coralpi_community_wheel_url"].default
 DEFAULT_GASKET_DKMS_URL = BY_NAME["coralpi_gasket_dkms_url"].default
+#: How a community tflite_runtime wheel's lock entry starts its reason (and is told apart
+#: from the wheels an index serves: it is pinned by file name too, as the .debs are).
+COMMUNITY_WHEEL_REASON = "python_runtime (community wheel): "
 DEFAULT_ASSETS_URL = BY_NAME["coralpi_assets_url"].default
 KEYRING_NAME = "coral-archive-keyring.gpg"
 
 #: The inventory setting each kind of artifact's URL comes from (named in errors).
+COMMUNITY_WHEEL_SETTING = "coralpi_community_wheel_url"
 SETTING_FOR_KIND = {
     "wheel": "coralpi_pip_index_url",
     "deb": "coralpi_community_runtime_url",
@@ -74,6 +80,7 @@ class ArtifactSettings:
 
     coral_repo_url: str = DEFAULT_CORAL_REPO_URL
     community_runtime_url: str = DEFAULT_COMMUNITY_RUNTIME_URL
+    community_wheel_url: str = DEFAULT_COMMUNITY_WHEEL_URL
     gasket_dkms_url: str = DEFAULT_GASKET_DKMS_URL
     assets_url: str = DEFAULT_ASSETS_URL
     pip_index_url: str = ""
@@ -120,6 +127,7 @@ class ArtifactSettings:
             community_runtime_url=text(
                 "coralpi_community_runtime_url", DEFAULT_COMMUNITY_RUNTIME_URL
             ),
+            community_wheel_url=text("coralpi_community_wheel_url", DEFAULT_COMMUNITY_WHEEL_URL),
             gasket_dkms_url=text("coralpi_gasket_dkms_url", DEFAULT_GASKET_DKMS_URL),
             assets_url=text("coralpi_assets_url", DEFAULT_ASSETS_URL),
             pip_index_url=text("coralpi_pip_index_url", ""),
@@ -220,10 +228,58 @@ def resolve_driver_deb(
 def runtime_deb_url(base: str, version: str, name: str) -> str:
     """``<base>/<file>`` (a flat mirror), or ``<base>`` with ``{release}`` filled with the
     release tag the runtime ``version`` is published under (feranick's GitHub layout)."""
+    return release_url(base, release_tag_for(version) or version, name)
+
+
+def release_url(base: str, tag: str, name: str) -> str:
+    """``<base>/<file>`` (a flat mirror), or ``<base>`` with ``{release}`` filled with ``tag``."""
     if "{release}" in base:
-        tag = release_tag_for(version) or version
         return f"{fill_template(base, release=tag).rstrip('/')}/{name}"
     return f"{base.rstrip('/')}/{name}"
+
+
+def community_wheel_url(plan: Plan, settings: ArtifactSettings) -> str | None:
+    """Where the plan's community tflite_runtime wheel comes from, or None (a PyPI wheel)."""
+    py = plan.python_runtime
+    if py.origin != "community":
+        return None
+    if not py.wheel_file or not py.release_tag:
+        raise ArtifactError(
+            "plan: python_runtime.origin is community but wheel_file/release_tag are unset"
+        )
+    return release_url(settings.community_wheel_url, py.release_tag, py.wheel_file)
+
+
+def resolve_community_wheel(
+    plan: Plan, settings: ArtifactSettings, cache: ArtifactCache, pins: Mapping[str, str]
+) -> tuple[Artifact, Path]:
+    """Download the plan's community wheel (pinned by the lock, else trusted on first use
+    over https) and record it."""
+    py = plan.python_runtime
+    url = community_wheel_url(plan, settings) or ""
+    got = downloads.fetch(
+        cache,
+        Source(
+            "wheel", py.wheel_file, url, _pin(pins, url, py.wheel_file), COMMUNITY_WHEEL_SETTING
+        ),
+    )
+    art = Artifact(
+        "wheel",
+        py.wheel_file,
+        py.version,
+        url,
+        got.sha256,
+        got.size,
+        f"{COMMUNITY_WHEEL_REASON}{py.reason}",
+    )
+    return art, got.path
+
+
+def wheel_requires(path: Path, plan: Plan) -> list[str]:
+    """The Requires-Dist of a wheel file that apply on the plan's target."""
+    metadata = wheels.wheel_metadata(path)
+    env = wheels.target_environment(plan.target.python, plan.target.arch)
+    return [str(r) for r in wheels.dependencies_of(metadata.get_all("Requires-Dist") or [], env)]
 
 
 def asset_url(base: str, commit: str, name: str) -> str:
@@ -276,9 +332,13 @@ def lock_pins(lock: Lock) -> dict[str, str]:
     same files is trusted with the same hashes)."""
     pins = lock.pins()
     for art in lock.all_artifacts():
-        if art.kind == "deb":
+        if art.kind == "deb" or _is_community_wheel(art):
             pins.setdefault(art.name, art.sha256)
     return pins
+
+
+def _is_community_wheel(art: Artifact) -> bool:
+    return art.kind == "wheel" and art.reason.startswith(COMMUNITY_WHEEL_REASON)
 
 
 def _source(art: Artifact, *, signature_checked: bool = False) -> Source:
@@ -287,7 +347,7 @@ def _source(art: Artifact, *, signature_checked: bool = False) -> Source:
         name=art.name,
         url=art.url,
         sha256=art.sha256,
-        setting=SETTING_FOR_KIND[art.kind],
+        setting=COMMUNITY_WHEEL_SETTING if _is_community_wheel(art) else SETTING_FOR_KIND[art.kind],
         signature_checked=signature_checked,
         size=art.size,
     )
@@ -414,8 +474,17 @@ def resolve_platform(
             why += f" ({variant}: kept ready so switching std/max needs no new download)"
         art = Artifact("deb", filename, runtime.version, url, got.sha256, got.size, why)
         arts.append(deb_checked(art, got.path, plan))
+    requirements = list(inputs.pip_requirements)
+    if plan.python_runtime.origin == "community":
+        # The runtime's own file comes from its release; pip resolves what it requires.
+        art, path = resolve_community_wheel(plan, settings, cache, pins)
+        arts.append(wheel_needs_checked(art, path, plan, inputs))
+        runtime_name = canonicalize_name(plan.python_runtime.package)
+        requirements = [
+            r for r in requirements if canonicalize_name(_requirement_name(r)) != runtime_name
+        ] + wheel_requires(path, plan)
     exclude = ["numpy"] if inputs.numpy_source == "apt" else []
-    res = wheels.resolve(spec, inputs.pip_requirements, exclude)
+    res = wheels.resolve(spec, requirements, exclude)
     for wheel in res.wheels:
         got = wheels.fetch(cache, wheel, pins, index)
         art = Artifact(
@@ -429,6 +498,10 @@ def resolve_platform(
         )
         arts.append(wheel_needs_checked(art, got.path, plan, inputs))
     return PlatformLock(inputs, tuple(sorted(arts, key=Artifact.sort_key)))
+
+
+def _requirement_name(text: str) -> str:
+    return Requirement(text).name
 
 
 def resolve_coral_key(

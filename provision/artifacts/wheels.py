@@ -28,8 +28,11 @@ import os
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from email.message import Message
+from email.parser import Parser
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -117,6 +120,23 @@ def dependencies_of(requires_dist: Iterable[str], env: dict[str, str]) -> list[R
             req.marker = None
             out.append(req)
     return out
+
+
+def wheel_metadata(path: Path) -> Message:
+    """The core metadata of a wheel file (its ``*.dist-info/METADATA``)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [
+                n
+                for n in archive.namelist()
+                if n.count("/") == 1 and n.endswith(".dist-info/METADATA")
+            ]
+            if len(names) != 1:
+                raise ArtifactError(f"{path.name}: a wheel holds one .dist-info/METADATA")
+            text = archive.read(names[0]).decode("utf-8", errors="replace")
+    except zipfile.BadZipFile as exc:
+        raise ArtifactError(f"{path.name}: not a wheel (zip) file ({exc})") from None
+    return Parser().parsestr(text, headersonly=True)
 
 
 def pip_command(spec: WheelSpec, requirements: Sequence[str], report: Path) -> list[str]:

@@ -33,6 +33,7 @@ _CHOICE_FLAGS = {
     "opencv": FlagFor("--opencv", "coralpi_opencv"),
     "camera": FlagFor("--no-camera", "coralpi_camera", "false"),
     "pip_index_url": FlagFor("--pip-index-url", "coralpi_pip_index_url"),
+    "community_wheels": FlagFor("--community-wheels", "coralpi_community_wheels", "true"),
 }
 
 
@@ -86,6 +87,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--pip-index-url", default=None, help="extra index for wheels PyPI lacks (piwheels-style)"
+    )
+    parser.add_argument(
+        "--community-wheels",
+        action="store_const",
+        const=True,
+        default=None,
+        help="also offer the community tflite_runtime wheels (coralpi_community_wheels)",
     )
     options.add_extra_vars(
         parser,

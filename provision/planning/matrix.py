@@ -19,6 +19,7 @@ from packaging.version import InvalidVersion, Version
 
 from provision.errors import ConfigError, UnsupportedTarget
 from provision.planning.boards import PCIE_CARRIER, Board, board_for, boards_with_pcie
+from provision.planning.kinds import fill_template
 from provision.planning.matrix_data import load_matrix_data
 from provision.planning.plan import (
     CameraDecision,
@@ -76,10 +77,21 @@ class Wheel:
     platforms: Mapping[str, str]
     source: str
     checked: str
+    #: "pypi", or "community": a wheel from coralpi_community_wheel_url (opt-in)
+    origin: str = "pypi"
+    release: str = ""  # community: the release tag its files are published under
+    filename: str = ""  # community: the file name template ({version} {cp} {arch})
 
     @property
     def tpu_proven(self) -> bool:
         return self.tpu == "proven"
+
+    def file_name(self, target_python: str, arch: str) -> str:
+        """The community wheel's file name for a target ("" for a PyPI wheel: pip finds it)."""
+        if not self.filename:
+            return ""
+        cp = python_tag(target_python)
+        return fill_template(self.filename, version=self.version, cp=cp, arch=arch)
 
 
 @dataclass(frozen=True)
@@ -225,6 +237,9 @@ def load_matrix() -> Matrix:
                 platforms=dict(w["platforms"]),
                 source=pkg["source"],
                 checked=pkg["checked"],
+                origin=str(pkg.get("origin", "pypi")),
+                release=str(w.get("release", "")),
+                filename=str(pkg.get("filename", "")),
             )
             for w in entries
         )
@@ -546,9 +561,11 @@ def _select(ctx: _Ctx, numpy_extra: str) -> _Selection:
     """Preferred runtime source first, then the newest wheel that pairs with it and whose
     numpy need can be met on this host."""
     m, target = load_matrix(), ctx.target
-    fitting = [(w, tag) for w in m.wheels if (tag := _wheel_file_tag(w, target)) is not None]
+    # Community wheels only when opted in, and then first (file order keeps them first).
+    offered = [w for w in m.wheels if w.origin == "pypi" or ctx.choices.community_wheels]
+    fitting = [(w, tag) for w in offered if (tag := _wheel_file_tag(w, target)) is not None]
     if not fitting:
-        packages = " or ".join(_dedupe(w.package for w in m.wheels))
+        packages = " or ".join(_dedupe(w.package for w in offered))
         raise _Unsupported(
             f"no {packages} wheel exists for {python_tag(target.python)} on {target.arch} "
             f"with glibc {target.glibc}"
@@ -620,6 +637,14 @@ def _python_runtime_decision(sel: _Selection, ctx: _Ctx) -> PythonRuntimeDecisio
         parts.append(f"Edge TPU {wheel.tpu}, not proven here: {wheel.package_note}")
     if wheel.package == "ai-edge-litert":
         parts.append("it pulls flatbuffers, protobuf, ml_dtypes, tqdm and typing-extensions")
+    if wheel.origin == "community":
+        parts.insert(
+            1,
+            f"a community build (coralpi_community_wheels: true): "
+            f"{wheel.file_name(target.python, target.arch)} of release {wheel.release}, "
+            "downloaded by the controller from coralpi_community_wheel_url and pinned by "
+            "sha256 in the lock",
+        )
     return PythonRuntimeDecision(
         package=wheel.package,
         version=wheel.version,
@@ -628,6 +653,9 @@ def _python_runtime_decision(sel: _Selection, ctx: _Ctx) -> PythonRuntimeDecisio
         platform_tags=platform_tags(target.arch, target.glibc),
         reason="; ".join(parts),
         tf_version=wheel.tf,
+        origin=wheel.origin,
+        wheel_file=wheel.file_name(target.python, target.arch),
+        release_tag=wheel.release or None,
     )
 
 

@@ -45,6 +45,11 @@ class PythonRuntimeDecision:
     platform_tags: tuple[str, ...]
     reason: str
     tf_version: str = ""  # the TensorFlow (Lite) version the wheel is built from
+    #: "pypi" (pip finds the wheel on the index) or "community" (coralpi_community_wheels:
+    #: the file ``wheel_file`` of release ``release_tag`` at coralpi_community_wheel_url)
+    origin: str = "pypi"
+    wheel_file: str = ""
+    release_tag: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +59,9 @@ class PythonRuntimeDecision:
             "python_tag": self.python_tag,
             "platform_tags": list(self.platform_tags),
             "tf_version": self.tf_version,
+            "origin": self.origin,
+            "wheel_file": self.wheel_file,
+            "release_tag": self.release_tag,
             "reason": self.reason,
         }
 

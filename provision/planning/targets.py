@@ -192,6 +192,8 @@ class Choices:
     camera: bool = True
     accept_max_eula: bool = False
     pip_index_url: str = ""
+    #: offer the community tflite_runtime wheels (coralpi_community_wheel_url) as well
+    community_wheels: bool = False
 
     def __post_init__(self) -> None:
         _one_of("coralpi_runtime", self.runtime, RUNTIMES)
@@ -203,6 +205,11 @@ class Choices:
             value = self.accept_max_eula
             raise ConfigError(
                 f"coralpi_accept_max_eula: {value!r} is not a boolean (true or false)"
+            )
+        if not isinstance(self.community_wheels, bool):
+            value = self.community_wheels
+            raise ConfigError(
+                f"coralpi_community_wheels: {value!r} is not a boolean (true or false)"
             )
         if self.runtime == "max" and not self.accept_max_eula:
             raise ConfigError(
@@ -224,6 +231,7 @@ class Choices:
             "opencv": self.opencv,
             "camera": self.camera,
             "pip_index_url": self.pip_index_url,
+            "community_wheels": self.community_wheels,
         }
 
 
@@ -243,6 +251,10 @@ def choices_from_vars(variables: Mapping[str, Any]) -> Choices:
         # The plan names the index without its login (plans are printed and put on cards);
         # the artifact settings keep the URL as given, for the downloads.
         pip_index_url="" if url is None else without_credentials(str(url)),
+        community_wheels=parse_bool(
+            "coralpi_community_wheels",
+            variables.get("coralpi_community_wheels", defaults.community_wheels),
+        ),
     )
 
 

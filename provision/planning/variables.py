@@ -96,6 +96,22 @@ REGISTRY: tuple[Variable, ...] = (
         fields=("release",),
     ),
     Variable(
+        "coralpi_community_wheels",
+        "bool",
+        "false",
+        "also offer the community tflite_runtime wheels (feranick/TFlite-builds; e.g. 2.17.1 "
+        "for cp311-cp313, paired with libedgetpu 16.0tf2.17.1); preferred when they fit",
+    ),
+    Variable(
+        "coralpi_community_wheel_url",
+        "url",
+        "https://github.com/feranick/TFlite-builds/releases/download/{release}",
+        "base URL of the community tflite_runtime wheels; {release} (optional) is the plan's "
+        "release tag, e.g. v2.17.1; without it the files are fetched flat from the URL",
+        schemes=_FETCHED,
+        fields=("release",),
+    ),
+    Variable(
         "coralpi_gasket_dkms_url",
         "url",
         "https://github.com/feranick/gasket-driver/releases/download/1.0-18.4",

@@ -1009,6 +1009,104 @@ def test_lock_records_wheel_needs_and_reads_an_old_lock_without_them(
         )  # fmt: skip
 
 
+# ------------------------------------------------------- community tflite_runtime wheels
+
+COMMUNITY_WHEEL = "tflite_runtime-2.17.1-cp311-cp311-linux_x86_64.whl"
+
+
+def _serve_standin_community_wheel(upstream: dict[str, Any], tmp_path: Path) -> str:
+    """A STAND-IN of feranick/TFlite-builds' release v2.17.1 (GitHub cannot be reached from
+    here): a wheel named like the real cp311 x86_64 file, its METADATA requiring numpy<2 (as
+    a build against numpy 1.x) and a package only Python 2 wanted, around a stand-in shared
+    object (not TensorFlow Lite). Served in the release layout (<tag>/<file>); returns its
+    sha256."""
+    release = upstream["docroot"] / "tflite" / "v2.17.1"
+    release.mkdir(parents=True)
+    metadata = (
+        "Metadata-Version: 2.1\nName: tflite_runtime\nVersion: 2.17.1\n"
+        "Summary: STAND-IN (test only; not TensorFlow Lite)\n"
+        "Requires-Dist: numpy<2,>=1.23.5\n"
+        'Requires-Dist: futures; python_version < "3"\n'
+    )
+    path = standin_elf.wheel(
+        release / COMMUNITY_WHEEL,
+        {
+            "tflite_runtime/__init__.py": b"",
+            "tflite_runtime/_pywrap.so": standin_elf.clean_object(tmp_path / "o").read_bytes(),
+            "tflite_runtime-2.17.1.dist-info/METADATA": metadata.encode(),
+        },
+    )
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def community_plan() -> Plan:
+    plan = bookworm_amd64(community_wheels=True)
+    assert plan.python_runtime.wheel_file == COMMUNITY_WHEEL
+    return dataclasses.replace(plan, pip_requirements=("tflite-runtime==2.17.1",))
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_a_community_wheel_is_downloaded_from_its_release_and_pinned(
+    upstream: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha = _serve_standin_community_wheel(upstream, tmp_path)
+    asked: list[list[str]] = []
+
+    def no_index(spec: Any, requirements: list[str], exclude: Any = ()) -> Any:
+        asked.append(list(requirements))
+        return artifacts.wheels.Resolution()
+
+    monkeypatch.setattr(artifacts.wheels, "resolve", no_index)
+    url = f"{upstream['base']}/tflite/v2.17.1/{COMMUNITY_WHEEL}"
+    template = {"coralpi_community_wheel_url": f"{upstream['base']}/tflite/{{release}}"}
+    cache = ArtifactCache.open(tmp_path / "cache")
+    # plain http and no pin: refused, naming the setting the URL came from
+    with pytest.raises(ArtifactError, match="coralpi_community_wheel_url") as err:
+        build_lock([(community_plan(), settings(upstream, **template))], cache,
+                   extra_pins=upstream["pins"])  # fmt: skip
+    assert "plain http" in str(err.value)
+    lock = build_lock(
+        [(community_plan(), settings(upstream, **template))],
+        cache,
+        extra_pins={**upstream["pins"], url: sha},
+    )
+    (plat,) = lock.platforms.values()
+    (wheel,) = [a for a in plat.artifacts if a.kind == "wheel"]
+    assert (wheel.name, wheel.version, wheel.url, wheel.sha256) == (
+        COMMUNITY_WHEEL,
+        "2.17.1",
+        url,
+        sha,
+    )
+    assert wheel.reason.startswith("python_runtime (community wheel): tflite-runtime 2.17.1")
+    assert wheel.needs is not None  # its shared objects were read, as for any wheel
+    # pip was asked for what the wheel requires on the target, not for the wheel itself:
+    # numpy<2 (left out: Debian's numpy, by exclude) and nothing for Python 2
+    assert asked == [["numpy<2,>=1.23.5"]]
+    # the lock pins it by URL and by file name, so a mirror of the same file is trusted
+    pins = artifacts.lock_pins(lock)
+    assert pins[url] == sha and pins[COMMUNITY_WHEEL] == sha
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    shutil.copy(upstream["docroot"] / "tflite" / "v2.17.1" / COMMUNITY_WHEEL, mirror)
+    flat = {"coralpi_community_wheel_url": mirror.as_uri()}
+    again = build_lock(
+        [(community_plan(), settings(upstream, **flat))],
+        ArtifactCache.open(tmp_path / "c2"),
+        extra_pins={**upstream["pins"], **pins},
+    )
+    (moved,) = [a for p in again.platforms.values() for a in p.artifacts if a.kind == "wheel"]
+    assert (moved.url, moved.sha256) == (f"{mirror.as_uri()}/{COMMUNITY_WHEEL}", sha)
+    # other bytes under the pinned name are refused
+    (mirror / COMMUNITY_WHEEL).write_bytes(b"not the pinned wheel")
+    with pytest.raises(HashMismatch):
+        build_lock(
+            [(community_plan(), settings(upstream, **flat))],
+            ArtifactCache.open(tmp_path / "c3"),
+            extra_pins={**upstream["pins"], **pins},
+        )
+
+
 @pytest.mark.pypi
 def test_real_ai_edge_litert_aarch64_wheel_needs_more_than_its_tag_says(
     pypi_cache: ArtifactCache,

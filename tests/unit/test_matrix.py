@@ -290,6 +290,60 @@ def test_numpy_wheels_stop_at_the_newest_python_they_were_built_for() -> None:
         plan_for("trixie", "aarch64", python="3.16", opencv="pip")
 
 
+@pytest.mark.parametrize(("arch", "cp"), [("aarch64", "cp311"), ("x86_64", "cp311")])
+def test_community_wheels_give_the_matched_2_17_1_pair_when_opted_in(arch: str, cp: str) -> None:
+    default = plan_for("bookworm", arch)
+    assert (default.python_runtime.package, default.python_runtime.version) == (
+        "tflite-runtime",
+        "2.14.0",
+    )
+    assert default.python_runtime.origin == "pypi" and default.python_runtime.wheel_file == ""
+    plan = plan_for("bookworm", arch, community_wheels=True)
+    py = plan.python_runtime
+    assert (py.package, py.version, py.tf_version, py.origin) == (
+        "tflite-runtime",
+        "2.17.1",
+        "2.17.1",
+        "community",
+    )
+    assert py.wheel_file == f"tflite_runtime-2.17.1-{cp}-{cp}-linux_{arch}.whl"
+    assert py.release_tag == "v2.17.1"
+    assert "coralpi_community_wheels: true" in py.reason and "pinned by sha256" in py.reason
+    # the runtime built for its own TF: libedgetpu 16.0tf2.17.1, Frigate's pair
+    assert plan.runtime.version == "16.0tf2.17.1-1"
+    assert "matched" in plan.runtime.reason
+    assert "tflite-runtime==2.17.1" in plan.pip_requirements
+    # numpy: the wheel is built against numpy 1.x; bookworm's python3-numpy 1.24.2 meets it
+    assert plan.numpy.source == "apt" and "<2" in plan.numpy.constraint
+
+
+def test_community_wheels_leave_hosts_they_do_not_fit_as_they_were() -> None:
+    # armv7l: no community file; python 3.13 on trixie: numpy<2 cannot be had for cp313
+    def decided(plan: Plan) -> tuple[Any, ...]:
+        py, rt = plan.python_runtime, plan.runtime
+        return (
+            py.package,
+            py.version,
+            py.origin,
+            rt.version,
+            plan.numpy.source,
+            plan.pip_requirements,
+        )
+
+    for codename, arch in (("bookworm", "armv7l"), ("trixie", "aarch64"), ("trixie", "x86_64")):
+        opted = plan_for(codename, arch, community_wheels=True)
+        assert decided(opted) == decided(plan_for(codename, arch)), (codename, arch)
+    trixie = plan_for("trixie", "aarch64", community_wheels=True)
+    assert trixie.python_runtime.package == "ai-edge-litert"
+    assert trixie.choices.community_wheels is True
+    assert "tflite-runtime 2.17.1" in trixie.runtime.reason  # passed over, and said so
+
+
+def test_community_wheels_must_be_a_boolean() -> None:
+    with pytest.raises(ConfigError, match="coralpi_community_wheels"):
+        Choices(community_wheels="yes")  # type: ignore[arg-type]
+
+
 def test_camera_off_and_non_pi_boards() -> None:
     off = plan_for("bookworm", "aarch64", board=PI5, camera=False)
     assert (off.camera.method, off.camera.config_path) == ("none", None)
@@ -519,8 +573,12 @@ def test_plan_dict_has_the_design_shape(codename: str, arch: str) -> None:
         "python_tag",
         "platform_tags",
         "tf_version",
+        "origin",
+        "wheel_file",
+        "release_tag",
         "reason",
     }
+    assert data["python_runtime"]["origin"] == "pypi"  # community wheels are opt-in
     assert data["runtime"]["tf_version"] and data["python_runtime"]["tf_version"]
     assert all(set(s) == {"what", "source", "checked"} for s in data["sources"])
     assert any(s["what"] == f"release {codename}" for s in data["sources"])
