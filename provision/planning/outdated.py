@@ -199,6 +199,8 @@ def known_packages() -> dict[str, Known]:
     raw = load_matrix_data()
     known: dict[str, Known] = {}
     for wheel in m.wheels:
+        if wheel.origin != "pypi":
+            continue  # not on PyPI: listed as not checked
         versions = dict(known[wheel.package].versions) if wheel.package in known else {}
         versions[wheel.version] = KnownVersion(
             wheel.python, {a: recorded_glibc(t) for a, t in wheel.platforms.items()}
@@ -381,15 +383,20 @@ def not_checked() -> list[NotChecked]:
         versions = ", ".join(r.version for r in source.releases)
         where = RUNTIME_SOURCE_PAGES.get(source.name, source.source)
         out.append(NotChecked(f"runtime source {source.name}", where, f"the matrix has {versions}"))
-    known_good = sorted(
-        {f"{k.package} {k.version}" for s in m.sources for r in s.releases for k in r.known_good}
+    community = sorted(
+        {
+            f"{w.package} {w.version} ({', '.join(sorted(w.platforms))}, "
+            f"cp{w.python[0].replace('.', '')}-cp{w.python[1].replace('.', '')})"
+            for w in m.wheels
+            if w.origin == "community"
+        }
     )
-    if known_good:
+    if community:
         out.append(
             NotChecked(
                 "community tflite_runtime wheels (feranick/TFlite-builds)",
                 "https://github.com/feranick/TFlite-builds/releases",
-                "the matrix pairs " + ", ".join(known_good),
+                "the matrix has " + ", ".join(community),
             )
         )
     pcie = raw["accelerators"]["pcie"]

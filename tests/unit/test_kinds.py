@@ -22,6 +22,7 @@ URL_VARIABLES = [v for v in REGISTRY if v.kind == "url"]
 GOOD_URLS = {
     "coralpi_coral_repo_url": "https://packages.cloud.google.com/apt",
     "coralpi_community_runtime_url": "http://10.0.0.5:8080/mirror/libedgetpu",
+    "coralpi_community_wheel_url": "file:///srv/mirror/tflite-builds/{release}",
     "coralpi_gasket_dkms_url": "https://github.com/feranick/gasket-driver/releases/download/1.0-18.4",
     "coralpi_assets_url": "https://mirror.example/test_data/{commit}/{file}",
     "coralpi_apt_proxy": "http://user:p%40ss@10.0.0.1:3142",
