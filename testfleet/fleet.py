@@ -427,6 +427,15 @@ class Fleet:
         write_inventory(self.inventory_path, self._inventory())
         self._timed("up", t0)
 
+    def set_host_vars(self, name: str, variables: Mapping[str, Any]) -> None:
+        """Add inventory variables to one host of the running fleet (for values known only
+        once it is up, e.g. a URL served for it); the inventory file is written again."""
+        host = next((h for h in self.hosts if h.name == name), None)
+        if host is None:
+            raise FleetError(f"no host {name!r} in this fleet")
+        host.spec.vars.update(variables)
+        write_inventory(self.inventory_path, self._inventory())
+
     def _record(self, rec: Any, popen: subprocess.Popen[bytes] | None) -> None:
         assert self._state is not None
         self._state.procs.append(rec)
