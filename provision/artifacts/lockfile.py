@@ -123,10 +123,16 @@ class PlatformInputs:
     pip_index_url: str
     runtime_source: str
     runtime_debs: tuple[str, ...]
+    #: "pypi", or "community" when the Python runtime is a community wheel (such a
+    #: platform is its own, so hosts that opt in and hosts that do not can share a lock)
+    python_runtime_origin: str = "pypi"
 
     @property
     def id(self) -> str:
-        return f"{self.codename}/{self.arch}/python{self.python}/opencv-{self.opencv}"
+        base = f"{self.codename}/{self.arch}/python{self.python}/opencv-{self.opencv}"
+        if self.python_runtime_origin != "pypi":
+            base += f"/{self.python_runtime_origin}-wheels"
+        return base
 
     @property
     def slug(self) -> str:
@@ -244,6 +250,12 @@ def _inputs_items(inp: PlatformInputs) -> list[tuple[str, Any]]:
         ("pip_index_url", inp.pip_index_url),
         ("runtime_source", inp.runtime_source),
         ("runtime_debs", list(inp.runtime_debs)),
+        # written only when not the default, so locks of PyPI-only platforms read as before
+        *(
+            [("python_runtime_origin", inp.python_runtime_origin)]
+            if inp.python_runtime_origin != "pypi"
+            else []
+        ),
     ]
 
 
@@ -377,6 +389,11 @@ def parse(text: str, source: str = "coralpi.lock") -> Lock:
             pip_index_url=_str(table, "pip_index_url", where),
             runtime_source=_str(table, "runtime_source", where),
             runtime_debs=_strs(table, "runtime_debs", where),
+            python_runtime_origin=(
+                _str(table, "python_runtime_origin", where)
+                if "python_runtime_origin" in table
+                else "pypi"
+            ),
         )
         if table.get("id") != inputs.id:
             raise LockError(f"{where}: id {table.get('id')!r} does not match its fields")

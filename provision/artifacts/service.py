@@ -47,7 +47,7 @@ from provision.artifacts.cache import ArtifactCache, ArtifactError, HashMismatch
 from provision.artifacts.downloads import Source
 from provision.artifacts.lockfile import Artifact, Lock, PlatformInputs, PlatformLock
 from provision.planning.kinds import fill_template
-from provision.planning.matrix import load_matrix, release_tag_for
+from provision.planning.matrix import community_release_tag, load_matrix, release_tag_for
 from provision.planning.plan import Plan
 from provision.planning.variables import BY_NAME, parse_bool
 from provision.redaction import credentials_of, without_credentials
@@ -185,6 +185,7 @@ def platform_inputs(plan: Plan, settings: ArtifactSettings) -> PlatformInputs:
         pip_index_url=without_credentials(plan.choices.pip_index_url or settings.pip_index_url),
         runtime_source=plan.runtime.source,
         runtime_debs=tuple(sorted(runtime_debs(plan).values())),
+        python_runtime_origin=plan.python_runtime.origin,
     )
 
 
@@ -263,6 +264,14 @@ def resolve_community_wheel(
             "wheel", py.wheel_file, url, _pin(pins, url, py.wheel_file), COMMUNITY_WHEEL_SETTING
         ),
     )
+    metadata = wheels.wheel_metadata(got.path)
+    name, version = str(metadata.get("Name", "")), str(metadata.get("Version", ""))
+    if canonicalize_name(name) != canonicalize_name(py.package) or version != py.version:
+        raise ArtifactError(
+            f"{py.wheel_file} ({url}) holds {name or '(no name)'} {version or '(no version)'}, "
+            f"not {py.package} {py.version}: check coralpi_community_wheel_url serves the "
+            "community release the plan names, then run `coralpi lock` again"
+        )
     art = Artifact(
         "wheel",
         py.wheel_file,
@@ -475,6 +484,7 @@ def resolve_platform(
         art = Artifact("deb", filename, runtime.version, url, got.sha256, got.size, why)
         arts.append(deb_checked(art, got.path, plan))
     requirements = list(inputs.pip_requirements)
+    runtime_deps: set[str] = set()
     if plan.python_runtime.origin == "community":
         # The runtime's own file comes from its release; pip resolves what it requires.
         art, path = resolve_community_wheel(plan, settings, cache, pins)
@@ -482,11 +492,18 @@ def resolve_platform(
         runtime_name = canonicalize_name(plan.python_runtime.package)
         requirements = [
             r for r in requirements if canonicalize_name(_requirement_name(r)) != runtime_name
-        ] + wheel_requires(path, plan)
+        ]
+        deps = wheel_requires(path, plan)
+        planned = {canonicalize_name(_requirement_name(r)) for r in requirements}
+        runtime_deps = {str(canonicalize_name(_requirement_name(r))) for r in deps} - planned
+        requirements += deps
     exclude = ["numpy"] if inputs.numpy_source == "apt" else []
     res = wheels.resolve(spec, requirements, exclude)
     for wheel in res.wheels:
         got = wheels.fetch(cache, wheel, pins, index)
+        reason = _wheel_reason(plan, wheel.name, res, inputs)
+        if wheel.name in runtime_deps:
+            reason = f"dependency of {plan.python_runtime.package} (community wheel) on {inputs.id}"
         art = Artifact(
             "wheel",
             wheel.filename,
@@ -494,7 +511,7 @@ def resolve_platform(
             wheel.url,
             got.sha256,
             got.size,
-            _wheel_reason(plan, wheel.name, res, inputs),
+            reason,
         )
         arts.append(wheel_needs_checked(art, got.path, plan, inputs))
     return PlatformLock(inputs, tuple(sorted(arts, key=Artifact.sort_key)))
@@ -572,7 +589,7 @@ def platform_dirs(
     """
     index = login_index(plat.inputs, settings)
     wheel_files = [
-        _fetch_art(cache, dataclasses.replace(a, url=credentials_of(a.url, index)))
+        _fetch_art(cache, dataclasses.replace(a, url=_wheel_fetch_url(a, index, settings)))
         for a in plat.artifacts
         if a.kind == "wheel"
     ]
@@ -585,6 +602,16 @@ def platform_dirs(
             variant = art.name.split("_", 1)[0].rsplit("-", 1)[-1]
             debs[variant] = _fetch_art(cache, art)
     return wheels_dir, debs
+
+
+def _wheel_fetch_url(art: Artifact, index: str, settings: ArtifactSettings | None) -> str:
+    """Where a locked wheel is fetched from: a community wheel from the settings'
+    ``community_wheel_url`` (a mirror chosen after locking serves the pinned file), any
+    other from its index URL with the index's login."""
+    if settings is not None and _is_community_wheel(art):
+        tag = community_release_tag(art.version) or f"v{art.version}"
+        return release_url(settings.community_wheel_url, tag, art.name)
+    return credentials_of(art.url, index)
 
 
 def runtime_deb_mirror_url(plat: PlatformLock, art: Artifact, settings: ArtifactSettings) -> str:

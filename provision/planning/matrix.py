@@ -1006,7 +1006,13 @@ def _resolve(target: Target, choices: Choices) -> Plan:
     if choices.accelerator == "pcie":
         pcie, pcie_warnings = _pcie_decision(ctx)
         warnings.extend(pcie_warnings)
-    if not sel.wheel.tpu_proven:
+    if not sel.wheel.tpu_proven and sel.wheel.origin == "community":
+        warnings.append(
+            f"{sel.wheel.package} {sel.wheel.version} (a community build) with the Edge TPU is "
+            f"{sel.wheel.tpu} (Frigate ships it with libedgetpu {sel.release.version}), not proven "
+            "here: if the delegate does not load, the smoke test runs on the CPU only"
+        )
+    elif not sel.wheel.tpu_proven:
         warnings.append(
             f"{sel.wheel.package} {sel.wheel.version} with the Edge TPU is {sel.wheel.tpu} "
             "(Frigate's detector and users load libedgetpu through it), not proven here: if the "
@@ -1148,6 +1154,15 @@ def release_tag_for(version: str) -> str | None:
         for rel in source.releases:
             if rel.version == version and rel.tag:
                 return rel.tag
+    return None
+
+
+def community_release_tag(version: str) -> str | None:
+    """The release tag a community Python runtime wheel ``version`` is published under
+    ("2.17.1" -> "v2.17.1"), or None when the matrix has no such community wheel."""
+    for wheel in load_matrix().wheels:
+        if wheel.origin == "community" and wheel.version == version and wheel.release:
+            return wheel.release
     return None
 
 

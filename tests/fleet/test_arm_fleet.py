@@ -15,9 +15,9 @@ armv7l host builds an extension module with 64-bit atomics, which is packed as a
 `opencv-python-headless` wheel (no OpenCV inside; its METADATA and cv2.__doc__ say
 STAND-IN) and served from a local piwheels-style index on loopback; pa32 converges with
 `coralpi_opencv: pip` from it, so the libatomic preload is proven on the ARM host it is for
-(Debian's OpenCV, a long unpack under emulation, is proven on amd64 and by the arm64 image). Debian packages are
-real (through the fleet's apt proxy); tflite-runtime wheels are real, downloaded from PyPI
-by the controller only.
+(Debian's OpenCV, a long unpack under emulation, is proven on amd64 and by the arm64
+image). Debian packages are real (through the fleet's apt proxy); tflite-runtime wheels are
+real, downloaded from PyPI by the controller only.
 
 Run alone with `pytest -m arm`. Emulated hosts are several times slower: the hosts converge
 in one `coralpi apply` (in parallel); per-host converge times are added to the fleet's

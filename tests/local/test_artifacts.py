@@ -1014,7 +1014,9 @@ def test_lock_records_wheel_needs_and_reads_an_old_lock_without_them(
 COMMUNITY_WHEEL = "tflite_runtime-2.17.1-cp311-cp311-linux_x86_64.whl"
 
 
-def _serve_standin_community_wheel(upstream: dict[str, Any], tmp_path: Path) -> str:
+def _serve_standin_community_wheel(
+    upstream: dict[str, Any], tmp_path: Path, version: str = "2.17.1"
+) -> str:
     """A STAND-IN of feranick/TFlite-builds' release v2.17.1 (GitHub cannot be reached from
     here): a wheel named like the real cp311 x86_64 file, its METADATA requiring numpy<2 (as
     a build against numpy 1.x) and a package only Python 2 wanted, around a stand-in shared
@@ -1023,7 +1025,7 @@ def _serve_standin_community_wheel(upstream: dict[str, Any], tmp_path: Path) -> 
     release = upstream["docroot"] / "tflite" / "v2.17.1"
     release.mkdir(parents=True)
     metadata = (
-        "Metadata-Version: 2.1\nName: tflite_runtime\nVersion: 2.17.1\n"
+        f"Metadata-Version: 2.1\nName: tflite_runtime\nVersion: {version}\n"
         "Summary: STAND-IN (test only; not TensorFlow Lite)\n"
         "Requires-Dist: numpy<2,>=1.23.5\n"
         'Requires-Dist: futures; python_version < "3"\n'
@@ -1033,7 +1035,7 @@ def _serve_standin_community_wheel(upstream: dict[str, Any], tmp_path: Path) -> 
         {
             "tflite_runtime/__init__.py": b"",
             "tflite_runtime/_pywrap.so": standin_elf.clean_object(tmp_path / "o").read_bytes(),
-            "tflite_runtime-2.17.1.dist-info/METADATA": metadata.encode(),
+            f"tflite_runtime-{version}.dist-info/METADATA": metadata.encode(),
         },
     )
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -1071,6 +1073,9 @@ def test_a_community_wheel_is_downloaded_from_its_release_and_pinned(
         extra_pins={**upstream["pins"], url: sha},
     )
     (plat,) = lock.platforms.values()
+    # a platform of its own: hosts that do not opt in share the lock without a clash
+    assert plat.id == "bookworm/x86_64/python3.11/opencv-apt/community-wheels"
+    assert lockfile.parse(lockfile.render(lock)) == lock
     (wheel,) = [a for a in plat.artifacts if a.kind == "wheel"]
     assert (wheel.name, wheel.version, wheel.url, wheel.sha256) == (
         COMMUNITY_WHEEL,
@@ -1097,6 +1102,14 @@ def test_a_community_wheel_is_downloaded_from_its_release_and_pinned(
     )
     (moved,) = [a for p in again.platforms.values() for a in p.artifacts if a.kind == "wheel"]
     assert (moved.url, moved.sha256) == (f"{mirror.as_uri()}/{COMMUNITY_WHEEL}", sha)
+    # apply with a lock written before the mirror was chosen: the host's file comes from
+    # the mirror now set (a fresh cache, so it is fetched), checked against the lock's pin
+    lock_path = tmp_path / "coralpi.lock"
+    lockfile.write_if_changed(lock_path, lock)
+    host = ensure_host_artifacts(
+        community_plan(), {**upstream["vars"], **flat}, tmp_path / "c-apply", lock_path=lock_path
+    )
+    assert [f.name for f in host.wheels_dir.iterdir()] == [COMMUNITY_WHEEL]
     # other bytes under the pinned name are refused
     (mirror / COMMUNITY_WHEEL).write_bytes(b"not the pinned wheel")
     with pytest.raises(HashMismatch):
@@ -1104,6 +1117,24 @@ def test_a_community_wheel_is_downloaded_from_its_release_and_pinned(
             [(community_plan(), settings(upstream, **flat))],
             ArtifactCache.open(tmp_path / "c3"),
             extra_pins={**upstream["pins"], **pins},
+        )
+    with pytest.raises(HashMismatch):
+        ensure_host_artifacts(
+            community_plan(), {**upstream["vars"], **flat}, tmp_path / "c4", lock_path=lock_path
+        )
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_a_community_wheel_holding_another_version_is_refused(
+    upstream: dict[str, Any], tmp_path: Path
+) -> None:
+    _serve_standin_community_wheel(upstream, tmp_path, version="2.16.1")
+    flat = {"coralpi_community_wheel_url": (upstream["docroot"] / "tflite" / "v2.17.1").as_uri()}
+    with pytest.raises(ArtifactError, match=r"holds tflite_runtime 2\.16\.1, not tflite-runtime"):
+        build_lock(
+            [(community_plan(), settings(upstream, **flat))],
+            ArtifactCache.open(tmp_path / "cache"),
+            extra_pins=upstream["pins"],
         )
 
 
