@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import interrupts
-from .binfmt import native_arch
+from .binfmt import BinfmtUse, native_arch
 from .cmd import file_lock, run
 from .errors import FleetError
 from .mirror import debian_mirror
@@ -172,14 +172,21 @@ def _unmount_under(path: Path) -> None:
 
 
 def _build(recipe: RootfsRecipe, cache: Path, base: Path) -> None:
-    """debootstrap (two stages under qemu for a foreign architecture), prepare, pack."""
+    """debootstrap (two stages under qemu for a foreign architecture), prepare, pack.
+
+    A foreign tree's second stage and preparation run its own binaries, so the build holds
+    a share of the qemu registration itself (released when it ends, even on failure): a
+    caller need not have a fleet of that architecture up."""
     building = base / "tree.building"
+    emulation = BinfmtUse({recipe.arch})
     try:
         _build_in(recipe, cache, base, building)
     except BaseException:
         with interrupts.deferred():
             _unmount_under(building.resolve())
         raise
+    finally:
+        emulation.close()
 
 
 def _build_in(recipe: RootfsRecipe, cache: Path, base: Path, building: Path) -> None:

@@ -14,9 +14,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 import yaml
 
-from testfleet import Fleet, HostSpec
+from testfleet import Fleet, HostSpec, rootfs
+from testfleet.binfmt import BINFMT, BinfmtUse, can_emulate, entry_name
+from testfleet.errors import FleetError
 from testfleet.httpserve import read_sources
 from testfleet.mirror import debian_mirror
 from testfleet.network import link_names, netns_names
@@ -404,6 +407,32 @@ def test_mirror_is_read_from_apt_sources(tmp_path: Path) -> None:
         "deb [arch=amd64 signed-by=/k.gpg] http://old.example/debian bookworm main\n"
     )
     assert debian_mirror(tmp_path) == "http://old.example/debian"
+
+
+@pytest.mark.skipif(not can_emulate("arm64"), reason="needs qemu-user-static for arm64")
+def test_a_foreign_rootfs_build_holds_the_qemu_registration_itself(
+    fleet_support: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller with no arm64 fleet up (the image build) gets an arm64 tree built: the
+    build registers qemu for its second stage, and lets go when it ends, failed or not."""
+    seen: list[bool] = []
+    closed: list[list[str]] = []
+
+    class Recording(BinfmtUse):
+        def close(self) -> None:
+            closed.append(sorted(self.arches))
+            super().close()
+
+    def second_stage_would_run(*_: object) -> None:
+        seen.append((BINFMT / entry_name("arm64")).exists())
+        raise FleetError("stopped before debootstrap (this test)")
+
+    monkeypatch.setattr(rootfs, "BinfmtUse", Recording)
+    monkeypatch.setattr(rootfs, "_build_in", second_stage_would_run)
+    with pytest.raises(FleetError, match="this test"):
+        rootfs.ensure_rootfs(rootfs.recipe_for("bookworm", "arm64"), tmp_path)
+    assert seen == [True]
+    assert closed == [["arm64"]]
 
 
 def test_arm64_packages_are_served_and_max_is_missing_from_the_pool(make_fleet: MakeFleet) -> None:
