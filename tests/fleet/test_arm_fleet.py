@@ -4,7 +4,7 @@ over SSH on a bookworm armhf host (armv7l, under qemu-user emulation) and a bull
 down: what bullseye changes (the older runtime pairing and the official Coral apt source)
 does not depend on the architecture; `CORALPI_ARM_BULLSEYE_ARCH=arm64` makes it an emulated
 arm64 host too. aarch64 is proven once, by the arm64 golden image build under qemu
-(`tests/image/test_build.py`: the same roles, the community runtime .deb and the
+(`tests/image/test_build_arm64.py`: the same roles, the community runtime .deb and the
 manylinux_2_34_aarch64 tflite wheel); `CORALPI_ARM_AARCH64_HOST=1` adds a bookworm arm64
 host here as well (about ten more minutes under emulation).
 
