@@ -489,13 +489,10 @@ def resolve_platform(
         # The runtime's own file comes from its release; pip resolves what it requires.
         art, path = resolve_community_wheel(plan, settings, cache, pins)
         arts.append(wheel_needs_checked(art, path, plan, inputs))
-        runtime_name = canonicalize_name(plan.python_runtime.package)
-        requirements = [
-            r for r in requirements if canonicalize_name(_requirement_name(r)) != runtime_name
-        ]
+        runtime_name = _project(plan.python_runtime.package)
+        requirements = [r for r in requirements if _project(r) != runtime_name]
         deps = wheel_requires(path, plan)
-        planned = {canonicalize_name(_requirement_name(r)) for r in requirements}
-        runtime_deps = {str(canonicalize_name(_requirement_name(r))) for r in deps} - planned
+        runtime_deps = {_project(r) for r in deps} - {_project(r) for r in requirements}
         requirements += deps
     exclude = ["numpy"] if inputs.numpy_source == "apt" else []
     res = wheels.resolve(spec, requirements, exclude)
@@ -517,8 +514,9 @@ def resolve_platform(
     return PlatformLock(inputs, tuple(sorted(arts, key=Artifact.sort_key)))
 
 
-def _requirement_name(text: str) -> str:
-    return Requirement(text).name
+def _project(requirement: str) -> str:
+    """The canonical project name a requirement string names."""
+    return str(canonicalize_name(Requirement(requirement).name))
 
 
 def resolve_coral_key(
